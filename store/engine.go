@@ -1,0 +1,230 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// Files of the embedded engine inside the data dir.
+const (
+	lockFile   = "engine.lock" // held (flock) by the process that runs the engine
+	addrFile   = "engine.addr" // the Unix socket path of the running engine
+	sqliteDir  = "db"          // one SQLite file per database
+	socketName = "mongo.sock"
+	// maxSocketPath keeps the socket path under the 108-byte limit of
+	// sockaddr_un, with room for the terminating NUL.
+	maxSocketPath = 100
+)
+
+// ErrEngineBusy means another process holds the data dir's engine lock but
+// its engine does not answer.
+var ErrEngineBusy = errors.New("embedded engine: data dir is locked by another process that does not answer")
+
+// Engine is the embedded MongoDB-compatible engine: FerretDB on SQLite files
+// under a data dir, listening on a Unix socket. Exactly one process runs the
+// engine of a data dir (it holds an exclusive lock on engine.lock); other
+// processes attach to its socket.
+type Engine struct {
+	socket string
+	owner  bool // this process runs the engine
+
+	lock   *os.File
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// StartEngine runs the engine on dataDir, or attaches to the one another
+// process of this machine already runs there.
+func StartEngine(ctx context.Context, dataDir string, logger *slog.Logger) (*Engine, error) {
+	if dataDir == "" {
+		return nil, errors.New("embedded engine: no data dir")
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded engine: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(abs, sqliteDir), 0o700); err != nil {
+		return nil, fmt.Errorf("embedded engine: create data dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(abs, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded engine: open lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return attach(ctx, abs)
+		}
+		return nil, fmt.Errorf("embedded engine: lock data dir: %w", err)
+	}
+	e, err := run(ctx, abs, lock, logger)
+	if err != nil {
+		syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// socketPath picks the socket's path: in the data dir when that is short
+// enough, else a short path in the temp dir named after the data dir.
+func socketPath(dataDir string) string {
+	p := filepath.Join(dataDir, socketName)
+	if len(p) <= maxSocketPath {
+		return p
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join(os.TempDir(), "sb-"+hex.EncodeToString(sum[:6])+".sock")
+}
+
+func run(ctx context.Context, dataDir string, lock *os.File, logger *slog.Logger) (*Engine, error) {
+	sock := socketPath(dataDir)
+	// We hold the lock, so a socket file left here is from a process that died.
+	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("embedded engine: remove stale socket: %w", err)
+	}
+	// FerretDB logs every connection at info level; keep only its warnings.
+	engineLog := slog.New(levelFilter{min: slog.LevelWarn, Handler: logger.Handler()})
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{Unix: sock},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + filepath.Join(dataDir, sqliteDir) + "/",
+		Logger:    engineLog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded engine: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e := &Engine{socket: sock, owner: true, lock: lock, cancel: cancel, done: make(chan error, 1)}
+	go func() { e.done <- f.Run(runCtx) }()
+	if err := waitForSocket(ctx, sock, e.done); err != nil {
+		cancel()
+		return nil, err
+	}
+	// The socket may sit in the shared temp dir: only this user may connect.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded engine: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dataDir, addrFile), []byte(sock+"\n")); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded engine: record socket: %w", err)
+	}
+	return e, nil
+}
+
+// attach connects to the engine another process runs on dataDir. That
+// process may still be starting, so it waits a little for the socket.
+func attach(ctx context.Context, dataDir string) (*Engine, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(dataDir, addrFile))
+		if err == nil {
+			sock := strings.TrimSpace(string(b))
+			if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+				c.Close()
+				return &Engine{socket: sock}, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, ErrEngineBusy
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func waitForSocket(ctx context.Context, sock string, done <-chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("embedded engine stopped while starting: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("embedded engine: socket did not come up")
+		}
+	}
+}
+
+// URI is the MongoDB connection string of the engine's socket.
+func (e *Engine) URI() string {
+	return "mongodb://" + strings.ReplaceAll(e.socket, "/", "%2F") + "/"
+}
+
+// Owner reports whether this process runs the engine (rather than attaching
+// to another process's).
+func (e *Engine) Owner() bool { return e.owner }
+
+// Close stops an engine this process runs: it stops listening, lets FerretDB
+// close its SQLite files, removes the socket and releases the lock. For an
+// attached engine it does nothing.
+func (e *Engine) Close() error {
+	if !e.owner {
+		return nil
+	}
+	var err error
+	e.once.Do(func() {
+		e.cancel()
+		select {
+		case <-e.done:
+		case <-time.After(30 * time.Second):
+			err = errors.New("embedded engine: did not stop in 30 s")
+		}
+		os.Remove(e.socket)
+		syscall.Flock(int(e.lock.Fd()), syscall.LOCK_UN)
+		e.lock.Close()
+	})
+	return err
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// levelFilter drops records below min.
+type levelFilter struct {
+	min slog.Level
+	slog.Handler
+}
+
+func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelFilter) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return levelFilter{h.min, h.Handler.WithAttrs(attrs)}
+}
+
+func (h levelFilter) WithGroup(name string) slog.Handler {
+	return levelFilter{h.min, h.Handler.WithGroup(name)}
+}

@@ -1,0 +1,229 @@
+// Package store connects Switchboard to MongoDB: a deployment named by URI,
+// or the embedded engine (FerretDB on SQLite) running in this process. It
+// names the databases, sets up indexes and hands out a handle bound to one
+// customer's database, so a missing filter cannot reach another tenant.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Names are the database names. The zero value means the production names.
+type Names struct {
+	Control        string // partners, customers, events, signing_keys, locks, idempotency
+	Keys           string // customer_keys
+	CustomerPrefix string // one database per customer: prefix + id without dashes
+}
+
+func (n Names) withDefaults() Names {
+	if n.Control == "" {
+		n.Control = "switchboard"
+	}
+	if n.Keys == "" {
+		n.Keys = "switchboard_keys"
+	}
+	if n.CustomerPrefix == "" {
+		n.CustomerPrefix = "sb_"
+	}
+	return n
+}
+
+// Config says where the data lives.
+type Config struct {
+	// URI of a MongoDB deployment; empty means the embedded engine.
+	URI string
+	// KeysURI, if set, holds the keyring database on another deployment
+	// (its backups can follow their own policy). Empty means URI.
+	KeysURI string
+	// DataDir holds the embedded engine's files.
+	DataDir string
+	Names   Names
+	Logger  *slog.Logger
+}
+
+// DB is an open connection to the control, keyring and customer databases.
+type DB struct {
+	Client  *mongo.Client
+	Control *mongo.Database
+	Keys    *mongo.Database
+
+	keysClient *mongo.Client // nil when the keyring shares Client
+	names      Names
+	engine     *Engine // nil when connected to a deployment
+	shared     bool    // the client belongs to someone else (tests)
+}
+
+// Open connects to cfg.URI, or starts (or attaches to) the embedded engine
+// when cfg.URI is empty, and sets up indexes.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	db := &DB{names: cfg.Names.withDefaults()}
+	uri := cfg.URI
+	if uri == "" {
+		eng, err := StartEngine(ctx, cfg.DataDir, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		db.engine = eng
+		uri = eng.URI()
+	}
+	client, err := connect(ctx, uri)
+	if err != nil {
+		db.closeEngine()
+		return nil, err
+	}
+	db.Client = client
+	keysClient := client
+	if cfg.KeysURI != "" && cfg.KeysURI != uri {
+		keysClient, err = connect(ctx, cfg.KeysURI)
+		if err != nil {
+			_ = client.Disconnect(ctx)
+			db.closeEngine()
+			return nil, fmt.Errorf("open keyring database: %w", err)
+		}
+		db.keysClient = keysClient
+	}
+	db.Control = client.Database(db.names.Control)
+	db.Keys = keysClient.Database(db.names.Keys)
+	if err := db.EnsureIndexes(ctx); err != nil {
+		_ = db.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return db, nil
+}
+
+// WithNames returns a DB over the same connection with other database names.
+// Closing it leaves the connection open; tests use it for fresh databases.
+func WithNames(parent *DB, names Names) *DB {
+	names = names.withDefaults()
+	db := &DB{
+		Client: parent.Client,
+		names:  names,
+		shared: true,
+	}
+	keysClient := parent.Client
+	if parent.keysClient != nil {
+		keysClient = parent.keysClient
+	}
+	db.Control = parent.Client.Database(names.Control)
+	db.Keys = keysClient.Database(names.Keys)
+	return db
+}
+
+func connect(ctx context.Context, uri string) (*mongo.Client, error) {
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(10 * time.Second).
+		SetTimeout(30 * time.Second)
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx, nil); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return client, nil
+}
+
+// Embedded reports whether the database is the in-process engine.
+func (db *DB) Embedded() bool { return db.engine != nil }
+
+// Names returns the database names in use.
+func (db *DB) Names() Names { return db.names }
+
+// CustomerDatabaseName is the name of a customer's own database.
+func (db *DB) CustomerDatabaseName(customerID string) string {
+	return db.names.CustomerPrefix + strings.ReplaceAll(customerID, "-", "")
+}
+
+// Customer returns a handle bound to one customer's database. Every query of
+// a customer's data goes through such a handle.
+func (db *DB) Customer(customerID string) *mongo.Database {
+	return db.Client.Database(db.CustomerDatabaseName(customerID))
+}
+
+// DropCustomer drops a customer's database. Dropping one that does not
+// exist succeeds, so a retried shred is safe.
+func (db *DB) DropCustomer(ctx context.Context, customerID string) error {
+	if err := db.Customer(customerID).Drop(ctx); err != nil {
+		return fmt.Errorf("drop customer database: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.Client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	if db.keysClient != nil {
+		if err := db.keysClient.Ping(ctx, nil); err != nil {
+			return fmt.Errorf("ping keyring database: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close disconnects and, in embedded mode, stops the engine cleanly.
+func (db *DB) Close(ctx context.Context) error {
+	if db.shared {
+		return nil
+	}
+	var errs []error
+	if db.keysClient != nil {
+		errs = append(errs, db.keysClient.Disconnect(ctx))
+	}
+	if db.Client != nil {
+		errs = append(errs, db.Client.Disconnect(ctx))
+	}
+	errs = append(errs, db.closeEngine())
+	return errors.Join(errs...)
+}
+
+func (db *DB) closeEngine() error {
+	if db.engine == nil {
+		return nil
+	}
+	return db.engine.Close()
+}
+
+// index is one index of a collection.
+type index struct {
+	db, coll string
+	keys     bson.D
+	unique   bool
+	name     string
+}
+
+// EnsureIndexes creates the indexes of the control and keyring databases.
+// It is idempotent: an index that exists is left alone.
+func (db *DB) EnsureIndexes(ctx context.Context) error {
+	idx := []index{
+		{db.names.Control, "partners", bson.D{{Key: "keyPrefix", Value: 1}}, true, "keyPrefix_unique"},
+		{db.names.Control, "customers", bson.D{{Key: "space", Value: 1}}, true, "space_unique"},
+		{db.names.Control, "customers", bson.D{{Key: "partnerId", Value: 1}, {Key: "_id", Value: -1}}, false, "partner_newest"},
+		{db.names.Control, "customers", bson.D{{Key: "status", Value: 1}, {Key: "retention.shredAt", Value: 1}}, false, "status_shredAt"},
+		{db.names.Control, "events", bson.D{{Key: "customerId", Value: 1}, {Key: "version", Value: 1}}, true, "customer_version_unique"},
+	}
+	for _, ix := range idx {
+		c := db.Client.Database(ix.db).Collection(ix.coll)
+		model := mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name).SetUnique(ix.unique)}
+		if _, err := c.Indexes().CreateOne(ctx, model); err != nil {
+			return fmt.Errorf("create index %s.%s: %w", ix.coll, ix.name, err)
+		}
+	}
+	return nil
+}
