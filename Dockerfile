@@ -1,0 +1,20 @@
+# Switchboard: a static binary on a distroless base, running as non-root.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/switchboard ./cmd/switchboard \
+ && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/switchboard /usr/local/bin/switchboard
+COPY --from=build --chown=65532:65532 /out/data /var/lib/switchboard
+USER nonroot:nonroot
+ENV SWITCHBOARD_ADDR=0.0.0.0:8080 \
+    SWITCHBOARD_DATA_DIR=/var/lib/switchboard
+VOLUME /var/lib/switchboard
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/switchboard"]
+CMD ["serve"]

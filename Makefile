@@ -1,0 +1,37 @@
+# Switchboard. `make run` starts a server on the embedded engine with sandbox
+# Twilio and a development master key; `make test` runs every test.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/switchboard
+
+.PHONY: run build test bench lint fmt vet fuzz clean
+
+run: build
+	./$(BIN) serve
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
+
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Benchmarks print ratios against baselines measured in the same run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./crypto/ ./api/ ./tenants/
+
+lint: vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w .
+
+# A short run of every fuzz target (go test runs one target at a time).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime 20s ./crypto/
+
+clean:
+	rm -rf bin

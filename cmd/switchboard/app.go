@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/switchboard/switchboard/api"
+	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/store"
+	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/twilio"
+)
+
+// app is every part the commands share, built in order by openApp and shut
+// down in reverse by close.
+type app struct {
+	log     *slog.Logger
+	db      *store.DB
+	master  *crypto.MasterKey
+	keyring *crypto.Keyring
+	tenants *tenants.Service
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// openApp builds the parts. Outside embedded mode a master key file is
+// required: the server refuses to start without one.
+func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
+	embedded := cfg.MongoURI == ""
+	if !embedded && cfg.MasterKeyFile == "" {
+		return nil, errors.New("SWITCHBOARD_MASTER_KEY_FILE is required when SWITCHBOARD_MONGODB_URI is set: " +
+			"customer keys must be wrapped under a master key the operator keeps (the development key exists only in embedded mode)")
+	}
+	var (
+		master *crypto.MasterKey
+		err    error
+	)
+	if cfg.MasterKeyFile != "" {
+		master, err = crypto.LoadMasterKey(cfg.MasterKeyFile)
+	} else {
+		var created bool
+		master, created, err = crypto.LoadOrCreateDevMasterKey(cfg.DataDir)
+		if err == nil {
+			log.Warn("USING A DEVELOPMENT MASTER KEY stored next to the data: anyone who can read the data dir can read every customer's data. "+
+				"Set SWITCHBOARD_MASTER_KEY_FILE in production.", "dataDir", cfg.DataDir, "created", created)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+
+	db, err := store.Open(ctx, store.Config{URI: string(cfg.MongoURI), DataDir: cfg.DataDir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	var tw tenants.Twilio
+	if cfg.TwilioAccountSID != "" || cfg.TwilioAuthToken != "" {
+		client, err := twilio.NewClient(twilio.Config{
+			AccountSID: cfg.TwilioAccountSID,
+			AuthToken:  string(cfg.TwilioAuthToken),
+			APIURL:     cfg.TwilioAPIURL,
+		})
+		if err != nil {
+			db.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("twilio: %w", err)
+		}
+		tw = client
+	} else {
+		log.Info("no Twilio master credentials: using the sandbox provider (no messages leave this machine)")
+		tw = twilio.NewSandbox()
+	}
+
+	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
+	svc := tenants.NewService(tenants.Config{
+		Control:          db.Control,
+		Keyring:          keyring,
+		Twilio:           tw,
+		DropCustomerData: db.DropCustomer,
+		Logger:           log,
+	})
+	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc}, nil
+}
+
+func (a *app) close(ctx context.Context) error {
+	a.keyring.Close()
+	return a.db.Close(ctx)
+}
+
+// serve runs the HTTP server until ctx ends (SIGTERM), then stops accepting,
+// lets in-flight requests finish and closes the engine cleanly.
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var cfg config
+	fs := newFlagSet("serve", &cfg, true, stderr)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + cfg.Addr
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := a.close(context.Background()); err != nil {
+			log.Error("close", "err", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	router := api.NewRouter(api.Config{
+		Tenants:     a.tenants,
+		Idempotency: idempotency.NewStore(a.db.Control.Collection("idempotency")),
+		Logger:      log,
+		Registry:    reg,
+		Ready:       a.db.Ping,
+	})
+	srv := &http.Server{
+		Addr:              cfg.Addr,
+		Handler:           router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("switchboard listening", "addr", ln.Addr().String(), "publicUrl", cfg.PublicURL,
+		"embedded", a.db.Embedded(), "version", version)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// createPartner prints exactly one JSON line on stdout: the partner and its
+// API key, which is shown only here.
+func createPartner(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := newFlagSet("partners create", &cfg, false, stderr)
+	name := fs.String("name", "", "the partner's name (required)")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	if *name == "" {
+		fmt.Fprintln(stderr, "partners create: --name is required")
+		return exitError{2, errSilent}
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.Background())
+	p, key, err := a.tenants.CreatePartner(ctx, *name)
+	if err != nil {
+		return fmt.Errorf("partners create: %w", err)
+	}
+	return json.NewEncoder(stdout).Encode(struct {
+		ID     string `json:"id"`
+		Name   string `json:"name"`
+		APIKey string `json:"apiKey"`
+	}{p.ID, p.Name, key})
+}
+
+// purge prints one JSON line per due customer, then a summary line. It
+// fails (exit 1) when any customer failed; the others are still processed.
+func purge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := newFlagSet("purge", &cfg, false, stderr)
+	nowFlag := fs.String("now", "", "treat this RFC 3339 time as now (default: the current time)")
+	dryRun := fs.Bool("dry-run", false, "report what would be shredded, change nothing")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	now := time.Now()
+	if *nowFlag != "" {
+		t, err := time.Parse(time.RFC3339, *nowFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "purge: --now must be an RFC 3339 time: %v\n", err)
+			return exitError{2, errSilent}
+		}
+		now = t
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.Background())
+
+	enc := json.NewEncoder(stdout)
+	type line struct {
+		CustomerID string `json:"customerId"`
+		ShredAt    string `json:"shredAt"`
+		Outcome    string `json:"outcome"`
+		Error      string `json:"error,omitempty"`
+	}
+	sum, err := a.tenants.Purge(ctx, tenants.PurgeOptions{Now: now, DryRun: *dryRun}, func(r tenants.PurgeResult) {
+		l := line{CustomerID: r.CustomerID, ShredAt: r.ShredAt.UTC().Format("2006-01-02T15:04:05.000Z"), Outcome: r.Outcome}
+		if r.Err != nil {
+			l.Error = r.Err.Error()
+			log.Error("purge: customer failed", "customerId", r.CustomerID, "err", r.Err)
+		}
+		enc.Encode(l)
+	})
+	if err != nil {
+		return err
+	}
+	type summary struct {
+		Due      int  `json:"due"`
+		Shredded int  `json:"shredded"`
+		Failed   int  `json:"failed"`
+		DryRun   bool `json:"dryRun"`
+	}
+	enc.Encode(struct {
+		Summary summary `json:"summary"`
+	}{summary{sum.Due, sum.Shredded, sum.Failed, sum.DryRun}})
+	if sum.Failed > 0 {
+		return exitError{1, fmt.Errorf("purge: %d of %d customers failed", sum.Failed, sum.Due)}
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// config is the configuration, parsed once from flags and environment.
+type config struct {
+	Addr             string
+	DataDir          string
+	MongoURI         secret // may hold a password
+	MasterKeyFile    string
+	PublicURL        string
+	TwilioAccountSID string
+	TwilioAuthToken  secret
+	TwilioAPIURL     string
+	LogLevel         slog.Level
+}
+
+// secret is a string that never prints.
+type secret string
+
+func (s secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts under %#v too.
+func (s secret) GoString() string { return `"` + s.String() + `"` }
+
+// LogValue redacts in slog.
+func (s secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Set makes secret a flag.Value.
+func (s *secret) Set(v string) error { *s = secret(v); return nil }
+
+// newFlagSet declares the flags every command shares (where the data is, the
+// keys, Twilio) and, for serve, the listener's.
+func newFlagSet(name string, cfg *config, serving bool, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("switchboard "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "embedded engine files and the development master key")
+	fs.Var(&cfg.MongoURI, "mongodb-uri", "a MongoDB deployment (default: the embedded engine)")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "age identity file(s) that wrap customer keys, newest first (default: a development key in the data dir, embedded mode only)")
+	fs.StringVar(&cfg.TwilioAccountSID, "twilio-account-sid", "", "the platform's Twilio master account SID (default: sandbox provider)")
+	fs.Var(&cfg.TwilioAuthToken, "twilio-auth-token", "the platform's Twilio master auth token")
+	fs.StringVar(&cfg.TwilioAPIURL, "twilio-api-url", "https://api.twilio.com", "where Twilio REST calls go")
+	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN or ERROR")
+	if serving {
+		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+		fs.StringVar(&cfg.PublicURL, "public-url", "", "the address Twilio calls back and tokens are issued for (default: http:// + addr)")
+	}
+	return fs
+}
+
+// envName is the environment variable of a flag: data-dir → SWITCHBOARD_DATA_DIR.
+func envName(flagName string) string {
+	return "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses args, then fills every flag not given on the command
+// line from its environment variable.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitError{0, errSilent}
+		}
+		return exitError{2, errSilent}
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return exitError{2, errSilent}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", envName(f.Name), e)
+			}
+		}
+	})
+	return err
+}

@@ -1,0 +1,87 @@
+// Command switchboard runs the Switchboard server and its operator commands:
+// serve, partners create, purge and version. It is the only package that
+// knows every concrete type; it builds the parts in order and shuts them down
+// in reverse.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errSilent) {
+			fmt.Fprintln(os.Stderr, "switchboard:", err)
+		}
+		var ec exitError
+		if errors.As(err, &ec) {
+			os.Exit(ec.code)
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError carries a process exit code other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// errSilent is an error whose story has already been told on stderr.
+var errSilent = errors.New("failed")
+
+const usage = `usage: switchboard <command> [flags]
+
+commands:
+  serve                       run the HTTP server (and, in embedded mode, the database engine)
+  partners create --name N    register a partner; prints {"id","name","apiKey"}
+  purge [--now T] [--dry-run] shred terminated customers whose retention has ended
+  version                     print the version
+
+Run 'switchboard <command> -h' for the flags of a command. Every flag can also
+be set through its environment variable (SWITCHBOARD_ADDR for --addr, ...).
+`
+
+// run is the program: main only turns its error into an exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError{2, errSilent}
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], getenv, stderr)
+	case "partners":
+		if len(args) < 2 || args[1] != "create" {
+			fmt.Fprint(stderr, usage)
+			return exitError{2, errSilent}
+		}
+		return createPartner(ctx, args[2:], getenv, stdout, stderr)
+	case "purge":
+		return purge(ctx, args[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return exitError{2, errSilent}
+	}
+}

@@ -1,0 +1,48 @@
+package tenants
+
+import "time"
+
+// validate checks a retention request and returns the retention to store
+// for a customer terminated at terminatedAt. A period sent with
+// NO_RETENTION or INDEFINITE is accepted and ignored.
+func (in RetentionInput) validate(terminatedAt time.Time) (Retention, error) {
+	var verr ValidationError
+	r := Retention{Strategy: Strategy(in.Strategy)}
+	switch r.Strategy {
+	case NoRetention:
+		// The key is destroyed during the terminate call itself.
+		at := terminatedAt
+		r.ShredAt = &at
+	case Indefinite:
+	case Temporary:
+		switch {
+		case in.Period == nil:
+			verr.Add("retention.period", "is required for TEMPORARY")
+		case *in.Period < 1 || *in.Period > 120:
+			verr.Add("retention.period", "must be between 1 and 120 months")
+		default:
+			p := *in.Period
+			at := AddMonths(terminatedAt, p)
+			r.Period, r.ShredAt = &p, &at
+		}
+	case "":
+		verr.Add("retention.strategy", "is required")
+	default:
+		verr.Add("retention.strategy", "must be one of NO_RETENTION, TEMPORARY, INDEFINITE")
+	}
+	if err := verr.Err(); err != nil {
+		return Retention{}, err
+	}
+	return r, nil
+}
+
+// AddMonths adds n calendar months to t, clamping the day to the last day of
+// the resulting month: Jan 31 + 1 month is Feb 28 (or 29).
+func AddMonths(t time.Time, n int) time.Time {
+	y, m, d := t.Date()
+	last := time.Date(y, m+time.Month(n)+1, 0, 0, 0, 0, 0, t.Location()).Day()
+	if d > last {
+		d = last
+	}
+	return time.Date(y, m+time.Month(n), d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+}

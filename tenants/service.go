@@ -1,0 +1,607 @@
+package tenants
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard/crypto"
+)
+
+// Config holds what a Service needs. Control is the control database
+// (partners, customers, events, locks); DropCustomerData drops a customer's
+// own database when it is shredded.
+type Config struct {
+	Control          *mongo.Database
+	Keyring          Keyring
+	Twilio           Twilio
+	DropCustomerData func(ctx context.Context, customerID string) error
+	Logger           *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// LeaseTTL bounds how long a purge lease blocks other runs; 0 means 5 minutes.
+	LeaseTTL time.Duration
+}
+
+// Service runs the customer lifecycle. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+}
+
+// NewService returns a Service over cfg.
+func NewService(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg}
+}
+
+// now is the clock at the precision the database keeps (milliseconds, UTC).
+func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
+
+// RegisterInput is the body of POST /v1/customers. PartnerID, if set, must be
+// the caller's own id.
+type RegisterInput struct {
+	Space      string
+	IndustryID string
+	Label      string
+	PartnerID  *string
+}
+
+// RetentionInput is the retention of a terminate request, before validation.
+type RetentionInput struct {
+	Strategy string
+	Period   *int
+}
+
+// ListQuery selects a page of customers. Status "" means every status;
+// Limit is already within 1..200; Cursor is "" for the first page.
+type ListQuery struct {
+	Status Status
+	Limit  int
+	Cursor string
+}
+
+// PageQuery selects a page of a list. Limit is already within 1..200.
+type PageQuery struct {
+	Limit  int
+	Cursor string
+}
+
+var spacePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
+
+// Sealed fields of a customer document.
+func labelField(id string) crypto.Field {
+	return crypto.Field{Collection: customersColl, DocumentID: id, Name: "label"}
+}
+
+func contactInfoField(id string) crypto.Field {
+	return crypto.Field{Collection: customersColl, DocumentID: id, Name: "contactInfo"}
+}
+
+func authTokenField(id string) crypto.Field {
+	return crypto.Field{Collection: customersColl, DocumentID: id, Name: "twilio.authToken"}
+}
+
+// subaccountName is the FriendlyName of a customer's sub-account: it carries
+// the customer id (and nothing personal) so a retry can find it again.
+func subaccountName(customerID string) string { return "switchboard customer " + customerID }
+
+func newEvent(customerID, typ string, at time.Time, version int64, data map[string]any) (*eventDoc, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	return &eventDoc{ID: id.String(), CustomerID: customerID, Type: typ, At: at, Version: version, Data: data}, nil
+}
+
+// Register creates a customer of p in status REGISTERED, with its own key.
+func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Customer, error) {
+	var verr ValidationError
+	if !spacePattern.MatchString(in.Space) {
+		verr.Add("space", "must match ^[a-z0-9][a-z0-9-]{1,62}$")
+	}
+	if in.IndustryID == "" {
+		verr.Add("industryId", "is required")
+	} else if !knownIndustry(in.IndustryID) {
+		verr.Add("industryId", "is not in the industry catalogue")
+	}
+	label := strings.TrimSpace(in.Label)
+	if n := utf8.RuneCountInString(label); n < 1 || n > 200 {
+		verr.Add("label", "must be 1 to 200 characters")
+	}
+	if in.PartnerID != nil && *in.PartnerID != p.ID {
+		verr.Add("partnerId", "must be the calling partner's own id")
+	}
+	if err := verr.Err(); err != nil {
+		return Customer{}, err
+	}
+	n, err := s.customers().CountDocuments(ctx, bson.D{{Key: "space", Value: in.Space}})
+	if err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	if n > 0 {
+		return Customer{}, ErrSpaceTaken
+	}
+
+	uid, err := uuid.NewV7()
+	if err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	id := uid.String()
+	// The key comes first: a crash after it leaves an unused key, never a
+	// customer without one.
+	if err := s.cfg.Keyring.Create(ctx, id); err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	c, err := s.cfg.Keyring.Cipher(ctx, id)
+	if err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	sealed, err := c.Seal(labelField(id), []byte(label))
+	if err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	now := s.now()
+	doc := &customerDoc{
+		ID: id, PartnerID: p.ID, Space: in.Space, IndustryID: in.IndustryID,
+		Status: StatusRegistered, Version: 1, Label: sealed,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	ev, err := newEvent(id, EventRegistered, now, 1, map[string]any{"space": in.Space, "industryId": in.IndustryID})
+	if err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	doc.LastEvent = ev
+	if _, err := s.customers().InsertOne(ctx, doc); err != nil {
+		// The key belongs to no customer now.
+		if derr := s.cfg.Keyring.Destroy(context.WithoutCancel(ctx), id); derr != nil {
+			s.cfg.Logger.WarnContext(ctx, "destroy unused customer key", "customerId", id, "err", derr)
+		}
+		if mongo.IsDuplicateKeyError(err) {
+			return Customer{}, ErrSpaceTaken
+		}
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	if err := s.flushEvent(ctx, ev); err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
+	return s.view(ctx, doc, c)
+}
+
+// Customers lists p's customers, newest first, and returns the cursor of the
+// next page ("" when there is none).
+func (s *Service) Customers(ctx context.Context, p Partner, q ListQuery) ([]Customer, string, error) {
+	filter := bson.D{{Key: "partnerId", Value: p.ID}}
+	if q.Status != "" {
+		filter = append(filter, bson.E{Key: "status", Value: q.Status})
+	}
+	if q.Cursor != "" {
+		last, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: last}}})
+	}
+	docs, more, err := page[customerDoc](ctx, s.customers(), filter, bson.D{{Key: "_id", Value: -1}}, q.Limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("list customers: %w", err)
+	}
+	out := make([]Customer, 0, len(docs))
+	for i := range docs {
+		if err := s.flushEvent(ctx, docs[i].LastEvent); err != nil {
+			return nil, "", err
+		}
+		c, err := s.view(ctx, &docs[i], nil)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, c)
+	}
+	next := ""
+	if more {
+		next = encodeCursor(docs[len(docs)-1].ID)
+	}
+	return out, next, nil
+}
+
+// Cursors are opaque to clients: the last item's sort key, base64url.
+func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+func decodeCursor(cur string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cur)
+	if err != nil || len(b) == 0 || !utf8.Valid(b) {
+		return "", &ValidationError{Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this list returned"}}}
+	}
+	return string(b), nil
+}
+
+// Customer returns one of p's customers.
+func (s *Service) Customer(ctx context.Context, p Partner, id string) (Customer, error) {
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
+		return Customer{}, err
+	}
+	return s.view(ctx, doc, nil)
+}
+
+func checkVersion(doc *customerDoc, expected int64) error {
+	if expected != AnyVersion && expected != doc.Version {
+		return &VersionConflictError{Current: doc.Version}
+	}
+	return nil
+}
+
+// next returns a copy of doc as its next version, changed at now.
+func next(doc *customerDoc, now time.Time) *customerDoc {
+	n := *doc
+	n.Version = doc.Version + 1
+	n.UpdatedAt = now
+	if doc.Twilio != nil {
+		t := *doc.Twilio
+		n.Twilio = &t
+	}
+	return &n
+}
+
+// change commits next as the following version with one event of type typ.
+func (s *Service) change(ctx context.Context, cur, nxt *customerDoc, typ string, data map[string]any) error {
+	ev, err := newEvent(cur.ID, typ, nxt.UpdatedAt, nxt.Version, data)
+	if err != nil {
+		return err
+	}
+	return s.commit(ctx, cur, nxt, ev)
+}
+
+// Activate activates a customer, creating its Twilio sub-account the first
+// time and re-opening a suspended one later. Activating an ACTIVE customer
+// changes nothing.
+func (s *Service) Activate(ctx context.Context, p Partner, id string, expected int64) (Customer, error) {
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
+		return Customer{}, err
+	}
+	if err := checkVersion(doc, expected); err != nil {
+		return Customer{}, err
+	}
+	var twilio *twilioDoc
+	switch doc.Status {
+	case StatusActive:
+		return s.view(ctx, doc, nil)
+	case StatusRegistered:
+		sub, err := s.ensureSubaccount(ctx, id)
+		if err != nil {
+			return Customer{}, fmt.Errorf("activate customer: %w", err)
+		}
+		c, err := s.cfg.Keyring.Cipher(ctx, id)
+		if err != nil {
+			return Customer{}, fmt.Errorf("activate customer: %w", err)
+		}
+		token, err := c.Seal(authTokenField(id), []byte(sub.AuthToken))
+		if err != nil {
+			return Customer{}, fmt.Errorf("activate customer: %w", err)
+		}
+		twilio = &twilioDoc{AccountSID: sub.SID, Status: SubaccountActive, AuthToken: token}
+	case StatusDeactivated:
+		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountActive); err != nil {
+			return Customer{}, fmt.Errorf("activate customer: %w", err)
+		}
+		t := *doc.Twilio
+		t.Status = SubaccountActive
+		twilio = &t
+	default:
+		return Customer{}, &TransitionError{From: doc.Status, Action: "activate"}
+	}
+	now := s.now()
+	nxt := next(doc, now)
+	nxt.Status, nxt.Twilio, nxt.ActivatedAt = StatusActive, twilio, &now
+	if err := s.change(ctx, doc, nxt, EventActivated, map[string]any{"twilioAccountSid": twilio.AccountSID}); err != nil {
+		return Customer{}, fmt.Errorf("activate customer: %w", err)
+	}
+	return s.view(ctx, nxt, nil)
+}
+
+// ensureSubaccount returns the customer's active sub-account, reusing one
+// that an earlier attempt created even if that attempt never heard back.
+func (s *Service) ensureSubaccount(ctx context.Context, customerID string) (Subaccount, error) {
+	name := subaccountName(customerID)
+	sub, err := s.cfg.Twilio.FindSubaccount(ctx, name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return s.cfg.Twilio.CreateSubaccount(ctx, name)
+	case err != nil:
+		return Subaccount{}, err
+	case sub.Status == SubaccountClosed:
+		return Subaccount{}, fmt.Errorf("sub-account %s is closed", sub.SID)
+	case sub.Status != SubaccountActive:
+		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, sub.SID, SubaccountActive); err != nil {
+			return Subaccount{}, err
+		}
+		sub.Status = SubaccountActive
+	}
+	return sub, nil
+}
+
+// Deactivate suspends a customer's sub-account and refuses its tokens.
+// Deactivating a DEACTIVATED customer changes nothing.
+func (s *Service) Deactivate(ctx context.Context, p Partner, id string, expected int64) (Customer, error) {
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
+		return Customer{}, err
+	}
+	if err := checkVersion(doc, expected); err != nil {
+		return Customer{}, err
+	}
+	switch doc.Status {
+	case StatusDeactivated:
+		return s.view(ctx, doc, nil)
+	case StatusActive:
+	default:
+		return Customer{}, &TransitionError{From: doc.Status, Action: "deactivate"}
+	}
+	if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountSuspended); err != nil {
+		return Customer{}, fmt.Errorf("deactivate customer: %w", err)
+	}
+	now := s.now()
+	nxt := next(doc, now)
+	nxt.Status, nxt.DeactivatedAt = StatusDeactivated, &now
+	nxt.Twilio.Status = SubaccountSuspended
+	if err := s.change(ctx, doc, nxt, EventDeactivated, nil); err != nil {
+		return Customer{}, fmt.Errorf("deactivate customer: %w", err)
+	}
+	return s.view(ctx, nxt, nil)
+}
+
+// UpdateContactInfo replaces a customer's contact info. The customer must be
+// ACTIVE or DEACTIVATED.
+func (s *Service) UpdateContactInfo(ctx context.Context, p Partner, id string, expected int64, in ContactInfoInput) (Customer, error) {
+	info, err := in.Validate()
+	if err != nil {
+		return Customer{}, err
+	}
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
+		return Customer{}, err
+	}
+	if err := checkVersion(doc, expected); err != nil {
+		return Customer{}, err
+	}
+	if doc.Status != StatusActive && doc.Status != StatusDeactivated {
+		return Customer{}, &TransitionError{From: doc.Status, Action: "update the contact info of"}
+	}
+	c, err := s.cfg.Keyring.Cipher(ctx, id)
+	if err != nil {
+		return Customer{}, fmt.Errorf("update contact info: %w", err)
+	}
+	plain, err := json.Marshal(info)
+	if err != nil {
+		return Customer{}, fmt.Errorf("update contact info: %w", err)
+	}
+	sealed, err := c.Seal(contactInfoField(id), plain)
+	if err != nil {
+		return Customer{}, fmt.Errorf("update contact info: %w", err)
+	}
+	nxt := next(doc, s.now())
+	nxt.ContactInfo = &contactDoc{Country: info.Country, Sealed: sealed}
+	if err := s.change(ctx, doc, nxt, EventContactInfoUpdated, nil); err != nil {
+		return Customer{}, fmt.Errorf("update contact info: %w", err)
+	}
+	return s.view(ctx, nxt, c)
+}
+
+// Terminate terminates a customer with a retention strategy, closing its
+// sub-account first. With NO_RETENTION the customer is shredded before the
+// call returns.
+func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected int64, in RetentionInput) (Customer, error) {
+	now := s.now()
+	retention, err := in.validate(now)
+	if err != nil {
+		return Customer{}, err
+	}
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
+		return Customer{}, err
+	}
+	if err := checkVersion(doc, expected); err != nil {
+		return Customer{}, err
+	}
+	switch doc.Status {
+	case StatusRegistered, StatusActive, StatusDeactivated:
+	default:
+		return Customer{}, &TransitionError{From: doc.Status, Action: "terminate"}
+	}
+	twilio, err := s.closeSubaccount(ctx, doc)
+	if err != nil {
+		return Customer{}, fmt.Errorf("terminate customer: %w", err)
+	}
+	nxt := next(doc, now)
+	nxt.Status, nxt.TerminatedAt, nxt.Twilio = StatusTerminated, &now, twilio
+	nxt.Retention = &retentionDoc{Strategy: retention.Strategy, Period: retention.Period, ShredAt: retention.ShredAt}
+	data := map[string]any{"strategy": string(retention.Strategy)}
+	if retention.Period != nil {
+		data["period"] = *retention.Period
+	}
+	if retention.ShredAt != nil {
+		data["shredAt"] = *retention.ShredAt
+	}
+	if err := s.change(ctx, doc, nxt, EventTerminated, data); err != nil {
+		return Customer{}, fmt.Errorf("terminate customer: %w", err)
+	}
+	if retention.Strategy == NoRetention {
+		shredded, err := s.shred(ctx, id, s.leaseOwner())
+		if err != nil {
+			// Terminated and due at once: the next purge finishes it.
+			return Customer{}, fmt.Errorf("terminate customer: shred: %w", err)
+		}
+		return s.view(ctx, shredded, nil)
+	}
+	return s.view(ctx, nxt, nil)
+}
+
+// closeSubaccount closes the customer's sub-account, if it has one (a
+// REGISTERED customer may have one that an activation created before it
+// failed), and returns the customer's Twilio record to store.
+func (s *Service) closeSubaccount(ctx context.Context, doc *customerDoc) (*twilioDoc, error) {
+	if doc.Twilio != nil {
+		if doc.Twilio.Status != SubaccountClosed {
+			if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed); err != nil {
+				return nil, err
+			}
+		}
+		t := *doc.Twilio
+		t.Status = SubaccountClosed
+		return &t, nil
+	}
+	sub, err := s.cfg.Twilio.FindSubaccount(ctx, subaccountName(doc.ID))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sub.Status != SubaccountClosed {
+		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, sub.SID, SubaccountClosed); err != nil {
+			return nil, err
+		}
+	}
+	return &twilioDoc{AccountSID: sub.SID, Status: SubaccountClosed}, nil
+}
+
+// Events returns a page of a customer's lifecycle events, oldest first.
+func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery) ([]Event, string, error) {
+	if _, err := s.find(ctx, p.ID, id); err != nil {
+		return nil, "", err
+	}
+	filter := bson.D{{Key: "customerId", Value: id}}
+	if q.Cursor != "" {
+		last, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		var v int64
+		if _, err := fmt.Sscanf(last, "v%d", &v); err != nil {
+			return nil, "", &ValidationError{Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this list returned"}}}
+		}
+		filter = append(filter, bson.E{Key: "version", Value: bson.D{{Key: "$gt", Value: v}}})
+	}
+	docs, more, err := page[eventDoc](ctx, s.events(), filter, bson.D{{Key: "version", Value: 1}}, q.Limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("list events: %w", err)
+	}
+	out := make([]Event, len(docs))
+	for i, d := range docs {
+		out[i] = Event{ID: d.ID, CustomerID: d.CustomerID, Type: d.Type, At: d.At.UTC(), Version: d.Version, Data: d.Data}
+	}
+	next := ""
+	if more {
+		next = encodeCursor(fmt.Sprintf("v%d", docs[len(docs)-1].Version))
+	}
+	return out, next, nil
+}
+
+// Cipher returns the cipher of a customer whose data may still be read: an
+// error matching ErrDataShredded once it is SHREDDED (or its key is gone),
+// whatever a cache still holds, and ErrNotFound for no such customer.
+func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher, error) {
+	var doc struct {
+		Status Status `bson:"status"`
+	}
+	err := s.customers().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("customer cipher: %w", err)
+	}
+	if doc.Status == StatusShredded {
+		return nil, ErrDataShredded
+	}
+	c, err := s.cfg.Keyring.Cipher(ctx, customerID)
+	if errors.Is(err, crypto.ErrKeyNotFound) {
+		return nil, ErrDataShredded
+	}
+	if err != nil {
+		return nil, fmt.Errorf("customer cipher: %w", err)
+	}
+	return c, nil
+}
+
+// view opens a customer document for the API. c may be nil; it is fetched
+// when something sealed must be opened. A SHREDDED customer (or one whose key
+// a half-finished purge already destroyed) shows null label and contact info.
+func (s *Service) view(ctx context.Context, doc *customerDoc, c *crypto.Cipher) (Customer, error) {
+	out := Customer{
+		ID: doc.ID, PartnerID: doc.PartnerID, Space: doc.Space, IndustryID: doc.IndustryID,
+		Status: doc.Status, Version: doc.Version,
+		CreatedAt: doc.CreatedAt.UTC(), UpdatedAt: doc.UpdatedAt.UTC(),
+		ActivatedAt: utc(doc.ActivatedAt), DeactivatedAt: utc(doc.DeactivatedAt),
+		TerminatedAt: utc(doc.TerminatedAt), ShreddedAt: utc(doc.ShreddedAt),
+	}
+	if doc.Twilio != nil {
+		out.Twilio = &TwilioAccount{AccountSID: doc.Twilio.AccountSID, Status: doc.Twilio.Status}
+	}
+	if doc.Retention != nil {
+		out.Retention = &Retention{Strategy: doc.Retention.Strategy, Period: doc.Retention.Period, ShredAt: utc(doc.Retention.ShredAt)}
+	}
+	if doc.Status == StatusShredded || (doc.Label == nil && doc.ContactInfo == nil) {
+		return out, nil
+	}
+	if c == nil {
+		var err error
+		c, err = s.cfg.Keyring.Cipher(ctx, doc.ID)
+		if errors.Is(err, crypto.ErrKeyNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return Customer{}, fmt.Errorf("open customer: %w", err)
+		}
+	}
+	if doc.Label != nil {
+		b, err := c.Open(labelField(doc.ID), doc.Label)
+		if err != nil {
+			return Customer{}, fmt.Errorf("open customer label: %w", err)
+		}
+		label := string(b)
+		out.Label = &label
+	}
+	if doc.ContactInfo != nil {
+		b, err := c.Open(contactInfoField(doc.ID), doc.ContactInfo.Sealed)
+		if err != nil {
+			return Customer{}, fmt.Errorf("open customer contact info: %w", err)
+		}
+		var info ContactInfo
+		if err := json.Unmarshal(b, &info); err != nil {
+			return Customer{}, fmt.Errorf("open customer contact info: %w", err)
+		}
+		out.ContactInfo = &info
+	}
+	return out, nil
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

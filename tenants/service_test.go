@@ -1,0 +1,774 @@
+package tenants_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/store"
+	"github.com/switchboard/switchboard/store/storetest"
+	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/twilio"
+	"github.com/switchboard/switchboard/twilio/twiliotest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+const (
+	masterSID   = "AC00000000000000000000000000000001"
+	masterToken = "0123456789abcdef0123456789abcdef"
+)
+
+// clock is a settable clock shared by the service and the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type harness struct {
+	svc     *tenants.Service
+	db      *store.DB
+	keyring *crypto.Keyring
+	twilio  *twiliotest.Server
+	clock   *clock
+	partner tenants.Partner
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	db := storetest.MustOpen(t)
+	master, _, err := crypto.LoadOrCreateDevMasterKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
+	t.Cleanup(keyring.Close)
+	srv := twiliotest.NewServer(t, masterSID, masterToken)
+	client, err := twilio.NewClient(twilio.Config{AccountSID: masterSID, AuthToken: masterToken, APIURL: srv.URL(), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC)}
+	svc := tenants.NewService(tenants.Config{
+		Control:          db.Control,
+		Keyring:          keyring,
+		Twilio:           client,
+		DropCustomerData: db.DropCustomer,
+		Logger:           storetest.Logger(),
+		Now:              clk.Now,
+	})
+	p, _, err := svc.CreatePartner(t.Context(), "Acme Resellers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{svc: svc, db: db, keyring: keyring, twilio: srv, clock: clk, partner: p}
+}
+
+var industry = tenants.Industries()[0].ID
+
+func (h *harness) register(t *testing.T, space string) tenants.Customer {
+	t.Helper()
+	c, err := h.svc.Register(t.Context(), h.partner, tenants.RegisterInput{Space: space, IndustryID: industry, Label: "Label of " + space})
+	if err != nil {
+		t.Fatalf("register %s: %v", space, err)
+	}
+	return c
+}
+
+func (h *harness) active(t *testing.T, space string) tenants.Customer {
+	t.Helper()
+	c := h.register(t, space)
+	c, err := h.svc.Activate(t.Context(), h.partner, c.ID, tenants.AnyVersion)
+	if err != nil {
+		t.Fatalf("activate %s: %v", space, err)
+	}
+	return c
+}
+
+func str(s string) *string { return &s }
+
+func contactInput() tenants.ContactInfoInput {
+	return tenants.ContactInfoInput{
+		BusinessName: str("Acme Bakery"), AddressLine1: str("1 Main St"),
+		PostalCode: str("M5V 2T6"), Province: str("ON"), Country: str("CA"), PhoneNumber: str("+14165550100"),
+	}
+}
+
+func wantStatus(t *testing.T, c tenants.Customer, status tenants.Status, version int64) {
+	t.Helper()
+	if c.Status != status || c.Version != version {
+		t.Fatalf("customer is %s v%d, want %s v%d", c.Status, c.Version, status, version)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.register(t, "acme")
+	wantStatus(t, c, tenants.StatusRegistered, 1)
+	if c.Label == nil || *c.Label != "Label of acme" || c.PartnerID != h.partner.ID || c.Twilio != nil {
+		t.Fatalf("registered customer %+v", c)
+	}
+
+	c, err := h.svc.Activate(ctx, h.partner, c.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusActive, 2)
+	if c.Twilio == nil || c.Twilio.Status != tenants.SubaccountActive || c.ActivatedAt == nil {
+		t.Fatalf("activated customer %+v", c)
+	}
+	accounts := h.twilio.Accounts()
+	if len(accounts) != 1 || accounts[0].SID != c.Twilio.AccountSID || accounts[0].Status != "active" {
+		t.Fatalf("twilio accounts %+v", accounts)
+	}
+
+	// Activating an ACTIVE customer is a no-op.
+	c, err = h.svc.Activate(ctx, h.partner, c.ID, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusActive, 2)
+
+	c, err = h.svc.UpdateContactInfo(ctx, h.partner, c.ID, 2, contactInput())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusActive, 3)
+	if ci := c.ContactInfo; ci == nil || ci.BusinessName != "Acme Bakery" || ci.Country != "CA" || ci.SecondaryName != nil {
+		t.Fatalf("contact info %+v", c.ContactInfo)
+	}
+
+	c, err = h.svc.Deactivate(ctx, h.partner, c.ID, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusDeactivated, 4)
+	if h.twilio.Accounts()[0].Status != "suspended" || c.Twilio.Status != tenants.SubaccountSuspended {
+		t.Fatalf("after deactivate: twilio %+v, customer %+v", h.twilio.Accounts(), c.Twilio)
+	}
+	c, err = h.svc.Deactivate(ctx, h.partner, c.ID, tenants.AnyVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusDeactivated, 4)
+
+	c, err = h.svc.Activate(ctx, h.partner, c.ID, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusActive, 5)
+	if h.twilio.Accounts()[0].Status != "active" || h.twilio.CreateCount() != 1 {
+		t.Fatalf("re-activation: twilio %+v, %d creates", h.twilio.Accounts(), h.twilio.CreateCount())
+	}
+
+	period := 1
+	c, err = h.svc.Terminate(ctx, h.partner, c.ID, 5, tenants.RetentionInput{Strategy: "TEMPORARY", Period: &period})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusTerminated, 6)
+	wantShred := time.Date(2026, 2, 28, 10, 0, 0, 0, time.UTC)
+	if c.Retention == nil || c.Retention.ShredAt == nil || !c.Retention.ShredAt.Equal(wantShred) || *c.Retention.Period != 1 {
+		t.Fatalf("retention %+v", c.Retention)
+	}
+	if h.twilio.Accounts()[0].Status != "closed" || c.Twilio.Status != tenants.SubaccountClosed {
+		t.Fatalf("terminate did not close the sub-account: %+v", h.twilio.Accounts())
+	}
+	// Still readable during retention.
+	got, err := h.svc.Customer(ctx, h.partner, c.ID)
+	if err != nil || got.Label == nil || got.ContactInfo == nil {
+		t.Fatalf("terminated customer during retention: %+v, %v", got, err)
+	}
+
+	events, next, err := h.svc.Events(ctx, h.partner, c.ID, tenants.PageQuery{Limit: 50})
+	if err != nil || next != "" {
+		t.Fatal(err, next)
+	}
+	wantTypes := []string{tenants.EventRegistered, tenants.EventActivated, tenants.EventContactInfoUpdated,
+		tenants.EventDeactivated, tenants.EventActivated, tenants.EventTerminated}
+	if len(events) != len(wantTypes) {
+		t.Fatalf("%d events, want %d: %+v", len(events), len(wantTypes), events)
+	}
+	for i, e := range events {
+		if e.Type != wantTypes[i] || e.Version != int64(i+1) {
+			t.Errorf("event %d: %s v%d, want %s v%d", i, e.Type, e.Version, wantTypes[i], i+1)
+		}
+	}
+	// Paging through the events, two at a time.
+	var seen int
+	cursor := ""
+	for {
+		page, nextCur, err := h.svc.Events(ctx, h.partner, c.ID, tenants.PageQuery{Limit: 2, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			seen++
+			if e.Version != int64(seen) {
+				t.Fatalf("paged event %d has version %d", seen, e.Version)
+			}
+		}
+		if nextCur == "" {
+			break
+		}
+		cursor = nextCur
+	}
+	if seen != 6 {
+		t.Fatalf("paged through %d events, want 6", seen)
+	}
+}
+
+func TestInvalidTransitions(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	reg := h.register(t, "reg")
+	if _, err := h.svc.Deactivate(ctx, h.partner, reg.ID, tenants.AnyVersion); !errors.Is(err, tenants.ErrInvalidTransition) {
+		t.Errorf("deactivate REGISTERED: %v", err)
+	}
+	if _, err := h.svc.UpdateContactInfo(ctx, h.partner, reg.ID, tenants.AnyVersion, contactInput()); !errors.Is(err, tenants.ErrInvalidTransition) {
+		t.Errorf("contact info of REGISTERED: %v", err)
+	}
+	term, err := h.svc.Terminate(ctx, h.partner, reg.ID, 1, tenants.RetentionInput{Strategy: "INDEFINITE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, term, tenants.StatusTerminated, 2)
+	if term.Retention.ShredAt != nil || term.Retention.Period != nil {
+		t.Fatalf("indefinite retention %+v", term.Retention)
+	}
+	for name, f := range map[string]func() error{
+		"activate":   func() error { _, err := h.svc.Activate(ctx, h.partner, reg.ID, tenants.AnyVersion); return err },
+		"deactivate": func() error { _, err := h.svc.Deactivate(ctx, h.partner, reg.ID, tenants.AnyVersion); return err },
+		"contact info": func() error {
+			_, err := h.svc.UpdateContactInfo(ctx, h.partner, reg.ID, tenants.AnyVersion, contactInput())
+			return err
+		},
+		"terminate": func() error {
+			_, err := h.svc.Terminate(ctx, h.partner, reg.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "INDEFINITE"})
+			return err
+		},
+	} {
+		if err := f(); !errors.Is(err, tenants.ErrInvalidTransition) {
+			t.Errorf("%s on TERMINATED: %v, want invalid transition", name, err)
+		}
+	}
+	got, err := h.svc.Customer(ctx, h.partner, reg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, tenants.StatusTerminated, 2)
+}
+
+func TestVersionConflictChangesNothing(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.register(t, "stale")
+	_, err := h.svc.Activate(ctx, h.partner, c.ID, 7)
+	var vc *tenants.VersionConflictError
+	if !errors.As(err, &vc) || vc.Current != 1 || !errors.Is(err, tenants.ErrVersionConflict) {
+		t.Fatalf("stale activate: %v", err)
+	}
+	if h.twilio.CreateCount() != 0 {
+		t.Fatal("a stale request reached Twilio")
+	}
+	got, _ := h.svc.Customer(ctx, h.partner, c.ID)
+	wantStatus(t, got, tenants.StatusRegistered, 1)
+}
+
+func TestTwilioFailuresChangeNothing(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	for _, status := range []int{500, 503, 429} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			c := h.register(t, fmt.Sprintf("fail-%d", status))
+			h.twilio.FailNext(1, status)
+			if _, err := h.svc.Activate(ctx, h.partner, c.ID, 1); !errors.Is(err, tenants.ErrUpstreamUnavailable) {
+				t.Fatalf("activate with Twilio %d: %v", status, err)
+			}
+			got, _ := h.svc.Customer(ctx, h.partner, c.ID)
+			wantStatus(t, got, tenants.StatusRegistered, 1)
+			if got, err := h.svc.Activate(ctx, h.partner, c.ID, 1); err != nil {
+				t.Fatalf("retry: %v", err)
+			} else {
+				wantStatus(t, got, tenants.StatusActive, 2)
+			}
+			// A failing suspend leaves the customer ACTIVE.
+			h.twilio.FailNext(1, status)
+			if _, err := h.svc.Deactivate(ctx, h.partner, c.ID, 2); !errors.Is(err, tenants.ErrUpstreamUnavailable) {
+				t.Fatalf("deactivate with Twilio %d: %v", status, err)
+			}
+			got, _ = h.svc.Customer(ctx, h.partner, c.ID)
+			wantStatus(t, got, tenants.StatusActive, 2)
+			// A failing close leaves the customer ACTIVE too.
+			h.twilio.FailNext(1, status)
+			if _, err := h.svc.Terminate(ctx, h.partner, c.ID, 2, tenants.RetentionInput{Strategy: "NO_RETENTION"}); !errors.Is(err, tenants.ErrUpstreamUnavailable) {
+				t.Fatalf("terminate with Twilio %d: %v", status, err)
+			}
+			got, _ = h.svc.Customer(ctx, h.partner, c.ID)
+			wantStatus(t, got, tenants.StatusActive, 2)
+		})
+	}
+}
+
+func TestLostCreateAnswerReusesTheSubaccount(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.register(t, "lost")
+	h.twilio.LoseNextCreateAnswer()
+	if _, err := h.svc.Activate(ctx, h.partner, c.ID, 1); !errors.Is(err, tenants.ErrUpstreamUnavailable) {
+		t.Fatalf("activate with a lost answer: %v", err)
+	}
+	got, _ := h.svc.Customer(ctx, h.partner, c.ID)
+	wantStatus(t, got, tenants.StatusRegistered, 1)
+	got, err := h.svc.Activate(ctx, h.partner, c.ID, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, tenants.StatusActive, 2)
+	if n := h.twilio.CreateCount(); n != 1 {
+		t.Fatalf("%d sub-accounts created, want 1 (reused)", n)
+	}
+	if got.Twilio.AccountSID != h.twilio.Accounts()[0].SID {
+		t.Fatal("customer does not hold the sub-account that was created")
+	}
+}
+
+func TestSubaccountLimit(t *testing.T) {
+	h := newHarness(t)
+	h.twilio.SetSubaccountLimit(0)
+	c := h.register(t, "limited")
+	if _, err := h.svc.Activate(t.Context(), h.partner, c.ID, 1); !errors.Is(err, tenants.ErrTwilioSubaccountLimit) {
+		t.Fatalf("activate past the limit: %v", err)
+	}
+	got, _ := h.svc.Customer(t.Context(), h.partner, c.ID)
+	wantStatus(t, got, tenants.StatusRegistered, 1)
+}
+
+func TestOtherPartnersCustomersAreNotFound(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.active(t, "mine")
+	other, _, err := h.svc.CreatePartner(ctx, "Other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]func() error{
+		"get":        func() error { _, err := h.svc.Customer(ctx, other, c.ID); return err },
+		"activate":   func() error { _, err := h.svc.Activate(ctx, other, c.ID, tenants.AnyVersion); return err },
+		"deactivate": func() error { _, err := h.svc.Deactivate(ctx, other, c.ID, tenants.AnyVersion); return err },
+		"contact": func() error {
+			_, err := h.svc.UpdateContactInfo(ctx, other, c.ID, tenants.AnyVersion, contactInput())
+			return err
+		},
+		"terminate": func() error {
+			_, err := h.svc.Terminate(ctx, other, c.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "NO_RETENTION"})
+			return err
+		},
+		"events": func() error { _, _, err := h.svc.Events(ctx, other, c.ID, tenants.PageQuery{Limit: 10}); return err },
+	}
+	for name, f := range checks {
+		if err := f(); !errors.Is(err, tenants.ErrNotFound) {
+			t.Errorf("%s by another partner: %v, want not found", name, err)
+		}
+	}
+	list, _, err := h.svc.Customers(ctx, other, tenants.ListQuery{Limit: 50})
+	if err != nil || len(list) != 0 {
+		t.Fatalf("other partner lists %d customers (%v)", len(list), err)
+	}
+	got, _ := h.svc.Customer(ctx, h.partner, c.ID)
+	wantStatus(t, got, tenants.StatusActive, 2)
+}
+
+func TestSpaceTakenForever(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.register(t, "taken")
+	if _, err := h.svc.Register(ctx, h.partner, tenants.RegisterInput{Space: "taken", IndustryID: industry, Label: "x"}); !errors.Is(err, tenants.ErrSpaceTaken) {
+		t.Fatalf("second registration: %v", err)
+	}
+	if _, err := h.svc.Terminate(ctx, h.partner, c.ID, 1, tenants.RetentionInput{Strategy: "NO_RETENTION"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Register(ctx, h.partner, tenants.RegisterInput{Space: "taken", IndustryID: industry, Label: "x"}); !errors.Is(err, tenants.ErrSpaceTaken) {
+		t.Fatalf("registration after shredding: %v", err)
+	}
+}
+
+func TestRegisterValidation(t *testing.T) {
+	h := newHarness(t)
+	other := "someone-else"
+	tests := []struct {
+		in    tenants.RegisterInput
+		field string
+	}{
+		{tenants.RegisterInput{Space: "A", IndustryID: industry, Label: "x"}, "space"},
+		{tenants.RegisterInput{Space: "-abc", IndustryID: industry, Label: "x"}, "space"},
+		{tenants.RegisterInput{Space: "ok-space", IndustryID: "5f0c0e8e-0000-5000-8000-000000000000", Label: "x"}, "industryId"},
+		{tenants.RegisterInput{Space: "ok-space", IndustryID: industry, Label: "   "}, "label"},
+		{tenants.RegisterInput{Space: "ok-space", IndustryID: industry, Label: string(make([]rune, 201))}, "label"},
+		{tenants.RegisterInput{Space: "ok-space", IndustryID: industry, Label: "x", PartnerID: &other}, "partnerId"},
+	}
+	for _, tt := range tests {
+		_, err := h.svc.Register(t.Context(), h.partner, tt.in)
+		var verr *tenants.ValidationError
+		if !errors.As(err, &verr) || verr.Fields[0].Field != tt.field {
+			t.Errorf("register %+v: %v, want a validation error on %s", tt.in, err, tt.field)
+		}
+	}
+	list, _, _ := h.svc.Customers(t.Context(), h.partner, tenants.ListQuery{Limit: 50})
+	if len(list) != 0 {
+		t.Fatalf("invalid registrations stored %d customers", len(list))
+	}
+}
+
+func TestListNewestFirstWithCursorAndFilter(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, h.register(t, fmt.Sprintf("list-%d", i)).ID)
+	}
+	if _, err := h.svc.Activate(ctx, h.partner, ids[1], 1); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	cursor := ""
+	for {
+		page, next, err := h.svc.Customers(ctx, h.partner, tenants.ListQuery{Limit: 2, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page {
+			got = append(got, c.ID)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]string{ids[4], ids[3], ids[2], ids[1], ids[0]}) {
+		t.Fatalf("order %v", got)
+	}
+	active, _, err := h.svc.Customers(ctx, h.partner, tenants.ListQuery{Status: tenants.StatusActive, Limit: 50})
+	if err != nil || len(active) != 1 || active[0].ID != ids[1] {
+		t.Fatalf("status filter: %v %v", active, err)
+	}
+	if _, _, err := h.svc.Customers(ctx, h.partner, tenants.ListQuery{Limit: 2, Cursor: "!!"}); !errorsAsValidation(err, "cursor") {
+		t.Fatalf("bad cursor: %v", err)
+	}
+}
+
+func errorsAsValidation(err error, field string) bool {
+	var verr *tenants.ValidationError
+	return errors.As(err, &verr) && len(verr.Fields) > 0 && verr.Fields[0].Field == field
+}
+
+// assertShredded checks the crypto-shredding promise for one customer.
+func (h *harness) assertShredded(t *testing.T, id string, version int64) {
+	t.Helper()
+	ctx := t.Context()
+	c, err := h.svc.Customer(ctx, h.partner, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, tenants.StatusShredded, version)
+	if c.Label != nil || c.ContactInfo != nil || c.ShreddedAt == nil {
+		t.Fatalf("shredded customer still shows data: %+v", c)
+	}
+	if _, err := h.svc.Cipher(ctx, id); !errors.Is(err, tenants.ErrDataShredded) {
+		t.Fatalf("service cipher after shredding: %v", err)
+	}
+	if _, err := h.keyring.Cipher(ctx, id); !errors.Is(err, crypto.ErrKeyNotFound) {
+		t.Fatalf("keyring cipher after shredding: %v", err)
+	}
+	names, err := h.db.Client.ListDatabaseNames(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if n == h.db.CustomerDatabaseName(id) {
+			t.Fatalf("customer database %s survived shredding", n)
+		}
+	}
+	n, err := h.db.Keys.Collection("customer_keys").CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil || n != 0 {
+		t.Fatalf("%d key documents left (%v)", n, err)
+	}
+	events, _, err := h.svc.Events(ctx, h.partner, id, tenants.PageQuery{Limit: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := events[len(events)-1]; last.Type != tenants.EventShredded || last.Version != version {
+		t.Fatalf("last event %+v, want customer.shredded v%d", last, version)
+	}
+}
+
+func TestNoRetentionShredsDuringTerminate(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.active(t, "gone")
+	if _, err := h.db.Customer(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.svc.Terminate(ctx, h.partner, c.ID, 2, tenants.RetentionInput{Strategy: "NO_RETENTION"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, tenants.StatusShredded, 4)
+	if got.Label != nil || got.Retention.Strategy != tenants.NoRetention || got.Retention.Period != nil || got.TerminatedAt == nil {
+		t.Fatalf("terminate answer %+v", got)
+	}
+	h.assertShredded(t, c.ID, 4)
+	// A purge afterwards has nothing to do.
+	sum, err := h.svc.Purge(ctx, tenants.PurgeOptions{Now: h.clock.Now()}, func(tenants.PurgeResult) {})
+	if err != nil || sum.Due != 0 {
+		t.Fatalf("purge after NO_RETENTION: %+v %v", sum, err)
+	}
+}
+
+func (h *harness) terminated(t *testing.T, space string, months int) tenants.Customer {
+	t.Helper()
+	c := h.active(t, space)
+	if _, err := h.svc.UpdateContactInfo(t.Context(), h.partner, c.ID, tenants.AnyVersion, contactInput()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.svc.Terminate(t.Context(), h.partner, c.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "TEMPORARY", Period: &months})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func collect(t *testing.T, h *harness, opts tenants.PurgeOptions) (tenants.PurgeSummary, map[string]string) {
+	t.Helper()
+	outcomes := map[string]string{}
+	var mu sync.Mutex
+	sum, err := h.svc.Purge(t.Context(), opts, func(r tenants.PurgeResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		outcomes[r.CustomerID] = r.Outcome
+		if r.Err != nil {
+			t.Errorf("purge %s: %v", r.CustomerID, r.Err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, outcomes
+}
+
+func TestPurge(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	soon := h.terminated(t, "soon", 1)   // due 2026-02-28
+	later := h.terminated(t, "later", 3) // due 2026-04-30
+	kept := h.active(t, "kept")
+	forever := h.active(t, "forever")
+	if _, err := h.svc.Terminate(ctx, h.partner, forever.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "INDEFINITE"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing is due yet.
+	sum, _ := collect(t, h, tenants.PurgeOptions{Now: time.Date(2026, 2, 27, 0, 0, 0, 0, time.UTC)})
+	if sum.Due != 0 {
+		t.Fatalf("before any shredAt: %+v", sum)
+	}
+
+	// A dry run reports and changes nothing.
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	sum, out := collect(t, h, tenants.PurgeOptions{Now: march, DryRun: true})
+	if sum.Due != 1 || sum.Shredded != 0 || !sum.DryRun || out[soon.ID] != tenants.OutcomeWouldShred {
+		t.Fatalf("dry run: %+v %v", sum, out)
+	}
+	if c, _ := h.svc.Customer(ctx, h.partner, soon.ID); c.Status != tenants.StatusTerminated || c.Label == nil {
+		t.Fatalf("dry run changed the customer: %+v", c)
+	}
+
+	sum, out = collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Due != 1 || sum.Shredded != 1 || sum.Failed != 0 || out[soon.ID] != tenants.OutcomeShredded {
+		t.Fatalf("purge: %+v %v", sum, out)
+	}
+	h.assertShredded(t, soon.ID, soon.Version+1)
+	if c, _ := h.svc.Customer(ctx, h.partner, later.ID); c.Status != tenants.StatusTerminated || c.Label == nil {
+		t.Fatalf("a customer not yet due was touched: %+v", c)
+	}
+
+	// A re-run is a no-op.
+	sum, _ = collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Due != 0 {
+		t.Fatalf("re-run: %+v", sum)
+	}
+
+	// Far in the future: the 3-month one goes; active and indefinite stay.
+	sum, out = collect(t, h, tenants.PurgeOptions{Now: time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if sum.Due != 1 || out[later.ID] != tenants.OutcomeShredded {
+		t.Fatalf("later purge: %+v %v", sum, out)
+	}
+	for _, id := range []string{kept.ID, forever.ID} {
+		if c, _ := h.svc.Customer(ctx, h.partner, id); c.Label == nil {
+			t.Fatalf("customer %s lost its data", id)
+		}
+	}
+}
+
+func TestConcurrentPurgesShredEachCustomerOnce(t *testing.T) {
+	h := newHarness(t)
+	const n = 6
+	ids := map[string]bool{}
+	for i := range n {
+		ids[h.terminated(t, fmt.Sprintf("conc-%d", i), 1).ID] = true
+	}
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	shredded := map[string]int{}
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.svc.Purge(context.Background(), tenants.PurgeOptions{Now: march}, func(r tenants.PurgeResult) {
+				mu.Lock()
+				defer mu.Unlock()
+				if r.Outcome == tenants.OutcomeShredded {
+					shredded[r.CustomerID]++
+				}
+				if r.Err != nil {
+					t.Errorf("concurrent purge %s: %v", r.CustomerID, r.Err)
+				}
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for id := range ids {
+		if shredded[id] != 1 {
+			t.Errorf("customer %s shredded %d times, want once", id, shredded[id])
+		}
+		c, _ := h.svc.Customer(t.Context(), h.partner, id)
+		events, _, _ := h.svc.Events(t.Context(), h.partner, id, tenants.PageQuery{Limit: 200})
+		var shredEvents int
+		for _, e := range events {
+			if e.Type == tenants.EventShredded {
+				shredEvents++
+			}
+		}
+		if c.Status != tenants.StatusShredded || shredEvents != 1 {
+			t.Errorf("customer %s: %s with %d shredded events", id, c.Status, shredEvents)
+		}
+	}
+}
+
+// TestKilledPurgeIsFinished: a run that died after deleting the key but
+// before marking the customer leaves a TERMINATED customer without a key and
+// its lease behind; the next run after the lease expires finishes the job.
+func TestKilledPurgeIsFinished(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.terminated(t, "killed", 1)
+	// What the killed run did: took the lease, deleted the key.
+	if _, err := h.db.Control.Collection("locks").InsertOne(ctx, bson.D{
+		{Key: "_id", Value: "shred:" + c.ID}, {Key: "owner", Value: "dead-run"},
+		{Key: "expiresAt", Value: h.clock.Now().Add(5 * time.Minute)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.keyring.Destroy(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	// While the key is gone nothing opens its data, even before the mark.
+	if _, err := h.svc.Cipher(ctx, c.ID); !errors.Is(err, tenants.ErrDataShredded) {
+		t.Fatalf("cipher after key delete: %v", err)
+	}
+	if got, err := h.svc.Customer(ctx, h.partner, c.ID); err != nil || got.Label != nil || got.ContactInfo != nil {
+		t.Fatalf("half-shredded customer: %+v %v", got, err)
+	}
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	// While the dead run's lease lasts, the customer is skipped.
+	sum, _ := collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Due != 0 || sum.Failed != 0 {
+		t.Fatalf("purge under another run's lease: %+v", sum)
+	}
+	h.clock.Add(6 * time.Minute)
+	sum, out := collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Shredded != 1 || out[c.ID] != tenants.OutcomeShredded {
+		t.Fatalf("next run: %+v %v", sum, out)
+	}
+	h.assertShredded(t, c.ID, c.Version+1)
+}
+
+// TestPendingCleanupIsFinished: a run killed after the mark but before the
+// database drop is finished by the next run.
+func TestPendingCleanupIsFinished(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.terminated(t, "pending", 1)
+	if _, err := h.db.Customer(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	failing := tenants.NewService(tenants.Config{
+		Control: h.db.Control, Keyring: h.keyring, Twilio: twilio.NewSandbox(), Logger: storetest.Logger(), Now: h.clock.Now,
+		DropCustomerData: func(context.Context, string) error { return errors.New("killed") },
+	})
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	sum, err := failing.Purge(ctx, tenants.PurgeOptions{Now: march}, func(tenants.PurgeResult) {})
+	if err != nil || sum.Failed != 1 {
+		t.Fatalf("failing run: %+v %v", sum, err)
+	}
+	sum, out := collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Shredded != 1 || out[c.ID] != tenants.OutcomeShredded {
+		t.Fatalf("next run: %+v %v", sum, out)
+	}
+	h.assertShredded(t, c.ID, c.Version+1)
+	sum, _ = collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Due != 0 {
+		t.Fatalf("third run: %+v", sum)
+	}
+}
+
+func TestPartnerKeys(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	p, key, err := h.svc.CreatePartner(ctx, "Keyed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.svc.AuthenticatePartner(ctx, key)
+	if err != nil || got.ID != p.ID {
+		t.Fatalf("authenticate: %+v %v", got, err)
+	}
+	last := byte('A')
+	if key[len(key)-1] == 'A' {
+		last = 'B'
+	}
+	tampered := key[:len(key)-1] + string(last)
+	for _, bad := range []string{"", "sbp_", key + "x", tampered, "Bearer " + key} {
+		if _, err := h.svc.AuthenticatePartner(ctx, bad); !errors.Is(err, tenants.ErrUnauthorized) {
+			t.Errorf("key %q: %v, want unauthorized", bad, err)
+		}
+	}
+	var doc bson.M
+	if err := h.db.Control.Collection("partners").FindOne(ctx, bson.D{{Key: "_id", Value: p.ID}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	secret := key[strings.LastIndex(key, "_")+1:]
+	if strings.Contains(fmt.Sprint(doc), secret) {
+		t.Fatal("the partner document holds the key's secret")
+	}
+}
