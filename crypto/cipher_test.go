@@ -32,7 +32,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pt) > 0 && bytes.Contains(sealed, pt) {
+		if len(pt) >= 8 && bytes.Contains(sealed, pt) {
 			t.Fatal("plaintext visible in the sealed value")
 		}
 		got, err := c.Open(field, sealed)

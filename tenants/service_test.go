@@ -44,11 +44,12 @@ type harness struct {
 	db      *store.DB
 	keyring *crypto.Keyring
 	twilio  *twiliotest.Server
+	client  tenants.Twilio
 	clock   *clock
 	partner tenants.Partner
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	db := storetest.MustOpen(t)
 	master, _, err := crypto.LoadOrCreateDevMasterKey(t.TempDir())
@@ -75,12 +76,12 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{svc: svc, db: db, keyring: keyring, twilio: srv, clock: clk, partner: p}
+	return &harness{svc: svc, db: db, keyring: keyring, twilio: srv, client: client, clock: clk, partner: p}
 }
 
 var industry = tenants.Industries()[0].ID
 
-func (h *harness) register(t *testing.T, space string) tenants.Customer {
+func (h *harness) register(t testing.TB, space string) tenants.Customer {
 	t.Helper()
 	c, err := h.svc.Register(t.Context(), h.partner, tenants.RegisterInput{Space: space, IndustryID: industry, Label: "Label of " + space})
 	if err != nil {
@@ -89,7 +90,7 @@ func (h *harness) register(t *testing.T, space string) tenants.Customer {
 	return c
 }
 
-func (h *harness) active(t *testing.T, space string) tenants.Customer {
+func (h *harness) active(t testing.TB, space string) tenants.Customer {
 	t.Helper()
 	c := h.register(t, space)
 	c, err := h.svc.Activate(t.Context(), h.partner, c.ID, tenants.AnyVersion)
@@ -541,7 +542,7 @@ func TestNoRetentionShredsDuringTerminate(t *testing.T) {
 	}
 }
 
-func (h *harness) terminated(t *testing.T, space string, months int) tenants.Customer {
+func (h *harness) terminated(t testing.TB, space string, months int) tenants.Customer {
 	t.Helper()
 	c := h.active(t, space)
 	if _, err := h.svc.UpdateContactInfo(t.Context(), h.partner, c.ID, tenants.AnyVersion, contactInput()); err != nil {
