@@ -76,6 +76,9 @@ func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(Purg
 			case errors.Is(err, ErrLeaseHeld):
 				s.cfg.Logger.InfoContext(ctx, "purge: customer under another run's lease, skipped", "customerId", d.ID)
 				continue
+			case errors.Is(err, errAlreadyShredded):
+				// Another run finished it between our query and our lease.
+				continue
 			case err != nil:
 				res.Outcome, res.Err = OutcomeFailed, err
 				sum.Failed++
@@ -89,6 +92,9 @@ func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(Purg
 	}
 	return sum, nil
 }
+
+// errAlreadyShredded: the customer was completely shredded already.
+var errAlreadyShredded = errors.New("already shredded")
 
 // leaseOwner names one run (or one NO_RETENTION terminate call) in leases.
 func (s *Service) leaseOwner() string {
@@ -132,7 +138,7 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 		doc = nxt
 	case StatusShredded:
 		if !doc.CleanupPending {
-			return doc, nil
+			return doc, errAlreadyShredded
 		}
 	default:
 		return nil, &TransitionError{From: doc.Status, Action: "shred"}

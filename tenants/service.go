@@ -449,6 +449,10 @@ func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected 
 	}
 	if retention.Strategy == NoRetention {
 		shredded, err := s.shred(ctx, id, s.leaseOwner())
+		if errors.Is(err, ErrLeaseHeld) || errors.Is(err, errAlreadyShredded) {
+			// A purge run got there first (the customer was due at once).
+			shredded, err = s.find(ctx, p.ID, id)
+		}
 		if err != nil {
 			// Terminated and due at once: the next purge finishes it.
 			return Customer{}, fmt.Errorf("terminate customer: shred: %w", err)

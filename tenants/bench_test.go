@@ -1,0 +1,74 @@
+package tenants_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/switchboard/switchboard/store/storetest"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// BenchmarkShred measures shredding a customer whose database holds 10 and
+// 10,000 documents, in the same run, and reports:
+//   - erase: key delete + SHREDDED mark, the crypto-erase that makes the data
+//     unreadable (O(1) in the data);
+//   - drop: dropping the customer's database afterwards (grows with the data);
+//   - the ratios 10,000/10 of each.
+//
+// Each iteration sets up two customers (10,010 inserts, untimed): run it with
+// -benchtime=Nx.
+func BenchmarkShred(b *testing.B) {
+	h := newHarness(b)
+	ctx := b.Context()
+	var dropStart time.Time
+	var drop time.Duration
+	svc := tenants.NewService(tenants.Config{
+		Control: h.db.Control, Keyring: h.keyring, Twilio: h.client, Logger: storetest.Logger(), Now: h.clock.Now,
+		DropCustomerData: func(ctx context.Context, id string) error {
+			dropStart = time.Now()
+			err := h.db.DropCustomer(ctx, id)
+			drop = time.Since(dropStart)
+			return err
+		},
+	})
+	doc := bson.D{{Key: "sealed", Value: make([]byte, 200)}}
+	sizes := [2]int{10, 10000}
+	var erase, dropped [2]time.Duration
+	for i := 0; b.Loop(); i++ {
+		for s, n := range sizes {
+			b.StopTimer()
+			c := h.terminated(b, fmt.Sprintf("bench-%d-%d", i, n), 1)
+			docs := make([]any, n)
+			for j := range docs {
+				docs[j] = doc
+			}
+			if _, err := h.db.Customer(c.ID).Collection("contacts").InsertMany(ctx, docs); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			start := time.Now()
+			sum, err := svc.Purge(ctx, tenants.PurgeOptions{Now: *c.Retention.ShredAt}, func(r tenants.PurgeResult) {
+				if r.Err != nil {
+					b.Fatal(r.Err)
+				}
+			})
+			if err != nil || sum.Shredded != 1 {
+				b.Fatalf("purge: %+v %v", sum, err)
+			}
+			erase[s] += dropStart.Sub(start)
+			dropped[s] += drop
+		}
+	}
+	n := float64(b.N)
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
+	b.ReportMetric(us(erase[0]), "erase-10-µs")
+	b.ReportMetric(us(erase[1]), "erase-10k-µs")
+	b.ReportMetric(float64(erase[1])/float64(erase[0]), "erase-ratio")
+	b.ReportMetric(us(dropped[0]), "drop-10-µs")
+	b.ReportMetric(us(dropped[1]), "drop-10k-µs")
+	b.ReportMetric(float64(dropped[1])/float64(dropped[0]), "drop-ratio")
+}
