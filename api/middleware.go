@@ -1,0 +1,238 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// Keys of values the middleware keeps in the gin context.
+const (
+	requestIDKey = "switchboard.requestId"
+	loggerKey    = "switchboard.logger"
+	partnerKey   = "switchboard.partner"
+)
+
+// maxBody is the largest request body accepted.
+const maxBody = 1 << 20
+
+func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
+
+// validRequestID accepts a client's X-Request-Id of 1..128 printable ASCII
+// characters; anything else is replaced.
+func validRequestID(s string) bool {
+	if len(s) < 1 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// withRequestID echoes or generates X-Request-Id and puts it, with the
+// logger, in the context.
+func withRequestID(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader("X-Request-Id")
+		if !validRequestID(id) {
+			id = uuid.Must(uuid.NewV7()).String()
+		}
+		c.Set(requestIDKey, id)
+		c.Set(loggerKey, log)
+		c.Header("X-Request-Id", id)
+		c.Next()
+	}
+}
+
+// accessLog logs one line per request: never bodies, headers or query values.
+func accessLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
+			slog.String("requestId", requestID(c)), slog.String("method", c.Request.Method),
+			slog.String("route", route), slog.Int("status", c.Writer.Status()),
+			slog.Duration("duration", time.Since(start)))
+	}
+}
+
+// recoverProblem turns a panic into a 500 problem document.
+func recoverProblem() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				err := fmt.Errorf("panic: %v", r)
+				if c.Writer.Written() {
+					logger(c).ErrorContext(c.Request.Context(), "panic after the answer started", "requestId", requestID(c), "err", err)
+					c.Abort()
+					return
+				}
+				writeProblem(c, err)
+			}
+		}()
+		c.Next()
+	}
+}
+
+// metrics counts requests and their durations per route.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_http_requests_total", Help: "HTTP requests by method, route and status.",
+		}, []string{"method", "route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchboard_http_request_duration_seconds", Help: "HTTP request durations by method and route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+func (m *metrics) handler() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
+		m.duration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
+	}
+}
+
+// limitBody refuses bodies over 1 MiB (up front when Content-Length says so)
+// and bodies that are not JSON.
+func limitBody() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		r := c.Request
+		if r.ContentLength > maxBody {
+			writeProblem(c, errPayloadTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(c.Writer, r.Body, maxBody)
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			if r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
+				break // no body at all: the handler decides whether it needs one
+			}
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || mt != "application/json" {
+				writeProblem(c, errMediaType)
+				return
+			}
+		}
+		c.Next()
+	}
+}
+
+// partnerAuth authenticates Authorization: Bearer <partner API key>.
+func partnerAuth(svc *tenants.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.GetHeader("Authorization")
+		const prefix = "Bearer "
+		if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
+			writeProblem(c, tenants.ErrUnauthorized)
+			return
+		}
+		p, err := svc.AuthenticatePartner(c.Request.Context(), h[len(prefix):])
+		if err != nil {
+			writeProblem(c, err)
+			return
+		}
+		c.Set(partnerKey, p)
+		c.Next()
+	}
+}
+
+func partner(c *gin.Context) tenants.Partner {
+	return c.MustGet(partnerKey).(tenants.Partner)
+}
+
+// limiter is a token bucket per caller; buckets idle for 10 minutes are
+// dropped.
+type limiter struct {
+	rate  rate.Limit
+	burst int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	sweep   time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	return &limiter{rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}}
+}
+
+// reserve takes a token for caller, or says how long to wait for one.
+func (l *limiter) reserve(caller string) (bool, time.Duration) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.sweep) > time.Minute {
+		for k, b := range l.buckets {
+			if now.Sub(b.seen) > 10*time.Minute {
+				delete(l.buckets, k)
+			}
+		}
+		l.sweep = now
+	}
+	b, ok := l.buckets[caller]
+	if !ok {
+		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
+		l.buckets[caller] = b
+	}
+	b.seen = now
+	r := b.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// perPartner rate-limits each partner separately.
+func (l *limiter) perPartner() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ok, wait := l.reserve("partner:" + partner(c).ID)
+		if !ok {
+			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeProblem(c, errRateLimited)
+			return
+		}
+		c.Next()
+	}
+}

@@ -1,0 +1,152 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// problem is an RFC 9457 problem document, as API.md shapes it.
+type problem struct {
+	Type      string         `json:"type"`
+	Title     string         `json:"title"`
+	Status    int            `json:"status"`
+	Detail    string         `json:"detail"`
+	Instance  string         `json:"instance"`
+	Code      string         `json:"code"`
+	RequestID string         `json:"requestId"`
+	Errors    []problemField `json:"errors,omitempty"`
+}
+
+type problemField struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// httpError is an error the HTTP layer itself raises (decoding, limits,
+// authentication): it carries its status, code and fields.
+type httpError struct {
+	status int
+	code   string
+	detail string
+	fields []problemField
+}
+
+func (e *httpError) Error() string { return e.code + ": " + e.detail }
+
+func badRequest(field, message string) error {
+	e := &httpError{status: http.StatusBadRequest, code: "malformed_request", detail: "The request body is not valid JSON for this route."}
+	if field != "" {
+		e.detail = "The request body is malformed at " + field + ": " + message + "."
+		e.fields = []problemField{{Field: field, Message: message}}
+	}
+	return e
+}
+
+func invalidQuery(field, message string) error {
+	return &tenants.ValidationError{Fields: []tenants.FieldError{{Field: field, Message: message}}}
+}
+
+var (
+	errPayloadTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", detail: "The request body exceeds 1 MiB."}
+	errMediaType       = &httpError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", detail: "Requests with a body must be application/json."}
+	errNoRoute         = &httpError{status: http.StatusNotFound, code: "not_found", detail: "No such route."}
+	errNoMethod        = &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", detail: "The route does not take this method."}
+	errRateLimited     = &httpError{status: http.StatusTooManyRequests, code: "rate_limited", detail: "Too many requests: slow down and retry after the time in Retry-After."}
+	errNotReady        = &httpError{status: http.StatusServiceUnavailable, code: "not_ready", detail: "The service is not ready."}
+)
+
+// sentinels maps domain sentinels to problems: the one table.
+var sentinels = []struct {
+	err    error
+	status int
+	code   string
+	detail string
+}{
+	{tenants.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
+	{tenants.ErrVersionConflict, http.StatusConflict, "version_conflict", ""},
+	{tenants.ErrInvalidTransition, http.StatusConflict, "invalid_transition", ""},
+	{tenants.ErrSpaceTaken, http.StatusConflict, "space_taken", "The space is taken."},
+	{tenants.ErrCustomerNotActive, http.StatusConflict, "customer_not_active", "The customer is not ACTIVE."},
+	{tenants.ErrDataShredded, http.StatusGone, "data_shredded", "The customer's data has been shredded and can never be read again."},
+	{tenants.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "A valid API key is required: Authorization: Bearer <key>."},
+	{tenants.ErrUpstreamUnavailable, http.StatusServiceUnavailable, "upstream_unavailable", "Twilio is unavailable; nothing was changed. Retry later."},
+	{tenants.ErrTwilioSubaccountLimit, http.StatusConflict, "twilio_subaccount_limit", "Twilio's sub-account limit for the platform is reached (Twilio error 21480)."},
+	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."},
+	{idempotency.ErrKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
+}
+
+// toProblem maps any error to its problem document. Unknown errors are 500
+// with a fixed detail: internal error text never reaches a client.
+func toProblem(err error) (problem, bool) {
+	var he *httpError
+	if errors.As(err, &he) {
+		return problem{Status: he.status, Code: he.code, Detail: he.detail, Errors: he.fields}, true
+	}
+	var verr *tenants.ValidationError
+	if errors.As(err, &verr) {
+		p := problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The request breaks a rule: see errors."}
+		for _, f := range verr.Fields {
+			p.Errors = append(p.Errors, problemField{Field: f.Field, Message: f.Message})
+		}
+		return p, true
+	}
+	if errors.Is(err, idempotency.ErrInvalidKey) {
+		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The Idempotency-Key header is invalid.",
+			Errors: []problemField{{Field: "Idempotency-Key", Message: "must be 1 to 255 printable ASCII characters"}}}, true
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			p := problem{Status: s.status, Code: s.code, Detail: s.detail}
+			var vc *tenants.VersionConflictError
+			var te *tenants.TransitionError
+			switch {
+			case errors.As(err, &vc):
+				p.Detail = fmt.Sprintf("The resource changed: its current version is %d.", vc.Current)
+			case errors.As(err, &te):
+				p.Detail = fmt.Sprintf("Cannot %s a customer in status %s.", te.Action, te.From)
+			}
+			return p, true
+		}
+	}
+	return problem{Status: http.StatusInternalServerError, Code: "internal_error", Detail: "An internal error occurred. It has been logged with the request id."}, false
+}
+
+// writeProblem answers err as a problem document and stops the chain.
+func writeProblem(c *gin.Context, err error) {
+	p, known := toProblem(err)
+	if !known {
+		logger(c).ErrorContext(c.Request.Context(), "request failed", "requestId", requestID(c), "route", c.FullPath(), "err", err)
+	}
+	p.Type = "/docs#problem-" + p.Code
+	p.Title = http.StatusText(p.Status)
+	p.Instance = c.Request.URL.Path
+	p.RequestID = requestID(c)
+	switch p.Status {
+	case http.StatusUnauthorized:
+		c.Header("WWW-Authenticate", `Bearer realm="switchboard"`)
+	case http.StatusServiceUnavailable:
+		if c.Writer.Header().Get("Retry-After") == "" {
+			c.Header("Retry-After", "5")
+		}
+	}
+	c.Header("Content-Type", "application/problem+json")
+	c.Abort()
+	c.Status(p.Status)
+	if err := jsonWrite(c.Writer, p); err != nil {
+		logger(c).WarnContext(c.Request.Context(), "write problem", "requestId", requestID(c), "err", err)
+	}
+}
+
+func logger(c *gin.Context) *slog.Logger {
+	if l, ok := c.Get(loggerKey); ok {
+		return l.(*slog.Logger)
+	}
+	return slog.Default()
+}

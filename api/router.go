@@ -1,0 +1,85 @@
+// Package api is Switchboard's HTTP surface (gin): middleware (request id,
+// access log, panic recovery, metrics, body limits, content type, partner
+// authentication, rate limits), the partner admin routes, operations routes
+// and the OpenAPI document. Handlers decode, call a domain service and
+// encode; every error becomes a problem document in problem.go.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// Config holds what the router needs.
+type Config struct {
+	Tenants     *tenants.Service
+	Idempotency *idempotency.Store
+	Logger      *slog.Logger
+	// Registry receives the HTTP metrics and is served at /metrics.
+	Registry *prometheus.Registry
+	// Ready reports whether the service can serve (database reachable).
+	Ready func(context.Context) error
+	// PartnerRate is each partner's sustained requests per second (default
+	// 20) and PartnerBurst its burst (default 40).
+	PartnerRate  float64
+	PartnerBurst int
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// NewRouter returns the HTTP handler of every route.
+func NewRouter(cfg Config) *gin.Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PartnerRate == 0 {
+		cfg.PartnerRate = 20
+	}
+	if cfg.PartnerBurst == 0 {
+		cfg.PartnerBurst = 40
+	}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.ContextWithFallback = true
+	_ = r.SetTrustedProxies(nil)
+	m := newMetrics(cfg.Registry)
+	r.Use(withRequestID(cfg.Logger), accessLog(cfg.Logger), recoverProblem(), m.handler(), limitBody())
+	r.NoRoute(func(c *gin.Context) { writeProblem(c, errNoRoute) })
+	r.NoMethod(func(c *gin.Context) { writeProblem(c, errNoMethod) })
+
+	r.GET("/healthz", func(c *gin.Context) { reply(c, http.StatusOK, map[string]string{"status": "ok"}) })
+	r.GET("/readyz", func(c *gin.Context) {
+		if err := cfg.Ready(c.Request.Context()); err != nil {
+			logger(c).WarnContext(c.Request.Context(), "not ready", "err", err)
+			writeProblem(c, errNotReady)
+			return
+		}
+		reply(c, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	registerDocs(r)
+
+	h := partnerHandlers{svc: cfg.Tenants}
+	lim := newLimiter(cfg.PartnerRate, cfg.PartnerBurst)
+	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.perPartner())
+	v1.GET("/industries", h.industries)
+	v1.POST("/customers", idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)
+	v1.GET("/customers", h.list)
+	v1.GET("/customers/:id", h.get)
+	v1.POST("/customers/:id/activate", h.transition(activate))
+	v1.PUT("/customers/:id/contact-info", h.contactInfo)
+	v1.POST("/customers/:id/deactivate", h.transition(deactivate))
+	v1.POST("/customers/:id/terminate", h.terminate)
+	v1.GET("/customers/:id/events", h.events)
+	return r
+}

@@ -1,0 +1,162 @@
+package api
+
+import (
+	"time"
+
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// timeFormat is API.md's: RFC 3339 in UTC with milliseconds.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+func wireTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func wireTimePtr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := wireTime(*t)
+	return &s
+}
+
+// list is every list answer: {"items": [...], "nextCursor": "..."|null}.
+type list[T any] struct {
+	Items      []T     `json:"items"`
+	NextCursor *string `json:"nextCursor"`
+}
+
+func newList[T any](items []T, next string) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	l := list[T]{Items: items}
+	if next != "" {
+		l.NextCursor = &next
+	}
+	return l
+}
+
+type customerJSON struct {
+	ID            string           `json:"id"`
+	PartnerID     string           `json:"partnerId"`
+	Space         string           `json:"space"`
+	Label         *string          `json:"label"`
+	IndustryID    string           `json:"industryId"`
+	Status        tenants.Status   `json:"status"`
+	Version       int64            `json:"version"`
+	ContactInfo   *contactInfoJSON `json:"contactInfo"`
+	Twilio        *twilioJSON      `json:"twilio"`
+	Retention     *retentionJSON   `json:"retention"`
+	CreatedAt     string           `json:"createdAt"`
+	UpdatedAt     string           `json:"updatedAt"`
+	ActivatedAt   *string          `json:"activatedAt"`
+	DeactivatedAt *string          `json:"deactivatedAt"`
+	TerminatedAt  *string          `json:"terminatedAt"`
+	ShreddedAt    *string          `json:"shreddedAt"`
+}
+
+type contactInfoJSON struct {
+	BusinessName  string  `json:"businessName"`
+	SecondaryName *string `json:"secondaryName"`
+	PhoneNumber   *string `json:"phoneNumber"`
+	AddressLine1  string  `json:"addressLine1"`
+	AddressLine2  *string `json:"addressLine2"`
+	PostalCode    string  `json:"postalCode"`
+	Province      *string `json:"province"`
+	Country       string  `json:"country"`
+}
+
+type twilioJSON struct {
+	AccountSID string                   `json:"accountSid"`
+	Status     tenants.SubaccountStatus `json:"status"`
+}
+
+type retentionJSON struct {
+	Strategy tenants.Strategy `json:"strategy"`
+	Period   *int             `json:"period"`
+	ShredAt  *string          `json:"shredAt"`
+}
+
+func toCustomerJSON(c tenants.Customer) customerJSON {
+	out := customerJSON{
+		ID: c.ID, PartnerID: c.PartnerID, Space: c.Space, Label: c.Label, IndustryID: c.IndustryID,
+		Status: c.Status, Version: c.Version,
+		CreatedAt: wireTime(c.CreatedAt), UpdatedAt: wireTime(c.UpdatedAt),
+		ActivatedAt: wireTimePtr(c.ActivatedAt), DeactivatedAt: wireTimePtr(c.DeactivatedAt),
+		TerminatedAt: wireTimePtr(c.TerminatedAt), ShreddedAt: wireTimePtr(c.ShreddedAt),
+	}
+	if ci := c.ContactInfo; ci != nil {
+		out.ContactInfo = &contactInfoJSON{
+			BusinessName: ci.BusinessName, SecondaryName: ci.SecondaryName, PhoneNumber: ci.PhoneNumber,
+			AddressLine1: ci.AddressLine1, AddressLine2: ci.AddressLine2, PostalCode: ci.PostalCode,
+			Province: ci.Province, Country: ci.Country,
+		}
+	}
+	if t := c.Twilio; t != nil {
+		out.Twilio = &twilioJSON{AccountSID: t.AccountSID, Status: t.Status}
+	}
+	if r := c.Retention; r != nil {
+		out.Retention = &retentionJSON{Strategy: r.Strategy, Period: r.Period, ShredAt: wireTimePtr(r.ShredAt)}
+	}
+	return out
+}
+
+type industryJSON struct {
+	ID   string `json:"id"`
+	Code string `json:"code"`
+	Name string `json:"name"`
+}
+
+type eventJSON struct {
+	ID      string         `json:"id"`
+	Type    string         `json:"type"`
+	At      string         `json:"at"`
+	Version int64          `json:"version"`
+	Data    map[string]any `json:"data"`
+}
+
+func toEventJSON(e tenants.Event) eventJSON {
+	data := make(map[string]any, len(e.Data))
+	for k, v := range e.Data {
+		if t, ok := v.(time.Time); ok {
+			v = wireTime(t)
+		}
+		data[k] = v
+	}
+	return eventJSON{ID: e.ID, Type: e.Type, At: wireTime(e.At), Version: e.Version, Data: data}
+}
+
+// Request bodies. Pointers tell an absent member from a zero one.
+
+type registerRequest struct {
+	Space      *string `json:"space"`
+	IndustryID *string `json:"industryId"`
+	Label      *string `json:"label"`
+	PartnerID  *string `json:"partnerId"`
+}
+
+type versionRequest struct {
+	ExpectedVersion *expectedVersion `json:"expectedVersion"`
+}
+
+type contactInfoRequest struct {
+	ExpectedVersion *expectedVersion `json:"expectedVersion"`
+	BusinessName    *string          `json:"businessName"`
+	SecondaryName   *string          `json:"secondaryName"`
+	PhoneNumber     *string          `json:"phoneNumber"`
+	AddressLine1    *string          `json:"addressLine1"`
+	AddressLine2    *string          `json:"addressLine2"`
+	PostalCode      *string          `json:"postalCode"`
+	Province        *string          `json:"province"`
+	Country         *string          `json:"country"`
+}
+
+type terminateRequest struct {
+	ExpectedVersion *expectedVersion  `json:"expectedVersion"`
+	Retention       *retentionRequest `json:"retention"`
+}
+
+type retentionRequest struct {
+	Strategy *string `json:"strategy"`
+	Period   *int    `json:"period"`
+}
