@@ -204,3 +204,15 @@ func (c *Client) SetSubaccountStatus(_ context.Context, sid string, status tenan
 	}
 	return nil
 }
+
+// ValidSignature reports whether signature is Twilio's X-Twilio-Signature
+// for a callback to url with the given form params, signed with authToken
+// (the auth token of the account that owns the number), as twilio-go's
+// request validator computes it (HMAC-SHA1, base64).
+func ValidSignature(authToken, url string, params map[string]string, signature string) bool {
+	if authToken == "" || signature == "" {
+		return false
+	}
+	v := client.NewRequestValidator(authToken)
+	return v.Validate(url, params, signature)
+}
