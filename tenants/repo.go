@@ -95,16 +95,17 @@ func (s *Service) events() *mongo.Collection    { return s.cfg.Control.Collectio
 // find loads a customer by id, scoped to a partner unless partnerID is "".
 // It first copies a pending event to the events collection.
 func (s *Service) find(ctx context.Context, partnerID, id string) (*customerDoc, error) {
-	filter := bson.D{{Key: "_id", Value: id}}
-	if partnerID != "" {
-		filter = append(filter, bson.E{Key: "partnerId", Value: partnerID})
-	}
+	// Filter on _id alone and check the owner here: the embedded engine
+	// uses its primary key only for a filter that is exactly {_id}.
 	var doc customerDoc
-	if err := s.customers().FindOne(ctx, filter).Decode(&doc); err != nil {
+	if err := s.customers().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil, ErrNotFound
 		}
 		return nil, fmt.Errorf("find customer: %w", err)
+	}
+	if partnerID != "" && doc.PartnerID != partnerID {
+		return nil, ErrNotFound
 	}
 	if err := s.flushEvent(ctx, doc.LastEvent); err != nil {
 		return nil, err

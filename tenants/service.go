@@ -136,14 +136,8 @@ func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Cu
 	if err := verr.Err(); err != nil {
 		return Customer{}, err
 	}
-	n, err := s.customers().CountDocuments(ctx, bson.D{{Key: "space", Value: in.Space}})
-	if err != nil {
-		return Customer{}, fmt.Errorf("register customer: %w", err)
-	}
-	if n > 0 {
-		return Customer{}, ErrSpaceTaken
-	}
-
+	// A taken space is found by the unique index on insert, not by a query
+	// first: a query would scan every customer on the embedded engine.
 	uid, err := uuid.NewV7()
 	if err != nil {
 		return Customer{}, fmt.Errorf("register customer: %w", err)

@@ -1,0 +1,143 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/store/storetest"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+func TestRateLimitPerPartner(t *testing.T) {
+	db := storetest.MustOpen(t)
+	svc := tenants.NewService(tenants.Config{Control: db.Control})
+	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), PartnerRate: 0.5, PartnerBurst: 3})
+	_, keyA, _ := svc.CreatePartner(t.Context(), "A")
+	_, keyB, _ := svc.CreatePartner(t.Context(), "B")
+	get := func(key string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/v1/industries", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		r.ServeHTTP(w, req)
+		return w
+	}
+	for i := range 3 {
+		if w := get(keyA); w.Code != 200 {
+			t.Fatalf("request %d within the burst: %d", i, w.Code)
+		}
+	}
+	w := get(keyA)
+	if w.Code != 429 || !strings.Contains(w.Body.String(), `"code":"rate_limited"`) {
+		t.Fatalf("past the burst: %d %s", w.Code, w.Body)
+	}
+	if s, err := strconv.Atoi(w.Header().Get("Retry-After")); err != nil || s < 1 || s > 2 {
+		t.Fatalf("Retry-After %q", w.Header().Get("Retry-After"))
+	}
+	if w := get(keyB); w.Code != 200 {
+		t.Fatalf("another partner is limited too: %d", w.Code)
+	}
+}
+
+func TestPanicBecomesProblem(t *testing.T) {
+	r := gin.New()
+	r.Use(withRequestID(storetest.Logger()), recoverProblem())
+	r.GET("/boom", func(*gin.Context) { panic("secret internal detail") })
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, httptest.NewRequest("GET", "/boom", nil))
+	if w.Code != 500 || w.Header().Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(w.Body.String(), `"code":"internal_error"`) || strings.Contains(w.Body.String(), "secret") {
+		t.Fatalf("panic answer: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestRequestIDValidation(t *testing.T) {
+	for id, ok := range map[string]bool{"abc-123": true, "": false, strings.Repeat("a", 129): false, "has space": false, "tab\t": false} {
+		if validRequestID(id) != ok {
+			t.Errorf("validRequestID(%q) = %v", id, !ok)
+		}
+	}
+}
+
+func TestProblemTable(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{&tenants.VersionConflictError{Current: 4}, 409, "version_conflict"},
+		{&tenants.TransitionError{From: tenants.StatusRegistered, Action: "deactivate"}, 409, "invalid_transition"},
+		{tenants.ErrSpaceTaken, 409, "space_taken"},
+		{tenants.ErrNotFound, 404, "not_found"},
+		{tenants.ErrDataShredded, 410, "data_shredded"},
+		{tenants.ErrUpstreamUnavailable, 503, "upstream_unavailable"},
+		{tenants.ErrTwilioSubaccountLimit, 409, "twilio_subaccount_limit"},
+		{tenants.ErrCustomerNotActive, 409, "customer_not_active"},
+		{tenants.ErrUnauthorized, 401, "unauthorized"},
+		{&tenants.ValidationError{Fields: []tenants.FieldError{{Field: "space", Message: "bad"}}}, 422, "validation_failed"},
+		{badRequest("retention.period", "must be an integer"), 400, "malformed_request"},
+		{errPayloadTooLarge, 413, "payload_too_large"},
+		{http.ErrBodyNotAllowed, 500, "internal_error"},
+	}
+	for _, tt := range tests {
+		p, _ := toProblem(tt.err)
+		if p.Status != tt.status || p.Code != tt.code {
+			t.Errorf("%v → %d %s, want %d %s", tt.err, p.Status, p.Code, tt.status, tt.code)
+		}
+	}
+	p, _ := toProblem(&tenants.VersionConflictError{Current: 4})
+	if !strings.Contains(p.Detail, "4") {
+		t.Errorf("version conflict detail %q lacks the current version", p.Detail)
+	}
+}
+
+func TestFieldPath(t *testing.T) {
+	type item struct {
+		Email *string `json:"email"`
+	}
+	var dst struct {
+		Data      []item `json:"data"`
+		Retention *struct {
+			Period *int `json:"period"`
+		} `json:"retention"`
+	}
+	tests := map[string]string{
+		`{"data":[{},{},{},{"email":5}]}`:           "data[3].email",
+		`{"retention":{"period":1.5}}`:              "retention.period",
+		`{"retention":{"period":"3"}}`:              "retention.period",
+		`{"retention":{"period":1,"unknown":true}}`: "retention.unknown",
+		`{"data":[],"data":[]}`:                     "data",
+	}
+	for body, field := range tests {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("POST", "/", strings.NewReader(body))
+		err := decodeJSON(c, &dst)
+		p, _ := toProblem(err)
+		if p.Status != 400 || len(p.Errors) != 1 || p.Errors[0].Field != field {
+			t.Errorf("%s: %+v, want 400 naming %s", body, p, field)
+		}
+	}
+}
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"space":"a"}`, `{"expectedVersion":"any"}`, `{"retention":{"strategy":"TEMPORARY","period":3}}`, `[`, `{"a":1,"a":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, _ := gin.CreateTestContext(httptest.NewRecorder())
+		c.Request = httptest.NewRequest("POST", "/", strings.NewReader(string(b)))
+		var dst terminateRequest
+		err := decodeJSON(c, &dst)
+		if err == nil {
+			return
+		}
+		if p, known := toProblem(err); !known || (p.Status != 400 && p.Status != 413) {
+			t.Fatalf("decode error maps to %d %s", p.Status, p.Code)
+		}
+	})
+}
