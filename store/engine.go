@@ -98,8 +98,9 @@ func run(ctx context.Context, dataDir string, lock *os.File, logger *slog.Logger
 	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("embedded engine: remove stale socket: %w", err)
 	}
-	// FerretDB logs every connection at info level; keep only its warnings.
-	engineLog := slog.New(levelFilter{min: slog.LevelWarn, Handler: logger.Handler()})
+	// FerretDB logs every connection at info level and dumps failed
+	// commands' wire messages as warnings; our code logs the errors it gets.
+	engineLog := slog.New(levelFilter{min: slog.LevelError, Handler: logger.Handler()})
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{Unix: sock},
 		Handler:   "sqlite",
