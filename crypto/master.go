@@ -179,3 +179,27 @@ var (
 	_ fmt.Formatter  = (*MasterKey)(nil)
 	_ slog.LogValuer = (*MasterKey)(nil)
 )
+
+// WrapSecret age-encrypts a platform secret (a token signing key, say) to
+// the current master recipient, bound to a label so it cannot be swapped for
+// another secret's. Customer keys go through the Keyring instead.
+func (m *MasterKey) WrapSecret(label string, secret []byte) ([]byte, error) {
+	env := append([]byte(label+"\x00"), secret...)
+	defer clear(env)
+	return m.wrap(env)
+}
+
+// UnwrapSecret opens what WrapSecret wrapped under the same label, with any
+// identity of the master key; every failure is ErrDecrypt.
+func (m *MasterKey) UnwrapSecret(label string, wrapped []byte) ([]byte, error) {
+	env, err := m.unwrap(wrapped)
+	if err != nil {
+		return nil, err
+	}
+	prefix := label + "\x00"
+	if len(env) < len(prefix) || string(env[:len(prefix)]) != prefix {
+		clear(env)
+		return nil, ErrDecrypt
+	}
+	return env[len(prefix):], nil
+}

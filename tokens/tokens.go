@@ -1,0 +1,400 @@
+// Package tokens issues and verifies the short-lived JWTs of tenant apps.
+// Tokens are EdDSA (Ed25519) with a kid header, signed by keys kept in
+// signing_keys with their private half wrapped under the master key. A new
+// signing key is made every 30 days; a retired key stays published (and
+// trusted) until every token it signed has expired, so tokens survive
+// restarts and rotation. Verifying a token also requires its customer to be
+// ACTIVE, read through a cache that is never more than 5 seconds old.
+package tokens
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// Scopes a token may carry.
+const (
+	ContactsRead  = "contacts:read"
+	ContactsWrite = "contacts:write"
+	MessagesRead  = "messages:read"
+	MessagesSend  = "messages:send"
+)
+
+// AllScopes is the default grant.
+var AllScopes = []string{ContactsRead, ContactsWrite, MessagesRead, MessagesSend}
+
+// Audience of every token.
+const Audience = "switchboard"
+
+// Rotation and lifetime.
+const (
+	RotateEvery   = 30 * 24 * time.Hour
+	MaxTTL        = 86400 * time.Second
+	MinTTL        = 60 * time.Second
+	DefaultTTL    = time.Hour
+	Leeway        = 30 * time.Second
+	statusMaxAge  = 5 * time.Second
+	keyRefreshGap = 5 * time.Second
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalidToken is the one answer to anything wrong with a token itself.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrCustomerNotActive: the token is fine, its customer is not ACTIVE.
+	ErrCustomerNotActive = errors.New("customer not active")
+)
+
+// StatusFunc reads a customer's lifecycle status.
+type StatusFunc func(ctx context.Context, customerID string) (tenants.Status, error)
+
+// Claims are what a verified token says.
+type Claims struct {
+	CustomerID string
+	Subject    string
+	Scopes     []string
+	ID         string
+	ExpiresAt  time.Time
+}
+
+// Has reports whether the token carries scope.
+func (c Claims) Has(scope string) bool {
+	for _, s := range c.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+type keyDoc struct {
+	ID          string    `bson:"_id"`
+	PublicKey   []byte    `bson:"publicKey"`
+	Wrapped     []byte    `bson:"wrapped"` // the Ed25519 seed, age-wrapped
+	MasterKeyID string    `bson:"masterKeyId"`
+	CreatedAt   time.Time `bson:"createdAt"`
+}
+
+type signingKey struct {
+	id      string
+	pub     ed25519.PublicKey
+	priv    ed25519.PrivateKey
+	created time.Time
+}
+
+// Service mints and verifies tokens. It is safe for concurrent use.
+type Service struct {
+	coll   *mongo.Collection
+	master *crypto.MasterKey
+	issuer string
+	status StatusFunc
+	now    func() time.Time
+
+	mu          sync.Mutex
+	keys        map[string]*signingKey
+	lastRefresh time.Time
+	statuses    map[string]cachedStatus
+}
+
+type cachedStatus struct {
+	status tenants.Status
+	at     time.Time
+}
+
+// Config holds what a Service needs.
+type Config struct {
+	Keys   *mongo.Collection // signing_keys
+	Master *crypto.MasterKey
+	Issuer string // SWITCHBOARD_PUBLIC_URL
+	Status StatusFunc
+	Now    func() time.Time
+}
+
+// NewService returns a Service. Call EnsureKey at start.
+func NewService(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{coll: cfg.Keys, master: cfg.Master, issuer: cfg.Issuer, status: cfg.Status, now: cfg.Now,
+		keys: map[string]*signingKey{}, statuses: map[string]cachedStatus{}}
+}
+
+func wrapLabel(kid string) string { return "switchboard token signing key " + kid }
+
+// refresh loads every signing key still worth trusting.
+func (s *Service) refresh(ctx context.Context) error {
+	cutoff := s.now().Add(-(RotateEvery + MaxTTL + Leeway))
+	cur, err := s.coll.Find(ctx, bson.D{{Key: "createdAt", Value: bson.D{{Key: "$gt", Value: cutoff}}}})
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	var docs []keyDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	keys := map[string]*signingKey{}
+	for _, d := range docs {
+		s.mu.Lock()
+		k, ok := s.keys[d.ID]
+		s.mu.Unlock()
+		if !ok {
+			seed, err := s.master.UnwrapSecret(wrapLabel(d.ID), d.Wrapped)
+			if err != nil || len(seed) != ed25519.SeedSize {
+				return fmt.Errorf("open signing key %s: %w", d.ID, crypto.ErrDecrypt)
+			}
+			priv := ed25519.NewKeyFromSeed(seed)
+			clear(seed)
+			k = &signingKey{id: d.ID, pub: priv.Public().(ed25519.PublicKey), priv: priv, created: d.CreatedAt}
+		}
+		keys[d.ID] = k
+	}
+	s.mu.Lock()
+	s.keys, s.lastRefresh = keys, s.now()
+	s.mu.Unlock()
+	return nil
+}
+
+// current returns the newest key, making one when there is none younger
+// than the rotation period.
+func (s *Service) current(ctx context.Context) (*signingKey, error) {
+	pick := func() *signingKey {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var best *signingKey
+		for _, k := range s.keys {
+			if best == nil || k.created.After(best.created) {
+				best = k
+			}
+		}
+		if best != nil && s.now().Sub(best.created) < RotateEvery {
+			return best
+		}
+		return nil
+	}
+	if k := pick(); k != nil {
+		return k, nil
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	if k := pick(); k != nil {
+		return k, nil
+	}
+	if err := s.createKey(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	if k := pick(); k != nil {
+		return k, nil
+	}
+	return nil, errors.New("no signing key")
+}
+
+// EnsureKey makes sure a current signing key exists (at start).
+func (s *Service) EnsureKey(ctx context.Context) error {
+	_, err := s.current(ctx)
+	return err
+}
+
+func (s *Service) createKey(ctx context.Context) error {
+	seed := make([]byte, ed25519.SeedSize)
+	defer clear(seed)
+	if _, err := rand.Read(seed); err != nil {
+		return err
+	}
+	idb := make([]byte, 8)
+	rand.Read(idb)
+	kid := hex.EncodeToString(idb)
+	wrapped, err := s.master.WrapSecret(wrapLabel(kid), seed)
+	if err != nil {
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	doc := keyDoc{ID: kid, PublicKey: pub, Wrapped: wrapped, MasterKeyID: s.master.ID(), CreatedAt: s.now().UTC().Truncate(time.Millisecond)}
+	if _, err := s.coll.InsertOne(ctx, doc); err != nil {
+		return fmt.Errorf("create signing key: %w", err)
+	}
+	return nil
+}
+
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	TenantID string `json:"tid"`
+	Scope    string `json:"scope"`
+}
+
+// Token is a minted access token.
+type Token struct {
+	AccessToken string
+	ExpiresAt   time.Time
+	ExpiresIn   int
+}
+
+// Mint signs a token for a user of an ACTIVE customer (the caller checks
+// the status and the inputs' rules).
+func (s *Service) Mint(ctx context.Context, customerID, subject string, scopes []string, ttl time.Duration) (Token, error) {
+	k, err := s.current(ctx)
+	if err != nil {
+		return Token{}, fmt.Errorf("mint token: %w", err)
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	exp := now.Add(ttl)
+	claims := tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.issuer, Subject: subject, Audience: jwt.ClaimStrings{Audience},
+			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
+			ID: uuid.Must(uuid.NewV7()).String(),
+		},
+		TenantID: customerID,
+		Scope:    strings.Join(scopes, " "),
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	t.Header["kid"] = k.id
+	signed, err := t.SignedString(k.priv)
+	if err != nil {
+		return Token{}, fmt.Errorf("mint token: %w", err)
+	}
+	return Token{AccessToken: signed, ExpiresAt: exp, ExpiresIn: int(ttl / time.Second)}, nil
+}
+
+// publicKey finds a trusted key by kid, reloading (at most every few
+// seconds) when it is unknown: another instance may have rotated.
+func (s *Service) publicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	s.mu.Lock()
+	k, ok := s.keys[kid]
+	stale := s.now().Sub(s.lastRefresh) > keyRefreshGap
+	s.mu.Unlock()
+	if ok {
+		return k.pub, nil
+	}
+	if !stale {
+		return nil, ErrInvalidToken
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	k, ok = s.keys[kid]
+	s.mu.Unlock()
+	if !ok {
+		return nil, ErrInvalidToken
+	}
+	return k.pub, nil
+}
+
+// Verify checks a token (EdDSA only, known kid, iss, aud, exp, nbf, iat
+// with 30 s leeway) and that its customer is ACTIVE. Anything wrong with the
+// token is ErrInvalidToken; an inactive customer is ErrCustomerNotActive.
+func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
+	var claims tokenClaims
+	var lookupErr error
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{"EdDSA"}),
+		jwt.WithIssuer(s.issuer), jwt.WithAudience(Audience),
+		jwt.WithLeeway(Leeway), jwt.WithIssuedAt(), jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(s.now),
+	)
+	_, err := parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, ErrInvalidToken
+		}
+		k, err := s.publicKey(ctx, kid)
+		if err != nil && !errors.Is(err, ErrInvalidToken) {
+			lookupErr = err
+		}
+		return k, err
+	})
+	if lookupErr != nil {
+		return Claims{}, lookupErr
+	}
+	if err != nil || claims.TenantID == "" || claims.Subject == "" || claims.NotBefore == nil || claims.ID == "" {
+		return Claims{}, ErrInvalidToken
+	}
+	st, err := s.customerStatus(ctx, claims.TenantID)
+	if err != nil {
+		if errors.Is(err, tenants.ErrNotFound) {
+			return Claims{}, ErrInvalidToken
+		}
+		return Claims{}, err
+	}
+	if st != tenants.StatusActive {
+		return Claims{}, ErrCustomerNotActive
+	}
+	return Claims{CustomerID: claims.TenantID, Subject: claims.Subject, Scopes: strings.Fields(claims.Scope),
+		ID: claims.ID, ExpiresAt: claims.ExpiresAt.Time}, nil
+}
+
+// customerStatus reads through a cache no older than 5 seconds, so a
+// deactivation reaches tokens already issued within that time.
+func (s *Service) customerStatus(ctx context.Context, customerID string) (tenants.Status, error) {
+	now := s.now()
+	s.mu.Lock()
+	c, ok := s.statuses[customerID]
+	s.mu.Unlock()
+	if ok && now.Sub(c.at) < statusMaxAge {
+		return c.status, nil
+	}
+	st, err := s.status(ctx, customerID)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	if len(s.statuses) > 100000 {
+		s.statuses = map[string]cachedStatus{}
+	}
+	s.statuses[customerID] = cachedStatus{st, now}
+	s.mu.Unlock()
+	return st, nil
+}
+
+// JWK is one public key as /.well-known/jwks.json publishes it.
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+}
+
+// JWKS returns every key a valid token may be signed with, newest first.
+func (s *Service) JWKS(ctx context.Context) ([]JWK, error) {
+	if _, err := s.current(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	keys := make([]*signingKey, 0, len(s.keys))
+	for _, k := range s.keys {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	sort.Slice(keys, func(i, j int) bool { return keys[i].created.After(keys[j].created) })
+	out := make([]JWK, len(keys))
+	for i, k := range keys {
+		out[i] = JWK{Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(k.pub), Kid: k.id, Use: "sig", Alg: "EdDSA"}
+	}
+	return out, nil
+}
