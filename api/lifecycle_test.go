@@ -11,12 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
 )
@@ -32,6 +36,9 @@ var testIndustry = tenants.Industries()[3].ID
 // adapter, with the Twilio double behind it.
 type testAPI struct {
 	srv      *httptest.Server
+	router   *gin.Engine
+	tokens   *tokens.Service
+	db       *store.DB
 	svc      *tenants.Service
 	twilio   *twiliotest.Server
 	contract *contractChecker
@@ -57,8 +64,12 @@ func newTestAPI(t *testing.T) *testAPI {
 		Control: db.Control, Keyring: keyring, Twilio: client,
 		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(),
 	})
+	tok := tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
+		Issuer: "http://switchboard.test", Status: svc.Status})
 	router := NewRouter(Config{
 		Tenants:      svc,
+		Tokens:       tok,
+		Contacts:     &contacts.Service{Cipher: svc.Cipher, Database: db.Customer},
 		Idempotency:  idempotency.NewStore(db.Control.Collection("idempotency")),
 		Logger:       storetest.Logger(),
 		Registry:     prometheus.NewRegistry(),
@@ -76,7 +87,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testAPI{srv: srv, svc: svc, twilio: tw, contract: newContractChecker(t), key: key, other: other}
+	return &testAPI{srv: srv, router: router, tokens: tok, db: db, svc: svc, twilio: tw, contract: newContractChecker(t), key: key, other: other}
 }
 
 // response is an answer as the tests read it.

@@ -82,12 +82,7 @@ var ginParam = regexp.MustCompile(`:([A-Za-z]+)`)
 // TestEveryRouteIsDocumented: the gin routes and the document's operations
 // are the same set.
 func TestEveryRouteIsDocumented(t *testing.T) {
-	db := storetest.MustOpen(t)
-	r := NewRouter(Config{
-		Tenants:  tenants.NewService(tenants.Config{Control: db.Control}),
-		Registry: prometheus.NewRegistry(),
-		Logger:   storetest.Logger(),
-	})
+	r := newTestAPI(t).router
 	var routes []string
 	for _, rt := range r.Routes() {
 		routes = append(routes, rt.Method+" "+ginParam.ReplaceAllString(rt.Path, "{$1}"))

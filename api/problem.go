@@ -8,8 +8,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/tokens"
 )
 
 // problem is an RFC 9457 problem document, as API.md shapes it.
@@ -78,6 +80,11 @@ var sentinels = []struct {
 	{tenants.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "A valid API key is required: Authorization: Bearer <key>."},
 	{tenants.ErrUpstreamUnavailable, http.StatusServiceUnavailable, "upstream_unavailable", "Twilio is unavailable; nothing was changed. Retry later."},
 	{tenants.ErrTwilioSubaccountLimit, http.StatusConflict, "twilio_subaccount_limit", "Twilio's sub-account limit for the platform is reached (Twilio error 21480)."},
+	{tokens.ErrInvalidToken, http.StatusUnauthorized, "unauthorized", "A valid access token is required: Authorization: Bearer <JWT>."},
+	{tokens.ErrCustomerNotActive, http.StatusForbidden, "customer_not_active", "The token's customer is not ACTIVE."},
+	{contacts.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
+	{contacts.ErrVersionConflict, http.StatusConflict, "version_conflict", ""},
+	{contacts.ErrUniqueConflict, http.StatusConflict, "conflict", "Another contact already has this email, phone, crmId or externalId."},
 	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."},
 	{idempotency.ErrKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
 }
@@ -88,6 +95,14 @@ func toProblem(err error) (problem, bool) {
 	var he *httpError
 	if errors.As(err, &he) {
 		return problem{Status: he.status, Code: he.code, Detail: he.detail, Errors: he.fields}, true
+	}
+	var cverr *contacts.ValidationError
+	if errors.As(err, &cverr) {
+		p := problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The request breaks a rule: see errors."}
+		for _, f := range cverr.Fields {
+			p.Errors = append(p.Errors, problemField{Field: f.Field, Message: f.Message})
+		}
+		return p, true
 	}
 	var verr *tenants.ValidationError
 	if errors.As(err, &verr) {
@@ -105,10 +120,13 @@ func toProblem(err error) (problem, bool) {
 		if errors.Is(err, s.err) {
 			p := problem{Status: s.status, Code: s.code, Detail: s.detail}
 			var vc *tenants.VersionConflictError
+			var cvc *contacts.VersionConflictError
 			var te *tenants.TransitionError
 			switch {
 			case errors.As(err, &vc):
 				p.Detail = fmt.Sprintf("The resource changed: its current version is %d.", vc.Current)
+			case errors.As(err, &cvc):
+				p.Detail = fmt.Sprintf("The resource changed: its current version is %d.", cvc.Current)
 			case errors.As(err, &te):
 				p.Detail = fmt.Sprintf("Cannot %s a customer in status %s.", te.Action, te.From)
 			}
@@ -130,7 +148,11 @@ func writeProblem(c *gin.Context, err error) {
 	p.RequestID = requestID(c)
 	switch p.Status {
 	case http.StatusUnauthorized:
-		c.Header("WWW-Authenticate", `Bearer realm="switchboard"`)
+		if errors.Is(err, tokens.ErrInvalidToken) {
+			c.Header("WWW-Authenticate", `Bearer realm="switchboard", error="invalid_token"`)
+		} else {
+			c.Header("WWW-Authenticate", `Bearer realm="switchboard"`)
+		}
 	case http.StatusServiceUnavailable:
 		if c.Writer.Header().Get("Retry-After") == "" {
 			c.Header("Retry-After", "5")

@@ -14,13 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/tokens"
 )
 
 // Config holds what the router needs.
 type Config struct {
 	Tenants     *tenants.Service
+	Tokens      *tokens.Service
+	Contacts    *contacts.Service
 	Idempotency *idempotency.Store
 	Logger      *slog.Logger
 	// Registry receives the HTTP metrics and is served at /metrics.
@@ -81,5 +85,24 @@ func NewRouter(cfg Config) *gin.Engine {
 	v1.POST("/customers/:id/deactivate", h.transition(deactivate))
 	v1.POST("/customers/:id/terminate", h.terminate)
 	v1.GET("/customers/:id/events", h.events)
+
+	if cfg.Tokens == nil || cfg.Contacts == nil {
+		return r
+	}
+	th := tokenHandlers{tenants: cfg.Tenants, tokens: cfg.Tokens}
+	r.GET("/.well-known/jwks.json", th.jwks)
+	v1.POST("/customers/:id/tokens", th.mint)
+
+	var ch contactHandlers
+	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens, cfg.Contacts), lim.perTenant(),
+		scope(tokens.ContactsRead, tokens.ContactsWrite))
+	tenantScope := func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }
+	tenant.POST("", idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)
+	tenant.GET("", ch.list)
+	tenant.GET("/:id", ch.get)
+	tenant.PATCH("/:id", ch.patch)
+	tenant.DELETE("/:id", ch.delete)
+	tenant.GET("/:id/timeline", ch.timeline)
+	tenant.POST("/:id/events", idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.event)
 	return r
 }

@@ -603,3 +603,19 @@ func utc(t *time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// Status returns a customer's lifecycle status (ErrNotFound for no such
+// customer). Token verification reads it through a short cache.
+func (s *Service) Status(ctx context.Context, customerID string) (Status, error) {
+	var doc struct {
+		Status Status `bson:"status"`
+	}
+	err := s.customers().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("customer status: %w", err)
+	}
+	return doc.Status, nil
+}

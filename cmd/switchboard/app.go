@@ -15,21 +15,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/switchboard/switchboard/api"
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
 )
 
 // app is every part the commands share, built in order by openApp and shut
 // down in reverse by close.
 type app struct {
-	log     *slog.Logger
-	db      *store.DB
-	master  *crypto.MasterKey
-	keyring *crypto.Keyring
-	tenants *tenants.Service
+	log      *slog.Logger
+	tokens   *tokens.Service
+	contacts *contacts.Service
+	db       *store.DB
+	master   *crypto.MasterKey
+	keyring  *crypto.Keyring
+	tenants  *tenants.Service
 }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
@@ -92,7 +96,11 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		DropCustomerData: db.DropCustomer,
 		Logger:           log,
 	})
-	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc}, nil
+	tok := tokens.NewService(tokens.Config{
+		Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: cfg.PublicURL, Status: svc.Status,
+	})
+	cs := &contacts.Service{Cipher: svc.Cipher, Database: db.Customer}
+	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs}, nil
 }
 
 func (a *app) close(ctx context.Context) error {
@@ -122,10 +130,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 	}()
 
+	if err := a.tokens.EnsureKey(ctx); err != nil {
+		return fmt.Errorf("token signing key: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	router := api.NewRouter(api.Config{
 		Tenants:     a.tenants,
+		Tokens:      a.tokens,
+		Contacts:    a.contacts,
 		Idempotency: idempotency.NewStore(a.db.Control.Collection("idempotency")),
 		Logger:      log,
 		Registry:    reg,

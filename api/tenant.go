@@ -1,0 +1,307 @@
+package api
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/tokens"
+)
+
+const (
+	claimsKey = "switchboard.claims"
+	handleKey = "switchboard.contacts"
+)
+
+var errForbidden = &httpError{status: http.StatusForbidden, code: "forbidden", detail: "The token lacks the scope this route needs."}
+
+// tenantAuth verifies a tenant app's JWT and opens its customer's contacts.
+func tenantAuth(tok *tokens.Service, cs *contacts.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.GetHeader("Authorization")
+		const prefix = "Bearer "
+		if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+			writeProblem(c, tokens.ErrInvalidToken)
+			return
+		}
+		claims, err := tok.Verify(c.Request.Context(), h[len(prefix):])
+		if err != nil {
+			writeProblem(c, err)
+			return
+		}
+		c.Set(claimsKey, claims)
+		handle, err := cs.Open(c.Request.Context(), claims.CustomerID)
+		if err != nil {
+			writeProblem(c, err)
+			return
+		}
+		c.Set(handleKey, handle)
+		c.Next()
+	}
+}
+
+func tenantClaims(c *gin.Context) tokens.Claims { return c.MustGet(claimsKey).(tokens.Claims) }
+
+func contactsOf(c *gin.Context) *contacts.Handle { return c.MustGet(handleKey).(*contacts.Handle) }
+
+// scope refuses a token without the route's scope: GET needs :read, every
+// other method the write scope; one never implies the other.
+func scope(read, write string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		need := write
+		if c.Request.Method == http.MethodGet {
+			need = read
+		}
+		if !tenantClaims(c).Has(need) {
+			writeProblem(c, errForbidden)
+			return
+		}
+		c.Next()
+	}
+}
+
+// perTenant rate-limits each customer's apps together.
+func (l *limiter) perTenant() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ok, wait := l.reserve("tenant:" + tenantClaims(c).CustomerID)
+		if !ok {
+			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeProblem(c, errRateLimited)
+			return
+		}
+		c.Next()
+	}
+}
+
+type tokenHandlers struct {
+	tenants *tenants.Service
+	tokens  *tokens.Service
+}
+
+func (h tokenHandlers) jwks(c *gin.Context) {
+	keys, err := h.tokens.JWKS(c.Request.Context())
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	c.Header("Cache-Control", "public, max-age=300")
+	reply(c, http.StatusOK, map[string]any{"keys": keys})
+}
+
+// mint issues a token for a user of one of the partner's ACTIVE customers.
+func (h tokenHandlers) mint(c *gin.Context) {
+	var req tokenRequest
+	if err := decodeJSON(c, &req); err != nil {
+		writeProblem(c, err)
+		return
+	}
+	var verr tenants.ValidationError
+	subject := strings.TrimSpace(deref(req.Subject))
+	if n := utf8.RuneCountInString(subject); n < 1 || n > 200 {
+		verr.Add("subject", "must be 1 to 200 characters")
+	}
+	scopes := tokens.AllScopes
+	if req.Scopes != nil {
+		scopes = nil
+		for i, s := range req.Scopes {
+			known := false
+			for _, a := range tokens.AllScopes {
+				known = known || a == s
+			}
+			if !known {
+				verr.Add("scopes["+strconv.Itoa(i)+"]", "must be one of "+strings.Join(tokens.AllScopes, ", "))
+			}
+			scopes = append(scopes, s)
+		}
+		if len(req.Scopes) == 0 {
+			verr.Add("scopes", "must name at least one scope")
+		}
+	}
+	ttl := tokens.DefaultTTL
+	if req.TTLSeconds != nil {
+		ttl = time.Duration(*req.TTLSeconds) * time.Second
+		if ttl < tokens.MinTTL || ttl > tokens.MaxTTL {
+			verr.Add("ttlSeconds", "must be between 60 and 86400")
+		}
+	}
+	if err := verr.Err(); err != nil {
+		writeProblem(c, err)
+		return
+	}
+	cust, err := h.tenants.Customer(c.Request.Context(), partner(c), c.Param("id"))
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	if cust.Status != tenants.StatusActive {
+		writeProblem(c, tenants.ErrCustomerNotActive)
+		return
+	}
+	t, err := h.tokens.Mint(c.Request.Context(), cust.ID, subject, scopes, ttl)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	reply(c, http.StatusCreated, tokenJSON{AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn, ExpiresAt: wireTime(t.ExpiresAt)})
+}
+
+type contactHandlers struct{}
+
+func (contactHandlers) upsert(c *gin.Context) {
+	var req upsertRequest
+	if err := decodeJSON(c, &req); err != nil {
+		writeProblem(c, err)
+		return
+	}
+	items := make([]contacts.Input, len(req.Data))
+	for i, d := range req.Data {
+		items[i] = d.domain()
+	}
+	results, err := contactsOf(c).Upsert(c.Request.Context(), deref(req.Mode), deref(req.MatchBy), items)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	out := make([]resultJSON, len(results))
+	for i, r := range results {
+		out[i] = resultJSON{Index: r.Index, ID: r.ID, Outcome: r.Outcome, Code: r.Code}
+	}
+	setIdempotencyOwner(c, tenantClaims(c).CustomerID)
+	reply(c, http.StatusOK, map[string]any{"results": out})
+}
+
+// lookupParams are the exact lookups of GET /v1/contacts; at most one.
+var lookupParams = []string{"email", "phone", "crmId", "externalId", "channel"}
+
+func (contactHandlers) list(c *gin.Context) {
+	limit, err := limitParam(c)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	var kind, value string
+	for _, p := range lookupParams {
+		if v, ok := c.GetQuery(p); ok {
+			if kind != "" {
+				writeProblem(c, invalidQuery(p, "only one lookup parameter at a time"))
+				return
+			}
+			kind, value = p, v
+		}
+	}
+	h := contactsOf(c)
+	var list []contacts.Contact
+	next := ""
+	if kind != "" {
+		list, err = h.Lookup(c.Request.Context(), kind, value)
+	} else {
+		list, next, err = h.List(c.Request.Context(), limit, c.Query("cursor"))
+	}
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	items := make([]contactJSON, len(list))
+	for i, ct := range list {
+		items[i] = toContactJSON(ct)
+	}
+	reply(c, http.StatusOK, newList(items, next))
+}
+
+func (contactHandlers) get(c *gin.Context) {
+	ct, err := contactsOf(c).Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	reply(c, http.StatusOK, toContactJSON(ct))
+}
+
+func (contactHandlers) patch(c *gin.Context) {
+	var req patchRequest
+	if err := decodeJSON(c, &req); err != nil {
+		writeProblem(c, err)
+		return
+	}
+	v, err := req.ExpectedVersion.get()
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	ct, err := contactsOf(c).Patch(c.Request.Context(), c.Param("id"), v, req.domain())
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	reply(c, http.StatusOK, toContactJSON(ct))
+}
+
+func (contactHandlers) delete(c *gin.Context) {
+	h := contactsOf(c)
+	switch c.Query("anonymize") {
+	case "true":
+		ct, err := h.Anonymize(c.Request.Context(), c.Param("id"))
+		if err != nil {
+			writeProblem(c, err)
+			return
+		}
+		reply(c, http.StatusOK, toContactJSON(ct))
+	case "", "false":
+		if err := h.Delete(c.Request.Context(), c.Param("id")); err != nil {
+			writeProblem(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	default:
+		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
+	}
+}
+
+func (contactHandlers) timeline(c *gin.Context) {
+	limit, err := limitParam(c)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	items, next, err := contactsOf(c).Timeline(c.Request.Context(), c.Param("id"), limit, c.Query("cursor"))
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	out := make([]map[string]any, len(items))
+	for i, it := range items {
+		out[i] = toTimelineJSON(it)
+	}
+	reply(c, http.StatusOK, newList(out, next))
+}
+
+func (contactHandlers) event(c *gin.Context) {
+	var req eventRequest
+	if err := decodeJSON(c, &req); err != nil {
+		writeProblem(c, err)
+		return
+	}
+	ev := contacts.ExternalEvent{Type: deref(req.Type), Message: deref(req.Message), SourceURL: req.SourceURL, InitiatedBy: req.InitiatedBy}
+	if req.OccurredAt != nil {
+		t, err := time.Parse(time.RFC3339Nano, *req.OccurredAt)
+		if err != nil {
+			writeProblem(c, invalidQuery("occurredAt", "must be an RFC 3339 time"))
+			return
+		}
+		ev.OccurredAt = &t
+	}
+	it, err := contactsOf(c).AddEvent(c.Request.Context(), c.Param("id"), ev)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	setIdempotencyOwner(c, tenantClaims(c).CustomerID)
+	reply(c, http.StatusCreated, toTimelineJSON(it))
+}
