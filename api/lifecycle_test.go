@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,12 +33,29 @@ const (
 
 var testIndustry = tenants.Industries()[3].ID
 
+const testIssuer = "http://switchboard.test"
+
+// testClock is the token service's clock, moved by tests.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // testAPI is the real router over the real engine, keyring and twilio-go
 // adapter, with the Twilio double behind it.
 type testAPI struct {
 	srv      *httptest.Server
 	router   *gin.Engine
 	tokens   *tokens.Service
+	clock    *testClock
+	master   *crypto.MasterKey
 	db       *store.DB
 	svc      *tenants.Service
 	twilio   *twiliotest.Server
@@ -64,8 +82,9 @@ func newTestAPI(t *testing.T) *testAPI {
 		Control: db.Control, Keyring: keyring, Twilio: client,
 		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(),
 	})
+	clk := &testClock{t: time.Now()}
 	tok := tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
-		Issuer: "http://switchboard.test", Status: svc.Status})
+		Issuer: testIssuer, Status: svc.Status, Now: clk.Now})
 	router := NewRouter(Config{
 		Tenants:      svc,
 		Tokens:       tok,
@@ -87,7 +106,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testAPI{srv: srv, router: router, tokens: tok, db: db, svc: svc, twilio: tw, contract: newContractChecker(t), key: key, other: other}
+	return &testAPI{srv: srv, router: router, tokens: tok, clock: clk, master: master, db: db, svc: svc, twilio: tw, contract: newContractChecker(t), key: key, other: other}
 }
 
 // response is an answer as the tests read it.
