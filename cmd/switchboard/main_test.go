@@ -213,7 +213,49 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("register keeper: %d %v", st, keep)
 	}
 	markers = append(markers, "MARKER-KEEP-99ab01")
+
+	// A tenant app's contacts: sealed too.
+	st, app := srv.call(t, "POST", "/v1/customers", key, map[string]any{"space": "app", "industryId": industry, "label": "App"})
+	appID := app["id"].(string)
+	srv.call(t, "POST", "/v1/customers/"+appID+"/activate", key, map[string]any{})
+	st, tok := srv.call(t, "POST", "/v1/customers/"+appID+"/tokens", key, map[string]any{"subject": "app-user"})
+	if st != 201 {
+		t.Fatalf("mint: %d %v", st, tok)
+	}
+	jwt := tok["accessToken"].(string)
+	contactMarkers := []string{"Zqmarkerfirst", "Zqmarkerlast", "marker-email-1f3b@example.com", "+14155550177", "MARKER-ATTR-77aa", "marker-crm-5e1d"}
+	st, up := srv.call(t, "POST", "/v1/contacts", jwt, map[string]any{"mode": "Add", "matchBy": "email", "data": []any{map[string]any{
+		"email": contactMarkers[2], "firstName": contactMarkers[0], "lastName": contactMarkers[1], "phone": contactMarkers[3],
+		"crmId": contactMarkers[5], "customAttributes": []any{map[string]any{"name": "note", "value": contactMarkers[4]}},
+	}}})
+	if st != 200 || up["results"].([]any)[0].(map[string]any)["outcome"] != "created" {
+		t.Fatalf("upsert: %d %v", st, up)
+	}
+	markers = append(markers, contactMarkers...)
 	scan(t, dir, markers)
+	appDBFile := filepath.Join(dir, "db", "sb_"+strings.ReplaceAll(appID, "-", "")+".sqlite")
+	if _, err := os.Stat(appDBFile); err != nil {
+		t.Fatalf("the customer's database file: %v", err)
+	}
+	st, c = srv.call(t, "POST", "/v1/customers/"+appID+"/terminate", key, map[string]any{"retention": map[string]any{"strategy": "NO_RETENTION"}})
+	if st != 200 || c["status"] != "SHREDDED" {
+		t.Fatalf("NO_RETENTION: %d %v", st, c)
+	}
+	if _, err := os.Stat(appDBFile); !os.IsNotExist(err) {
+		t.Fatalf("the shredded customer's database file is still there: %v", err)
+	}
+	// Its tokens are refused within 5 s.
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		st, c = srv.call(t, "GET", "/v1/contacts", jwt, nil)
+		if st == 403 && c["code"] == "customer_not_active" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token of a shredded customer still answered %d %v", st, c)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	st, c = srv.call(t, "POST", "/v1/customers/"+id+"/terminate", key, map[string]any{
 		"expectedVersion": 3, "retention": map[string]any{"strategy": "TEMPORARY", "period": 1},
@@ -263,7 +305,8 @@ func TestEndToEnd(t *testing.T) {
 	if st != 200 || c["status"] != "SHREDDED" {
 		t.Fatalf("shredded customer after restart: %d %v", st, c)
 	}
-	if strings.Contains(srv.stderr.String(), key) || strings.Contains(srv.stderr.String(), "MARKER-") {
+	if strings.Contains(srv.stderr.String(), key) || strings.Contains(srv.stderr.String(), "MARKER-") ||
+		strings.Contains(srv.stderr.String(), "marker") || strings.Contains(srv.stderr.String(), "eyJ") {
 		t.Fatal("the server logged a key or personal data")
 	}
 }
