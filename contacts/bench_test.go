@@ -37,7 +37,7 @@ func benchInput(batch, i int) Input {
 	s := func(v string) Field[string] { return Field[string]{Set: true, Value: v} }
 	return Input{
 		Email: s(fmt.Sprintf("user%d-%d@example.com", batch, i)), FirstName: s("Ann"), LastName: s("Example"),
-		CrmID: s(fmt.Sprintf("crm-%d-%d", batch, i)),
+		CrmID:            s(fmt.Sprintf("crm-%d-%d", batch, i)),
 		CustomAttributes: Field[[]Attribute]{Set: true, Value: []Attribute{{"tier", "gold"}, {"city", "Toronto"}}},
 	}
 }
