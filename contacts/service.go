@@ -304,11 +304,9 @@ func (h *Handle) newItem(contactID, typ string, at time.Time, p timelinePayload)
 	return timelineDoc{ID: id, ContactID: contactID, Type: typ, At: at, Sealed: sealed}, nil
 }
 
-// write stores p as the next version of old (nil: a new contact with id),
-// with its timeline items. Unique values are claimed first and old ones
-// released after, so a crash in between leaves only stale claims, which
-// findBy ignores and claim takes over.
-func (h *Handle) write(ctx context.Context, id string, old *contactDoc, p *personal, country *string, anonymized bool, items []timelineDoc) (*contactDoc, error) {
+// build makes the stored form of p as the next version of old (nil: a new
+// contact with id): sealed, with its blind indexes and pending items.
+func (h *Handle) build(id string, old *contactDoc, p *personal, country *string, anonymized bool, items []timelineDoc) (*contactDoc, error) {
 	now := h.nowMs()
 	doc := &contactDoc{ID: id, Version: 1, Country: country, Anonymized: anonymized, CreatedAt: now, UpdatedAt: now, Idx: map[string][]byte{}, Pending: items}
 	if old != nil {
@@ -331,6 +329,18 @@ func (h *Handle) write(ctx context.Context, id string, old *contactDoc, p *perso
 		return nil, err
 	}
 	if doc.Sealed, err = h.cipher.Seal(personalField(id), b); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// write stores p as the next version of old (nil: a new contact with id),
+// with its timeline items. Unique values are claimed first and old ones
+// released after, so a crash in between leaves only stale claims, which
+// findBy ignores and claim takes over.
+func (h *Handle) write(ctx context.Context, id string, old *contactDoc, p *personal, country *string, anonymized bool, items []timelineDoc) (*contactDoc, error) {
+	doc, err := h.build(id, old, p, country, anonymized, items)
+	if err != nil {
 		return nil, err
 	}
 	var claimed []string
@@ -544,16 +554,7 @@ func (h *Handle) Upsert(ctx context.Context, mode, matchBy string, data []Input)
 	if len(verr.Fields) > 0 {
 		return nil, &verr
 	}
-	results := make([]Result, len(norm))
-	for i, in := range norm {
-		r, err := h.upsertOne(ctx, mode, matchBy, in, now)
-		if err != nil {
-			return nil, err
-		}
-		r.Index = i
-		results[i] = r
-	}
-	return results, nil
+	return h.applyBatch(ctx, mode, matchBy, norm, now)
 }
 
 func matchField(in *Input, kind string) Field[string] {
