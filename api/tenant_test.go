@@ -328,6 +328,36 @@ func TestContacts(t *testing.T) {
 		t.Fatalf("timeline: %v", types)
 	}
 
+	// Cursor pagination, newest first.
+	var paged []string
+	cursor := ""
+	for range 10 {
+		q := "/v1/contacts?limit=1"
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		r := a.do(t, req{method: "GET", path: q, key: tok})
+		for _, it := range r.Body["items"].([]any) {
+			paged = append(paged, it.(map[string]any)["id"].(string))
+		}
+		next, _ := r.Body["nextCursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(paged) != 3 || paged[2] != annID {
+		t.Fatalf("paged through %v", paged)
+	}
+	tlPage := a.do(t, req{method: "GET", path: "/v1/contacts/" + annID + "/timeline?limit=2", key: tok})
+	if len(tlPage.Body["items"].([]any)) != 2 || tlPage.Body["nextCursor"] == nil {
+		t.Fatalf("timeline page: %s", tlPage.Raw)
+	}
+	rest := a.do(t, req{method: "GET", path: "/v1/contacts/" + annID + "/timeline?limit=200&cursor=" + tlPage.Body["nextCursor"].(string), key: tok})
+	if n := len(rest.Body["items"].([]any)); n != 3 {
+		t.Fatalf("timeline second page has %d items, want 3: %s", n, rest.Raw)
+	}
+
 	// Anonymize, exactly as API.md says.
 	r = a.do(t, req{method: "DELETE", path: "/v1/contacts/" + annID + "?anonymize=true", key: tok})
 	an := contactOf(t, r)
