@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/internal/fakeclock"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
@@ -35,26 +35,13 @@ var testIndustry = tenants.Industries()[3].ID
 
 const testIssuer = "http://switchboard.test"
 
-// testClock is the token service's clock, moved by tests.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // testAPI is the real router over the real engine, keyring and twilio-go
 // adapter, with the Twilio double behind it.
 type testAPI struct {
 	srv      *httptest.Server
 	router   *gin.Engine
 	tokens   *tokens.Service
-	clock    *testClock
+	clock    *fakeclock.Clock
 	master   *crypto.MasterKey
 	db       *store.DB
 	svc      *tenants.Service
@@ -82,7 +69,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		Control: db.Control, Keyring: keyring, Twilio: client,
 		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(),
 	})
-	clk := &testClock{t: time.Now()}
+	clk := fakeclock.New(time.Now())
 	tok := tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
 		Issuer: testIssuer, Status: svc.Status, Now: clk.Now})
 	router := NewRouter(Config{

@@ -64,15 +64,21 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
+		route := routeLabel(c)
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
 			slog.String("requestId", requestID(c)), slog.String("method", c.Request.Method),
 			slog.String("route", route), slog.Int("status", c.Writer.Status()),
 			slog.Duration("duration", time.Since(start)))
 	}
+}
+
+// routeLabel is the route template for logs and metrics ("unmatched" for
+// no route): never the path itself, which may carry ids.
+func routeLabel(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
 }
 
 // recoverProblem turns a panic into a 500 problem document.
@@ -120,10 +126,7 @@ func (m *metrics) handler() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
+		route := routeLabel(c)
 		m.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
 		m.duration.WithLabelValues(c.Request.Method, route).Observe(time.Since(start).Seconds())
 	}

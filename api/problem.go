@@ -96,21 +96,21 @@ func toProblem(err error) (problem, bool) {
 	if errors.As(err, &he) {
 		return problem{Status: he.status, Code: he.code, Detail: he.detail, Errors: he.fields}, true
 	}
+	var fields []problemField
 	var cverr *contacts.ValidationError
-	if errors.As(err, &cverr) {
-		p := problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The request breaks a rule: see errors."}
-		for _, f := range cverr.Fields {
-			p.Errors = append(p.Errors, problemField{Field: f.Field, Message: f.Message})
-		}
-		return p, true
-	}
 	var verr *tenants.ValidationError
-	if errors.As(err, &verr) {
-		p := problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The request breaks a rule: see errors."}
-		for _, f := range verr.Fields {
-			p.Errors = append(p.Errors, problemField{Field: f.Field, Message: f.Message})
+	switch {
+	case errors.As(err, &cverr):
+		for _, f := range cverr.Fields {
+			fields = append(fields, problemField{Field: f.Field, Message: f.Message})
 		}
-		return p, true
+	case errors.As(err, &verr):
+		for _, f := range verr.Fields {
+			fields = append(fields, problemField{Field: f.Field, Message: f.Message})
+		}
+	}
+	if fields != nil {
+		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The request breaks a rule: see errors.", Errors: fields}, true
 	}
 	if errors.Is(err, idempotency.ErrInvalidKey) {
 		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The Idempotency-Key header is invalid.",

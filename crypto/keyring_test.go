@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,22 +12,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/fakeclock"
 	"github.com/switchboard/switchboard/store/storetest"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func identityFile(t *testing.T, ids ...*age.X25519Identity) string {
 	t.Helper()
@@ -120,7 +108,7 @@ func TestKeyringCacheForgets(t *testing.T) {
 	db := storetest.MustOpen(t)
 	ctx := t.Context()
 	coll := db.Keys.Collection("customer_keys")
-	clk := &fakeClock{t: time.Now()}
+	clk := fakeclock.New(time.Now())
 	kr := crypto.NewKeyring(coll, mustMaster(t, newIdentity(t)), crypto.WithClock(clk.Now), crypto.WithCacheTTL(10*time.Second))
 	defer kr.Close()
 	if err := kr.Create(ctx, custA); err != nil {

@@ -12,26 +12,15 @@ import (
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/internal/fakeclock"
 	"github.com/switchboard/switchboard/store/storetest"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func setup(t *testing.T) (*idempotency.Store, *clock, *crypto.Cipher, func() bson.M) {
+func setup(t *testing.T) (*idempotency.Store, *fakeclock.Clock, *crypto.Cipher, func() bson.M) {
 	db := storetest.MustOpen(t)
-	clk := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	coll := db.Control.Collection("idempotency")
 	c, err := crypto.NewCipher("0193a0c4-1111-7000-8000-000000000001", "k1", bytes.Repeat([]byte{9}, 32))
 	if err != nil {

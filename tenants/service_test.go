@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/fakeclock"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
@@ -26,26 +27,13 @@ const (
 	masterToken = "0123456789abcdef0123456789abcdef"
 )
 
-// clock is a settable clock shared by the service and the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type harness struct {
 	svc     *tenants.Service
 	db      *store.DB
 	keyring *crypto.Keyring
 	twilio  *twiliotest.Server
 	client  tenants.Twilio
-	clock   *clock
+	clock   *fakeclock.Clock
 	partner tenants.Partner
 }
 
@@ -63,7 +51,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC))
 	svc := tenants.NewService(tenants.Config{
 		Control:          db.Control,
 		Keyring:          keyring,

@@ -3,41 +3,29 @@ package tokens
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/fakeclock"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 const cust = "0193a0c4-1111-7000-8000-000000000001"
 
-func newService(t testing.TB) (*Service, *clock, func() *Service) {
+func newService(t testing.TB) (*Service, *fakeclock.Clock, func() *Service) {
 	t.Helper()
 	db := storetest.MustOpen(t)
 	master, _, err := crypto.LoadOrCreateDevMasterKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	status := func(context.Context, string) (tenants.Status, error) { return tenants.StatusActive, nil }
 	mk := func() *Service {
 		return NewService(Config{Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: "https://sb.example", Status: status, Now: clk.Now})
