@@ -23,6 +23,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./crypto/
 	$(GO) test -run '^$$' -bench RegisterActivate -benchtime 200x ./api/
 	$(GO) test -run '^$$' -bench Shred -benchtime 5x ./tenants/
+	$(GO) test -run '^$$' -bench Upsert1000 -benchtime 3x ./contacts/
+	$(GO) test -run '^$$' -bench LookupByEmail -benchtime 500x ./contacts/
+	$(GO) test -run '^$$' -bench Verify ./tokens/
 
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -38,6 +41,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime 20s ./crypto/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 20s ./api/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidSignature$$' -fuzztime 20s ./twilio/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime 20s ./tokens/
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime 20s ./contacts/
 
 clean:
 	rm -rf bin
