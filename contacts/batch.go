@@ -231,7 +231,6 @@ func (h *Handle) claimAll(ctx context.Context, plan []*planned) error {
 // storeAll writes the planned contacts and their timeline items.
 func (h *Handle) storeAll(ctx context.Context, mode, matchBy string, plan []*planned, now time.Time) error {
 	var creates []any
-	var timeline []any
 	for _, p := range plan {
 		if p.done {
 			continue
@@ -274,31 +273,9 @@ func (h *Handle) storeAll(ctx context.Context, mode, matchBy string, plan []*pla
 			return fmt.Errorf("store contacts: %w", err)
 		}
 	}
-	for _, p := range plan {
-		if p.doc != nil && (p.result.Outcome == "created" || p.result.Outcome == "updated") && !p.done {
-			for _, it := range p.doc.Pending {
-				timeline = append(timeline, it)
-			}
-		}
-	}
-	if len(timeline) > 0 {
-		_, err := h.timeline().InsertMany(ctx, timeline, options.InsertMany().SetOrdered(false))
-		var bwe mongo.BulkWriteException
-		if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
-			return fmt.Errorf("record timeline: %w", err)
-		}
-	}
+	// The timeline items stay in each contact's pending list, written with
+	// the contact itself: every read of a contact or its timeline copies
+	// them to the timeline collection first, so a batch does not pay for a
+	// second write of every item.
 	return nil
-}
-
-func allDuplicates(bwe mongo.BulkWriteException) bool {
-	if bwe.WriteConcernError != nil {
-		return false
-	}
-	for _, we := range bwe.WriteErrors {
-		if !mongo.IsDuplicateKeyError(we) {
-			return false
-		}
-	}
-	return true
 }
