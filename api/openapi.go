@@ -48,9 +48,9 @@ type docSpec struct {
 }
 
 type docOperation struct {
-	Summary     string `yaml:"summary"`
-	Description string `yaml:"description"`
-	Security    []any  `yaml:"security"`
+	Summary     string                `yaml:"summary"`
+	Description string                `yaml:"description"`
+	Security    []map[string][]string `yaml:"security"`
 	Parameters  []struct {
 		Ref  string `yaml:"$ref"`
 		Name string `yaml:"name"`
@@ -68,7 +68,7 @@ type docOperation struct {
 
 type docRoute struct {
 	Method, Path, Summary, Description, Body string
-	Public                                   bool
+	Auth                                     string
 	Params                                   []string
 	Responses                                []string
 }
@@ -89,7 +89,7 @@ section{border-top:1px solid #ddd;padding:.5rem 0} .muted{color:#666}
 <p>The machine-readable document is at <a href="/openapi.yaml">/openapi.yaml</a>.</p>
 <h2>Routes</h2>
 {{range .Routes}}<section id="{{.Method}}-{{.Path}}"><h3><span class="m">{{.Method}}</span><code>{{.Path}}</code></h3>
-<p>{{.Summary}}{{if .Public}} <span class="muted">(no authentication)</span>{{else}} <span class="muted">(Authorization: Bearer &lt;partner API key&gt;)</span>{{end}}</p>
+<p>{{.Summary}} <span class="muted">({{.Auth}})</span></p>
 {{if .Description}}<pre>{{.Description}}</pre>{{end}}
 {{if .Params}}<p>Parameters: {{range .Params}}<code>{{.}}</code> {{end}}</p>{{end}}
 {{if .Body}}<p>Body: <a href="#schema-{{.Body}}"><code>{{.Body}}</code></a></p>{{end}}
@@ -130,7 +130,13 @@ func renderDocs(doc []byte) ([]byte, error) {
 				return nil, fmt.Errorf("%s %s: %w", method, p, err)
 			}
 			rt := docRoute{Method: strings.ToUpper(method), Path: p, Summary: op.Summary, Description: op.Description,
-				Public: op.Security != nil && len(op.Security) == 0}
+				Auth: "Authorization: Bearer <partner API key>"}
+			switch {
+			case op.Security != nil && len(op.Security) == 0:
+				rt.Auth = "no authentication"
+			case len(op.Security) > 0 && op.Security[0]["tenantToken"] != nil:
+				rt.Auth = "Authorization: Bearer <tenant app JWT>"
+			}
 			for _, prm := range op.Parameters {
 				name := prm.Name
 				if prm.Ref != "" {

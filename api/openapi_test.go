@@ -119,7 +119,8 @@ func TestDocsPage(t *testing.T) {
 		t.Fatalf("docs: %d %s", w.Code, w.Header().Get("Content-Type"))
 	}
 	for _, want := range []string{"/v1/customers/{id}/terminate", "/v1/industries", `id="problem-version_conflict"`,
-		`id="problem-upstream_unavailable"`, `id="schema-Customer"`} {
+		`id="problem-upstream_unavailable"`, `id="schema-Customer"`, "/v1/contacts/{id}/timeline",
+		"Bearer &lt;tenant app JWT&gt;", "Bearer &lt;partner API key&gt;", "no authentication"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("docs page lacks %s", want)
 		}
