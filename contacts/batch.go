@@ -113,6 +113,9 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 	return results, nil
 }
 
+// smallBatch is the size up to which resolve finds by _id one at a time.
+const smallBatch = 16
+
 type loaded struct {
 	doc *contactDoc
 	p   *personal
@@ -121,13 +124,29 @@ type loaded struct {
 // resolve finds the contacts holding the given lookup ids, in one query
 // for the lookups and one for the contacts.
 func (h *Handle) resolve(ctx context.Context, kind string, ids []string) (map[string]loaded, error) {
-	cur, err := h.lookups().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-	if err != nil {
-		return nil, fmt.Errorf("resolve contacts: %w", err)
-	}
 	var ls []lookupDoc
-	if err := cur.All(ctx, &ls); err != nil {
-		return nil, fmt.Errorf("resolve contacts: %w", err)
+	if len(ids) <= smallBatch {
+		// A few exact finds beat one $in: the embedded engine uses its
+		// primary key only for a filter that is exactly {_id}.
+		for _, id := range ids {
+			var l lookupDoc
+			err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&l)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("resolve contacts: %w", err)
+			}
+			ls = append(ls, l)
+		}
+	} else {
+		cur, err := h.lookups().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		if err != nil {
+			return nil, fmt.Errorf("resolve contacts: %w", err)
+		}
+		if err := cur.All(ctx, &ls); err != nil {
+			return nil, fmt.Errorf("resolve contacts: %w", err)
+		}
 	}
 	if len(ls) == 0 {
 		return map[string]loaded{}, nil
@@ -138,13 +157,27 @@ func (h *Handle) resolve(ctx context.Context, kind string, ids []string) (map[st
 		byContact[l.ContactID] = l.ID
 		cids = append(cids, l.ContactID)
 	}
-	cur, err = h.contacts().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: cids}}}})
-	if err != nil {
-		return nil, fmt.Errorf("resolve contacts: %w", err)
-	}
 	var docs []contactDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("resolve contacts: %w", err)
+	if len(cids) <= smallBatch {
+		for _, cid := range cids {
+			var d contactDoc
+			err := h.contacts().FindOne(ctx, bson.D{{Key: "_id", Value: cid}}).Decode(&d)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("resolve contacts: %w", err)
+			}
+			docs = append(docs, d)
+		}
+	} else {
+		cur, err := h.contacts().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: cids}}}})
+		if err != nil {
+			return nil, fmt.Errorf("resolve contacts: %w", err)
+		}
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, fmt.Errorf("resolve contacts: %w", err)
+		}
 	}
 	out := map[string]loaded{}
 	for i := range docs {

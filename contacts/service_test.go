@@ -1,0 +1,134 @@
+package contacts
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/store/storetest"
+)
+
+func testHandle(t *testing.T) *Handle {
+	t.Helper()
+	db := storetest.MustOpen(t)
+	c, err := crypto.NewCipher("0193a0c4-1111-7000-8000-00000000000c", "k1", bytes.Repeat([]byte{5}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{Cipher: func(context.Context, string) (*crypto.Cipher, error) { return c, nil }, Database: db.Customer}
+	h, err := s.Open(t.Context(), "0193a0c4-1111-7000-8000-00000000000c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func email(i int) Field[string] {
+	return Field[string]{Set: true, Value: fmt.Sprintf("u%d@example.com", i)}
+}
+
+// TestLargeBatch goes through the $in path of a batch (more than smallBatch
+// items): creates, updates, an in-batch unique conflict, and the timeline of
+// a batch's items surfacing on read.
+func TestLargeBatch(t *testing.T) {
+	h := testHandle(t)
+	ctx := t.Context()
+	var first []Input
+	for i := range 30 {
+		first = append(first, Input{Email: email(i)})
+	}
+	res, err := h.Upsert(ctx, ModeAdd, KeyEmail, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Outcome != "created" {
+			t.Fatalf("first batch: %+v", r)
+		}
+	}
+	var second []Input
+	for i := 20; i < 50; i++ {
+		second = append(second, Input{Email: email(i), CrmID: Field[string]{Set: true, Value: fmt.Sprintf("crm-%d", i)}})
+	}
+	// Items 48 and 49 want the same crmId: the later one loses.
+	second[29].CrmID.Value = "crm-48"
+	res, err = h.Upsert(ctx, ModeAddOrUpdate, KeyEmail, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want := "created"
+		switch {
+		case i == 29:
+			want = "failed"
+		case i < 10:
+			want = "updated"
+		}
+		if r.Outcome != want || r.Index != i {
+			t.Fatalf("item %d (u%d): %+v, want %s", i, i+20, r, want)
+		}
+	}
+	if res[29].Code != CodeConflict {
+		t.Fatalf("in-batch conflict: %+v", res[29])
+	}
+	got, err := h.Lookup(ctx, KeyCrmID, "crm-48")
+	if err != nil || len(got) != 1 || *got[0].Email != "u48@example.com" {
+		t.Fatalf("crm-48 belongs to %+v (%v)", got, err)
+	}
+	if got, _ := h.Lookup(ctx, KeyEmail, "u49@example.com"); len(got) != 0 {
+		t.Fatal("the failed item was written")
+	}
+	items, _, err := h.Timeline(ctx, res[0].ID, 50, "")
+	if err != nil || len(items) != 2 || items[0].Type != ItemUpdated || items[1].Type != ItemCreated {
+		t.Fatalf("timeline of an updated contact: %+v %v", items, err)
+	}
+}
+
+// TestStaleClaimIsTakenOver: a crash between claiming a value and writing
+// the contact leaves a lookup entry pointing nowhere; it finds nothing and
+// the next contact to want the value gets it.
+func TestStaleClaimIsTakenOver(t *testing.T) {
+	h := testHandle(t)
+	ctx := t.Context()
+	stale := lookupDoc{ID: lookupID(KeyEmail, h.index(KeyEmail, "ghost@example.com")), ContactID: "never-written"}
+	if _, err := h.lookups().InsertOne(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.Lookup(ctx, KeyEmail, "ghost@example.com"); err != nil || len(got) != 0 {
+		t.Fatalf("stale lookup found %v (%v)", got, err)
+	}
+	for _, mode := range []string{ModeAdd} {
+		res, err := h.Upsert(ctx, mode, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "ghost@example.com"}}})
+		if err != nil || res[0].Outcome != "created" {
+			t.Fatalf("%s over a stale claim: %+v %v", mode, res, err)
+		}
+	}
+	var l lookupDoc
+	if err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: stale.ID}}).Decode(&l); err != nil || l.ContactID == "never-written" {
+		t.Fatalf("claim not taken over: %+v %v", l, err)
+	}
+}
+
+// TestPendingTimelineSurvivesACrash: items written with a contact reach the
+// timeline on the next read even if the copy never happened.
+func TestPendingTimelineSurvivesACrash(t *testing.T) {
+	h := testHandle(t)
+	ctx := t.Context()
+	res, err := h.Upsert(ctx, ModeAdd, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "p@example.com"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res[0].ID
+	// Simulate the crash: the timeline collection lost the copy.
+	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
+		t.Fatal(err)
+	}
+	items, _, err := h.Timeline(ctx, id, 10, "")
+	if err != nil || len(items) != 1 || items[0].Type != ItemCreated {
+		t.Fatalf("timeline after the crash: %+v %v", items, err)
+	}
+}
