@@ -398,3 +398,35 @@ func (s *Service) JWKS(ctx context.Context) ([]JWK, error) {
 	}
 	return out, nil
 }
+
+// Rewrap re-wraps every signing key wrapped under an older master identity
+// under the current one (master key rotation); it returns how many moved.
+func (s *Service) Rewrap(ctx context.Context) (int, error) {
+	cur, err := s.coll.Find(ctx, bson.D{{Key: "masterKeyId", Value: bson.D{{Key: "$ne", Value: s.master.ID()}}}})
+	if err != nil {
+		return 0, fmt.Errorf("rewrap signing keys: %w", err)
+	}
+	var docs []keyDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, fmt.Errorf("rewrap signing keys: %w", err)
+	}
+	n := 0
+	for _, d := range docs {
+		seed, err := s.master.UnwrapSecret(wrapLabel(d.ID), d.Wrapped)
+		if err != nil {
+			return n, fmt.Errorf("rewrap signing key %s: %w", d.ID, err)
+		}
+		wrapped, err := s.master.WrapSecret(wrapLabel(d.ID), seed)
+		clear(seed)
+		if err != nil {
+			return n, fmt.Errorf("rewrap signing key %s: %w", d.ID, err)
+		}
+		res, err := s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "wrapped", Value: d.Wrapped}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "wrapped", Value: wrapped}, {Key: "masterKeyId", Value: s.master.ID()}}}})
+		if err != nil {
+			return n, fmt.Errorf("rewrap signing key %s: %w", d.ID, err)
+		}
+		n += int(res.ModifiedCount)
+	}
+	return n, nil
+}

@@ -51,6 +51,7 @@ commands:
   serve                       run the HTTP server (and, in embedded mode, the database engine)
   partners create --name N    register a partner; prints {"id","name","apiKey"}
   purge [--now T] [--dry-run] shred terminated customers whose retention has ended
+  keys rewrap                 re-wrap every key under the newest master identity (rotation)
   version                     print the version
 
 Run 'switchboard <command> -h' for the flags of a command. Every flag can also
@@ -74,6 +75,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return createPartner(ctx, args[2:], getenv, stdout, stderr)
 	case "purge":
 		return purge(ctx, args[1:], getenv, stdout, stderr)
+	case "keys":
+		if len(args) < 2 || args[1] != "rewrap" {
+			fmt.Fprint(stderr, usage)
+			return exitError{2, errSilent}
+		}
+		return rewrap(ctx, args[2:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

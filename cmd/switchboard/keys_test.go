@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/switchboard/switchboard/store/storetest"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// TestKeysRewrap: master key rotation end to end. Keys made under identity
+// A are re-wrapped under B (listed first, A still present), after which a
+// key file holding B alone reads everything, and A alone reads nothing.
+func TestKeysRewrap(t *testing.T) {
+	dir := t.TempDir()
+	idA, _ := age.GenerateX25519Identity()
+	idB, _ := age.GenerateX25519Identity()
+	keyFile := func(name string, ids ...*age.X25519Identity) string {
+		var b bytes.Buffer
+		for _, id := range ids {
+			b.WriteString(id.String() + "\n")
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	data := filepath.Join(dir, "data")
+	open := func(file string) *app {
+		a, err := openApp(context.Background(), config{DataDir: data, MasterKeyFile: file, PublicURL: "http://x"}, storetest.Logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	a := open(keyFile("a.agekey", idA))
+	p, _, err := a.tenants.CreatePartner(t.Context(), "P")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.tenants.Register(t.Context(), p, tenants.RegisterInput{Space: "rotated", IndustryID: tenants.Industries()[0].ID, Label: "Rotated Label"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.tokens.EnsureKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	a.close(context.Background())
+
+	var stdout, stderr bytes.Buffer
+	e := env{"SWITCHBOARD_DATA_DIR": data, "SWITCHBOARD_MASTER_KEY_FILE": keyFile("ba.agekey", idB, idA)}
+	if err := run(t.Context(), []string{"keys", "rewrap"}, e.get, &stdout, &stderr); err != nil {
+		t.Fatalf("keys rewrap: %v\n%s", err, stderr.String())
+	}
+	var out struct{ CustomerKeys, SigningKeys int }
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || out.CustomerKeys != 1 || out.SigningKeys != 1 {
+		t.Fatalf("keys rewrap printed %q (%v)", stdout.String(), err)
+	}
+
+	b := open(keyFile("b.agekey", idB))
+	got, err := b.tenants.Customer(t.Context(), p, c.ID)
+	if err != nil || got.Label == nil || *got.Label != "Rotated Label" {
+		t.Fatalf("with the new identity only: %+v %v", got, err)
+	}
+	if err := b.tokens.EnsureKey(t.Context()); err != nil {
+		t.Fatalf("signing key with the new identity only: %v", err)
+	}
+	b.close(context.Background())
+
+	old := open(keyFile("a-only.agekey", idA))
+	defer old.close(context.Background())
+	if _, err := old.tenants.Customer(t.Context(), p, c.ID); err == nil {
+		t.Fatal("the retired identity still opens a customer key")
+	}
+}
