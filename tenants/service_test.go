@@ -756,7 +756,7 @@ func TestPartnerKeys(t *testing.T) {
 	if err := h.db.Control.Collection("partners").FindOne(ctx, bson.D{{Key: "_id", Value: p.ID}}).Decode(&doc); err != nil {
 		t.Fatal(err)
 	}
-	secret := key[strings.LastIndex(key, "_")+1:]
+	secret := key[len("sbp_")+12+1:] // the part after the stored prefix
 	if strings.Contains(fmt.Sprint(doc), secret) {
 		t.Fatal("the partner document holds the key's secret")
 	}
