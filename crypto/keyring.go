@@ -141,9 +141,21 @@ func (k *Keyring) Create(ctx context.Context, customerID string) error {
 		return fmt.Errorf("create customer key: %w", err)
 	}
 	doc := keyDoc{ID: customerID, KeyID: keyID, MasterKeyID: k.master.ID(), Wrapped: wrapped, CreatedAt: k.now().UTC()}
-	if _, err := k.coll.InsertOne(ctx, doc); err != nil && !mongo.IsDuplicateKeyError(err) {
+	_, err = k.coll.InsertOne(ctx, doc)
+	switch {
+	case mongo.IsDuplicateKeyError(err):
+		return nil // the customer's key exists already: it stays
+	case err != nil:
 		return fmt.Errorf("create customer key: %w", err)
 	}
+	// The key is in hand: cache it rather than read and unwrap it again.
+	c, err := NewCipher(customerID, keyID, key)
+	if err != nil {
+		return fmt.Errorf("create customer key: %w", err)
+	}
+	k.mu.Lock()
+	k.cache[customerID] = cacheEntry{cipher: c, expires: k.now().Add(k.ttl)}
+	k.mu.Unlock()
 	return nil
 }
 

@@ -36,7 +36,8 @@ type Config struct {
 
 // Service runs the customer lifecycle. It is safe for concurrent use.
 type Service struct {
-	cfg Config
+	cfg     Config
+	flushed flushedEvents
 }
 
 // NewService returns a Service over cfg.

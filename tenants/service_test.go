@@ -761,3 +761,21 @@ func TestPartnerKeys(t *testing.T) {
 		t.Fatal("the partner document holds the key's secret")
 	}
 }
+
+// TestLostEventIsRecopied: a crash after a change but before its event
+// reached the events collection loses nothing: the event travels in the
+// customer document and the next load (by any process) copies it.
+func TestLostEventIsRecopied(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.active(t, "lost-event")
+	if _, err := h.db.Control.Collection("events").DeleteOne(ctx, bson.D{{Key: "customerId", Value: c.ID}, {Key: "version", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := tenants.NewService(tenants.Config{Control: h.db.Control, Keyring: h.keyring, Twilio: h.client,
+		DropCustomerData: h.db.DropCustomer, Logger: storetest.Logger(), Now: h.clock.Now})
+	events, _, err := restarted.Events(ctx, h.partner, c.ID, tenants.PageQuery{Limit: 10})
+	if err != nil || len(events) != 2 || events[1].Type != tenants.EventActivated || events[1].Version != 2 {
+		t.Fatalf("events after the crash: %+v %v", events, err)
+	}
+}
