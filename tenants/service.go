@@ -36,8 +36,9 @@ type Config struct {
 
 // Service runs the customer lifecycle. It is safe for concurrent use.
 type Service struct {
-	cfg     Config
-	flushed flushedEvents
+	cfg      Config
+	flushed  flushedEvents
+	partners partnerCache
 }
 
 // NewService returns a Service over cfg.
