@@ -306,9 +306,40 @@ func (h *Handle) storeAll(ctx context.Context, mode, matchBy string, plan []*pla
 			return fmt.Errorf("store contacts: %w", err)
 		}
 	}
-	// The timeline items stay in each contact's pending list, written with
-	// the contact itself: every read of a contact or its timeline copies
-	// them to the timeline collection first, so a batch does not pay for a
-	// second write of every item.
+	// Copy the timeline items now (they also sit in each contact's pending
+	// list, so a crash before this line loses none of them).
+	var timeline []any
+	var written []string
+	for _, p := range plan {
+		if p.doc == nil || p.done || (p.result.Outcome != "created" && p.result.Outcome != "updated") {
+			continue
+		}
+		for _, it := range p.doc.Pending {
+			timeline = append(timeline, it)
+			written = append(written, it.ID)
+		}
+	}
+	if len(timeline) > 0 {
+		_, err := h.timeline().InsertMany(ctx, timeline, options.InsertMany().SetOrdered(false))
+		var bwe mongo.BulkWriteException
+		if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
+			return fmt.Errorf("record timeline: %w", err)
+		}
+		for _, id := range written {
+			h.flushed.Add(id)
+		}
+	}
 	return nil
+}
+
+func allDuplicates(bwe mongo.BulkWriteException) bool {
+	if bwe.WriteConcernError != nil {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) {
+			return false
+		}
+	}
+	return true
 }

@@ -20,6 +20,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/seen"
 )
 
 // Service opens handles on customers' contacts.
@@ -32,14 +33,16 @@ type Service struct {
 	Now func() time.Time
 
 	indexed sync.Map // customer id → struct{}: indexes ensured by this process
+	flushed seen.Set // timeline items known to be in the timeline collection
 }
 
 // Handle is bound to one customer's database and key: every method is
 // scoped to that customer.
 type Handle struct {
-	db     *mongo.Database
-	cipher *crypto.Cipher
-	now    func() time.Time
+	db      *mongo.Database
+	cipher  *crypto.Cipher
+	now     func() time.Time
+	flushed *seen.Set
 }
 
 // Open returns the handle of one customer.
@@ -52,7 +55,7 @@ func (s *Service) Open(ctx context.Context, customerID string) (*Handle, error) 
 	if now == nil {
 		now = time.Now
 	}
-	h := &Handle{db: s.Database(customerID), cipher: c, now: now}
+	h := &Handle{db: s.Database(customerID), cipher: c, now: now, flushed: &s.flushed}
 	if _, done := s.indexed.Load(customerID); !done {
 		if err := h.ensureIndexes(ctx); err != nil {
 			return nil, err
@@ -215,11 +218,17 @@ func (h *Handle) open(doc *contactDoc) (*personal, error) {
 	return &p, nil
 }
 
+// flush copies pending timeline items; copying one twice is harmless, and
+// an item this process already copied is not tried again.
 func (h *Handle) flush(ctx context.Context, items []timelineDoc) error {
 	for _, it := range items {
+		if h.flushed.Has(it.ID) {
+			continue
+		}
 		if _, err := h.timeline().InsertOne(ctx, it); err != nil && !mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("record timeline: %w", err)
 		}
+		h.flushed.Add(it.ID)
 	}
 	return nil
 }

@@ -9,12 +9,19 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 )
 
 func testHandle(t *testing.T) *Handle {
 	t.Helper()
-	db := storetest.MustOpen(t)
+	return openHandle(t, storetest.MustOpen(t))
+}
+
+// openHandle opens the test customer on db through a new Service: what a
+// freshly started process would do.
+func openHandle(t *testing.T, db *store.DB) *Handle {
+	t.Helper()
 	c, err := crypto.NewCipher("0193a0c4-1111-7000-8000-00000000000c", "k1", bytes.Repeat([]byte{5}, 32))
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +123,8 @@ func TestStaleClaimIsTakenOver(t *testing.T) {
 // TestPendingTimelineSurvivesACrash: items written with a contact reach the
 // timeline on the next read even if the copy never happened.
 func TestPendingTimelineSurvivesACrash(t *testing.T) {
-	h := testHandle(t)
+	db := storetest.MustOpen(t)
+	h := openHandle(t, db)
 	ctx := t.Context()
 	res, err := h.Upsert(ctx, ModeAdd, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "p@example.com"}}})
 	if err != nil {
@@ -127,7 +135,8 @@ func TestPendingTimelineSurvivesACrash(t *testing.T) {
 	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
 		t.Fatal(err)
 	}
-	items, _, err := h.Timeline(ctx, id, 10, "")
+	restarted := openHandle(t, db)
+	items, _, err := restarted.Timeline(ctx, id, 10, "")
 	if err != nil || len(items) != 1 || items[0].Type != ItemCreated {
 		t.Fatalf("timeline after the crash: %+v %v", items, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -135,40 +134,14 @@ func (s *Service) commit(ctx context.Context, cur, next *customerDoc, ev *eventD
 // flushEvent copies ev to the events collection; copying it twice is
 // harmless, and an event this process already copied is not tried again.
 func (s *Service) flushEvent(ctx context.Context, ev *eventDoc) error {
-	if ev == nil || s.flushed.has(ev.ID) {
+	if ev == nil || s.flushed.Has(ev.ID) {
 		return nil
 	}
 	if _, err := s.events().InsertOne(ctx, ev); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("append event: %w", err)
 	}
-	s.flushed.add(ev.ID)
+	s.flushed.Add(ev.ID)
 	return nil
-}
-
-// flushedEvents remembers ids of events known to be in the events
-// collection, so loading a customer does not retry the copy every time. It
-// is bounded; forgetting only costs one harmless duplicate insert.
-type flushedEvents struct {
-	mu  sync.Mutex
-	ids map[string]struct{}
-}
-
-const maxFlushed = 10000
-
-func (f *flushedEvents) has(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.ids[id]
-	return ok
-}
-
-func (f *flushedEvents) add(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ids == nil || len(f.ids) >= maxFlushed {
-		f.ids = make(map[string]struct{})
-	}
-	f.ids[id] = struct{}{}
 }
 
 // takeLease claims name for this owner until now+TTL, or returns

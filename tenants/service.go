@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/seen"
 )
 
 // Config holds what a Service needs. Control is the control database
@@ -37,7 +38,7 @@ type Config struct {
 // Service runs the customer lifecycle. It is safe for concurrent use.
 type Service struct {
 	cfg      Config
-	flushed  flushedEvents
+	flushed  seen.Set // events known to be in the events collection
 	partners partnerCache
 }
 
