@@ -53,7 +53,7 @@ func idempotent(store *idempotency.Store, svc *tenants.Service, scope func(*gin.
 		c.Request.Body = io.NopCloser(bytes.NewReader(body))
 		ctx := c.Request.Context()
 		sc, k := scope(c), key[0]
-		claim, replay, err := store.Begin(ctx, sc, k, idempotency.Fingerprint(c.Request.Method, c.FullPath(), body))
+		claim, replay, err := store.Begin(ctx, sc, k, idempotency.Fingerprint(c.Request.Method, c.Request.URL.Path, body))
 		if err != nil {
 			writeProblem(c, err)
 			return

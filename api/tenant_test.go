@@ -486,6 +486,20 @@ func TestContactIdempotencyAndShredding(t *testing.T) {
 	if r := a.do(t, req{method: "GET", path: "/v1/contacts", key: tok}); len(r.Body["items"].([]any)) != 1 {
 		t.Fatal("the replay wrote again")
 	}
+	// The same key and body on another contact's events route is another
+	// request, not a replay.
+	ids := first.Body["results"].([]any)
+	cid := ids[0].(map[string]any)["id"].(string)
+	r2 := a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"twice@example.com"}]}`})
+	cid2 := r2.Body["results"].([]any)[0].(map[string]any)["id"].(string)
+	evHdr := map[string]string{"Idempotency-Key": "event-1"}
+	e1 := a.do(t, req{method: "POST", path: "/v1/contacts/" + cid + "/events", key: tok, body: `{"type":"t","message":"m"}`, header: evHdr})
+	e2 := a.do(t, req{method: "POST", path: "/v1/contacts/" + cid2 + "/events", key: tok, body: `{"type":"t","message":"m"}`, header: evHdr})
+	if e1.Status != 201 || e2.Status == 201 && e2.Header.Get("Idempotent-Replayed") == "true" {
+		t.Fatalf("same key on two contacts: %d %s / %d replayed=%q", e1.Status, e1.Raw, e2.Status, e2.Header.Get("Idempotent-Replayed"))
+	}
+	e2.problem(t, 422, "idempotency_key_reused")
+
 	r := a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/terminate", key: a.key, body: `{"retention":{"strategy":"NO_RETENTION"}}`})
 	if r.Body["status"] != "SHREDDED" {
 		t.Fatalf("terminate: %s", r.Raw)

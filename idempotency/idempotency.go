@@ -94,10 +94,10 @@ func ValidKey(key string) bool {
 	return true
 }
 
-// Fingerprint identifies a request: method, route and body.
-func Fingerprint(method, route string, body []byte) []byte {
+// Fingerprint identifies a request: method, path (with its ids) and body.
+func Fingerprint(method, path string, body []byte) []byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n", method, route)
+	fmt.Fprintf(h, "%s\n%s\n", method, path)
 	h.Write(body)
 	return h.Sum(nil)
 }
