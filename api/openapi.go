@@ -18,9 +18,6 @@ import (
 //go:embed openapi.yaml
 var openapiYAML []byte
 
-// OpenAPI returns the OpenAPI document.
-func OpenAPI() []byte { return bytes.Clone(openapiYAML) }
-
 // registerDocs serves the document and a readable page of it, both from the
 // binary (no CDN, no scripts).
 func registerDocs(r *gin.Engine) {

@@ -79,9 +79,6 @@ func NewCipher(customerID, keyID string, key []byte) (*Cipher, error) {
 // CustomerID is the customer this cipher belongs to.
 func (c *Cipher) CustomerID() string { return c.customerID }
 
-// KeyID identifies the customer key in use.
-func (c *Cipher) KeyID() string { return c.keyID }
-
 // ad builds the associated data: the sealed value's header, then the
 // customer id and the field's coordinates, each length-prefixed so no two
 // different tuples encode alike.

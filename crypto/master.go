@@ -119,9 +119,6 @@ func recipientID(r *age.X25519Recipient) string {
 // public recipient and safe to store and log.
 func (m *MasterKey) ID() string { return m.ids[0] }
 
-// IDs identifies every identity, newest first.
-func (m *MasterKey) IDs() []string { return append([]string(nil), m.ids...) }
-
 // wrap encrypts plaintext to the current identity's recipient.
 func (m *MasterKey) wrap(plaintext []byte) ([]byte, error) {
 	var buf bytes.Buffer

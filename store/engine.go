@@ -178,10 +178,6 @@ func (e *Engine) URI() string {
 	return "mongodb://" + strings.ReplaceAll(e.socket, "/", "%2F") + "/"
 }
 
-// Owner reports whether this process runs the engine (rather than attaching
-// to another process's).
-func (e *Engine) Owner() bool { return e.owner }
-
 // Close stops an engine this process runs: it stops listening, lets FerretDB
 // close its SQLite files, removes the socket and releases the lock. For an
 // attached engine it does nothing.

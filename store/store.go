@@ -141,9 +141,6 @@ func connect(ctx context.Context, uri string) (*mongo.Client, error) {
 // Embedded reports whether the database is the in-process engine.
 func (db *DB) Embedded() bool { return db.engine != nil }
 
-// Names returns the database names in use.
-func (db *DB) Names() Names { return db.names }
-
 // CustomerDatabaseName is the name of a customer's own database.
 func (db *DB) CustomerDatabaseName(customerID string) string {
 	return db.names.CustomerPrefix + strings.ReplaceAll(customerID, "-", "")
