@@ -242,11 +242,17 @@ func (s *Service) Customer(ctx context.Context, p Partner, id string) (Customer,
 	return s.view(ctx, doc, nil)
 }
 
-func checkVersion(doc *customerDoc, expected int64) error {
-	if expected != AnyVersion && expected != doc.Version {
-		return &VersionConflictError{Current: doc.Version}
+// findForChange loads one of p's customers for a change based on version
+// expected (AnyVersion: whatever it is now).
+func (s *Service) findForChange(ctx context.Context, p Partner, id string, expected int64) (*customerDoc, error) {
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if expected != AnyVersion && expected != doc.Version {
+		return nil, &VersionConflictError{Current: doc.Version}
+	}
+	return doc, nil
 }
 
 // next returns a copy of doc as its next version, changed at now.
@@ -274,11 +280,8 @@ func (s *Service) change(ctx context.Context, cur, nxt *customerDoc, typ string,
 // time and re-opening a suspended one later. Activating an ACTIVE customer
 // changes nothing.
 func (s *Service) Activate(ctx context.Context, p Partner, id string, expected int64) (Customer, error) {
-	doc, err := s.find(ctx, p.ID, id)
+	doc, err := s.findForChange(ctx, p, id, expected)
 	if err != nil {
-		return Customer{}, err
-	}
-	if err := checkVersion(doc, expected); err != nil {
 		return Customer{}, err
 	}
 	var twilio *twilioDoc
@@ -342,11 +345,8 @@ func (s *Service) ensureSubaccount(ctx context.Context, customerID string) (Suba
 // Deactivate suspends a customer's sub-account and refuses its tokens.
 // Deactivating a DEACTIVATED customer changes nothing.
 func (s *Service) Deactivate(ctx context.Context, p Partner, id string, expected int64) (Customer, error) {
-	doc, err := s.find(ctx, p.ID, id)
+	doc, err := s.findForChange(ctx, p, id, expected)
 	if err != nil {
-		return Customer{}, err
-	}
-	if err := checkVersion(doc, expected); err != nil {
 		return Customer{}, err
 	}
 	switch doc.Status {
@@ -376,11 +376,8 @@ func (s *Service) UpdateContactInfo(ctx context.Context, p Partner, id string, e
 	if err != nil {
 		return Customer{}, err
 	}
-	doc, err := s.find(ctx, p.ID, id)
+	doc, err := s.findForChange(ctx, p, id, expected)
 	if err != nil {
-		return Customer{}, err
-	}
-	if err := checkVersion(doc, expected); err != nil {
 		return Customer{}, err
 	}
 	if doc.Status != StatusActive && doc.Status != StatusDeactivated {
@@ -415,11 +412,8 @@ func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected 
 	if err != nil {
 		return Customer{}, err
 	}
-	doc, err := s.find(ctx, p.ID, id)
+	doc, err := s.findForChange(ctx, p, id, expected)
 	if err != nil {
-		return Customer{}, err
-	}
-	if err := checkVersion(doc, expected); err != nil {
 		return Customer{}, err
 	}
 	switch doc.Status {
