@@ -3,7 +3,9 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net/http"
 
 	"github.com/gin-gonic/gin"
 
@@ -14,10 +16,12 @@ import (
 const idempotencyOwnerKey = "switchboard.idempotencyOwner"
 
 // setIdempotencyOwner names the customer whose key seals a create route's
-// stored answer (the customer created, or the tenant calling).
+// stored answer (the customer created, or the tenant calling). A handler
+// that succeeds without naming one leaves nothing to replay: the stored
+// answer must never exist unsealed.
 func setIdempotencyOwner(c *gin.Context, customerID string) { c.Set(idempotencyOwnerKey, customerID) }
 
-// captureWriter keeps a copy of what the handler writes.
+// captureWriter keeps a copy of what the handler writes, to store it.
 type captureWriter struct {
 	gin.ResponseWriter
 	body bytes.Buffer
@@ -34,72 +38,93 @@ func (w *captureWriter) WriteString(s string) (int, error) {
 }
 
 // idempotent makes a create route honour Idempotency-Key: the same key and
-// the same request within 24 h get the first answer again, marked
-// Idempotent-Replayed: true. scope names the caller, so keys of different
-// callers never meet. Only successful answers are kept; after a failure the
-// key is released and a retry runs the request again.
+// the same request (method, path, body) within 24 h get the first answer
+// again, marked Idempotent-Replayed: true; the same key with another request
+// is 422 idempotency_key_reused, and a retry while the first still runs 409
+// idempotency_in_progress. scope names the caller, so keys of different
+// callers never meet. Only successful answers whose handler named an owner
+// (setIdempotencyOwner) are kept, sealed under the owner's key; after any
+// other outcome, a panic included, the key is released and a retry runs the
+// request again. Without the header it does nothing.
 func idempotent(store *idempotency.Store, svc *tenants.Service, scope func(*gin.Context) string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		key, ok := c.Request.Header["Idempotency-Key"]
+		keys, ok := c.Request.Header["Idempotency-Key"]
 		if !ok {
 			c.Next()
 			return
 		}
+		// The body is already limited to maxBody; read it to fingerprint the
+		// request, and give the handler a fresh reader over the same bytes.
 		body, err := io.ReadAll(c.Request.Body)
 		if err != nil {
-			writeProblem(c, errPayloadTooLarge)
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				err = errPayloadTooLarge
+			}
+			writeProblem(c, err)
 			return
 		}
 		c.Request.Body = io.NopCloser(bytes.NewReader(body))
 		ctx := c.Request.Context()
-		sc, k := scope(c), key[0]
-		claim, replay, err := store.Begin(ctx, sc, k, idempotency.Fingerprint(c.Request.Method, c.Request.URL.Path, body))
+		fingerprint := idempotency.Fingerprint(c.Request.Method, c.Request.URL.Path, body)
+		claim, replay, err := store.Begin(ctx, scope(c), keys[0], fingerprint)
 		if err != nil {
 			writeProblem(c, err)
 			return
 		}
 		if replay != nil {
-			cipher, err := svc.Cipher(ctx, replay.Owner)
-			if err != nil {
-				writeProblem(c, err)
-				return
-			}
-			b, err := idempotency.Open(replay, cipher, sc, k)
-			if err != nil {
-				writeProblem(c, err)
-				return
-			}
-			if replay.Location != "" {
-				c.Header("Location", replay.Location)
-			}
-			c.Header("Idempotent-Replayed", "true")
-			c.Data(replay.Status, "application/json; charset=utf-8", b)
-			c.Abort()
+			replayAnswer(c, svc, replay)
 			return
 		}
 
 		w := &captureWriter{ResponseWriter: c.Writer}
 		c.Writer = w
+		finished := false
+		defer func() {
+			c.Writer = w.ResponseWriter
+			// The outcome is settled: record it even if the client has gone.
+			ctx := context.WithoutCancel(ctx)
+			owner := c.GetString(idempotencyOwnerKey)
+			status := w.Status()
+			if finished && w.Written() && status >= 200 && status < 300 && owner != "" {
+				cipher, err := svc.Cipher(ctx, owner)
+				if err == nil {
+					err = store.Complete(ctx, claim, status, w.Header().Get("Location"), w.body.Bytes(), cipher)
+				}
+				if err == nil {
+					return
+				}
+				logger(c).ErrorContext(ctx, "store idempotent answer", "requestId", requestID(c), "err", err)
+			}
+			// Not a success (or a panic, which recovery answers later): let a
+			// retry run the request again.
+			if err := store.Release(ctx, claim); err != nil {
+				logger(c).ErrorContext(ctx, "release idempotency key", "requestId", requestID(c), "err", err)
+			}
+		}()
 		c.Next()
-		c.Writer = w.ResponseWriter
-
-		// The request's outcome is settled: keep its record even if the
-		// client has gone.
-		ctx = context.WithoutCancel(ctx)
-		owner := c.GetString(idempotencyOwnerKey)
-		status := w.Status()
-		if status >= 200 && status < 300 && owner != "" {
-			cipher, err := svc.Cipher(ctx, owner)
-			if err == nil {
-				err = store.Complete(ctx, claim, status, w.Header().Get("Location"), w.body.Bytes(), cipher)
-			}
-			if err == nil {
-				return
-			}
-			logger(c).ErrorContext(ctx, "store idempotent answer", "requestId", requestID(c), "err", err)
-		}
-		if err := store.Release(ctx, claim); err != nil {
-			logger(c).ErrorContext(ctx, "release idempotency key", "requestId", requestID(c), "err", err)
-		}
+		finished = true
 	}
+}
+
+// replayAnswer writes a stored answer again, opened with its owner's key: an
+// owner shredded since then answers 410 data_shredded, as every read of its
+// data does.
+func replayAnswer(c *gin.Context, svc *tenants.Service, replay *idempotency.Response) {
+	cipher, err := svc.Cipher(c.Request.Context(), replay.Owner)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	body, err := replay.Open(cipher)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	if replay.Location != "" && replay.Status == http.StatusCreated {
+		c.Header("Location", replay.Location)
+	}
+	c.Header("Idempotent-Replayed", "true")
+	c.Data(replay.Status, "application/json; charset=utf-8", body)
+	c.Abort()
 }

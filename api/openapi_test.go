@@ -2,75 +2,116 @@ package api
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi-validator/config"
+	verrors "github.com/pb33f/libopenapi-validator/errors"
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// contractChecker validates requests and responses against openapi.yaml.
+// contractChecker validates requests and answers against openapi.yaml, so
+// every exchange a test makes also tests the contract. Build one per test
+// (or per test API) with newContractChecker; it is safe for concurrent use.
+//
+// For an exchange that should follow the contract:
+//
+//	cc.Check(t, req, reqBody, resp, respBody)
+//
+// and for a request that breaks it on purpose (bad JSON, an unknown field, a
+// wrong content type, no credentials), check only the answer:
+//
+//	cc.CheckResponse(t, req, resp, respBody)
+//
+// req needs only its method, URL and headers (its body is not read: pass
+// the bytes sent); resp needs its status and headers (its body is not read:
+// pass the bytes received). Problem answers (application/problem+json) are
+// checked like any other: status listed for the route, every member of the
+// document, a known code, and the required headers (X-Request-Id on every
+// answer, WWW-Authenticate on 401, Retry-After on 429 and 503).
 type contractChecker struct {
 	v validator.Validator
 }
 
-func newContractChecker(t testing.TB) *contractChecker {
-	t.Helper()
+// newContractChecker parses openapi.yaml, fails tb unless it is valid
+// OpenAPI 3.1, and returns a checker over it that also asserts formats
+// (uuid, date-time, date).
+func newContractChecker(tb testing.TB) *contractChecker {
+	tb.Helper()
 	doc, err := libopenapi.NewDocument(openapiYAML)
 	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
+		tb.Fatalf("openapi.yaml: %v", err)
 	}
-	v, errs := validator.NewValidator(doc)
+	v, errs := validator.NewValidator(doc, config.WithFormatAssertions())
 	if len(errs) > 0 {
-		t.Fatalf("openapi.yaml: %v", errs)
+		tb.Fatalf("openapi.yaml: %v", errs)
 	}
 	if ok, verrs := v.ValidateDocument(); !ok {
 		for _, e := range verrs {
-			t.Errorf("openapi.yaml is not valid OpenAPI 3.1: %s: %s", e.Message, e.Reason)
+			tb.Errorf("openapi.yaml is not valid OpenAPI 3.1: %s: %s", e.Message, e.Reason)
 		}
-		t.FailNow()
+		tb.FailNow()
 	}
 	return &contractChecker{v: v}
 }
 
-// Check fails the test when the request or the response breaks the contract.
+// Check fails t (without stopping it) when the request or the answer breaks
+// the contract.
 func (cc *contractChecker) Check(t testing.TB, req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) {
 	t.Helper()
-	r := req.Clone(req.Context())
+	r := req.Clone(context.Background())
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	r.ContentLength = int64(len(reqBody))
 	if ok, errs := cc.v.ValidateHttpRequestSync(r); !ok {
 		for _, e := range errs {
-			t.Errorf("request %s %s breaks the contract: %s: %s", req.Method, req.URL.Path, e.Message, e.Reason)
+			t.Errorf("request %s %s breaks the contract: %s: %s%s", req.Method, req.URL.Path, e.Message, e.Reason, schemaDetails(e))
 		}
 	}
 	cc.CheckResponse(t, req, resp, respBody)
 }
 
-// CheckResponse fails the test when the response breaks the contract; for
-// requests that break it on purpose.
+// CheckResponse fails t (without stopping it) when the answer breaks the
+// contract. Use it alone for requests that break the contract on purpose.
 func (cc *contractChecker) CheckResponse(t testing.TB, req *http.Request, resp *http.Response, respBody []byte) {
 	t.Helper()
 	rs := *resp
 	rs.Body = io.NopCloser(bytes.NewReader(respBody))
-	r := req.Clone(req.Context())
+	r := req.Clone(context.Background())
 	r.Body = http.NoBody
 	if ok, errs := cc.v.ValidateHttpResponse(r, &rs); !ok {
 		for _, e := range errs {
-			t.Errorf("answer %d to %s %s breaks the contract: %s: %s\n%s", resp.StatusCode, req.Method, req.URL.Path, e.Message, e.Reason, respBody)
+			t.Errorf("answer %d to %s %s breaks the contract: %s: %s%s\n%s", resp.StatusCode, req.Method, req.URL.Path, e.Message, e.Reason, schemaDetails(e), respBody)
 		}
 	}
+}
+
+// schemaDetails names the members that failed a schema, which the summary
+// of a validation error leaves out.
+func schemaDetails(e *verrors.ValidationError) string {
+	var b strings.Builder
+	for _, f := range e.SchemaValidationErrors {
+		fmt.Fprintf(&b, "\n\t%s: %s", f.FieldPath, f.Reason)
+	}
+	return b.String()
 }
 
 func TestOpenAPIDocumentIsValid(t *testing.T) {
@@ -112,53 +153,281 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 func TestDocsPage(t *testing.T) {
 	db := storetest.MustOpen(t)
 	r := NewRouter(Config{Tenants: tenants.NewService(tenants.Config{Control: db.Control}), Registry: prometheus.NewRegistry(), Logger: storetest.Logger()})
-	w := httptest.NewRecorder()
-	r.ServeHTTP(w, httptest.NewRequest("GET", "/docs", nil))
+	get := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w
+	}
+	if w := get("/openapi.yaml"); w.Code != 200 || w.Header().Get("Content-Type") != "application/yaml" || !bytes.Equal(w.Body.Bytes(), openapiYAML) {
+		t.Fatalf("openapi.yaml: %d %s", w.Code, w.Header().Get("Content-Type"))
+	}
+	w := get("/docs")
 	body := w.Body.String()
-	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+	if w.Code != 200 || w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("docs: %d %s", w.Code, w.Header().Get("Content-Type"))
 	}
-	for _, want := range []string{"/v1/customers/{id}/terminate", "/v1/industries", `id="problem-version_conflict"`,
-		`id="problem-upstream_unavailable"`, `id="schema-Customer"`, "/v1/contacts/{id}/timeline",
-		"Bearer &lt;tenant app JWT&gt;", "Bearer &lt;partner API key&gt;", "no authentication"} {
-		if !strings.Contains(body, want) {
-			t.Errorf("docs page lacks %s", want)
+
+	// Every operation of the document has its section, under its anchor.
+	var spec struct {
+		Paths map[string]map[string]yaml.Node `yaml:"paths"`
+		Info  struct {
+			ProblemCodes map[string]string `yaml:"x-problem-codes"`
+		} `yaml:"info"`
+	}
+	if err := yaml.Unmarshal(openapiYAML, &spec); err != nil {
+		t.Fatal(err)
+	}
+	for path, ops := range spec.Paths {
+		for method, node := range ops {
+			if method == "parameters" {
+				continue
+			}
+			var op struct {
+				OperationID string `yaml:"operationId"`
+			}
+			if err := node.Decode(&op); err != nil || op.OperationID == "" {
+				t.Fatalf("%s %s: no operationId (%v)", method, path, err)
+			}
+			want := fmt.Sprintf(`<section class="route" id="op-%s">
+<h3><span class="m %s">%s</span><code>%s</code></h3>`, op.OperationID, strings.ToUpper(method), strings.ToUpper(method), template.HTMLEscapeString(path))
+			if !strings.Contains(body, want) {
+				t.Errorf("docs page lacks %s %s (#op-%s)", method, path, op.OperationID)
+			}
 		}
 	}
-	if strings.Contains(body, "<script") || strings.Contains(body, "https://") {
-		t.Error("docs page loads something from outside the binary")
+	// Every problem code has its anchor: problem documents link there.
+	if len(spec.Info.ProblemCodes) < 20 {
+		t.Fatalf("only %d problem codes described", len(spec.Info.ProblemCodes))
 	}
-	// Every problem code the code can answer is documented.
-	for _, s := range sentinels {
-		if !strings.Contains(body, `id="problem-`+s.code+`"`) {
-			t.Errorf("problem code %s is not documented", s.code)
+	for code := range spec.Info.ProblemCodes {
+		if !strings.Contains(body, `<tr id="problem-`+code+`"><td><code>`+code+`</code></td>`) {
+			t.Errorf("problem code %s has no anchor", code)
+		}
+	}
+
+	// The registration's section shows its parameter, body members and
+	// the problem codes of each answer, linked.
+	reg := section(t, body, `id="op-registerCustomer"`)
+	for _, want := range []string{
+		"Credentials: Authorization: Bearer &lt;partner API key&gt;",
+		"<td><code>Idempotency-Key</code></td><td>header</td>",
+		`<a href="#schema-RegisterRequest"><code>RegisterRequest</code></a>`,
+		`<td><code>space</code> <span class="req">required</span></td><td>string, matching <code>^[a-z0-9][a-z0-9-]{1,62}$</code></td>`,
+		`<td><code>label</code> <span class="req">required</span></td><td>string, 1..200 characters</td>`,
+		`<td><code>partnerId</code></td>`,
+		`<td><code>201</code></td><td><code>application/json</code> <a href="#schema-Customer"><code>Customer</code></a></td>`,
+		`<a href="#problem-space_taken"><code>space_taken</code></a>, <a href="#problem-idempotency_in_progress"><code>idempotency_in_progress</code></a>`,
+		`<a href="#problem-idempotency_key_reused"><code>idempotency_key_reused</code></a>`,
+		"<code>Idempotent-Replayed</code>", "<code>Location</code>", "<code>X-Request-Id (always)</code>",
+	} {
+		if !strings.Contains(reg, want) {
+			t.Errorf("registration section lacks %s", want)
+		}
+	}
+	for anchor, auth := range map[string]string{
+		`id="op-upsertContacts"`: "Credentials: Authorization: Bearer &lt;tenant app JWT&gt;",
+		`id="op-healthz"`:        "Credentials: no authentication",
+		`id="op-listCustomers"`:  "Credentials: Authorization: Bearer &lt;partner API key&gt;",
+	} {
+		if !strings.Contains(section(t, body, anchor), auth) {
+			t.Errorf("%s: lacks %q", anchor, auth)
+		}
+	}
+	if !strings.Contains(body, `<section id="schema-Customer">`) ||
+		!strings.Contains(body, `<td><code>retention.strategy</code> <span class="req">required</span></td><td>string, one of <code>NO_RETENTION</code>, <code>TEMPORARY</code>, <code>INDEFINITE</code></td>`) {
+		t.Error("the Customer schema is not listed member by member")
+	}
+	// Served from the binary: nothing is loaded from elsewhere.
+	for _, banned := range []string{"<script", "<link", "src=", "@import", "url(", "http://", "https://"} {
+		if strings.Contains(body, banned) {
+			t.Errorf("docs page contains %q", banned)
 		}
 	}
 }
 
+// section returns the part of the page from the element with the given
+// attribute to the end of its section.
+func section(t *testing.T, body, attr string) string {
+	t.Helper()
+	i := strings.Index(body, attr)
+	if i < 0 {
+		t.Fatalf("docs page has no %s", attr)
+	}
+	j := strings.Index(body[i:], "</section>")
+	if j < 0 {
+		t.Fatalf("%s: no end", attr)
+	}
+	return body[i : i+j]
+}
+
+// recordingTB keeps the failures a checker reports instead of failing the
+// test, so tests can assert that the checker does fail.
+type recordingTB struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recordingTB) Helper() {}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func answer(status int, contentType, body string, header ...string) *http.Response {
+	h := http.Header{"Content-Type": {contentType}, "X-Request-Id": {"req-1"}}
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			h.Del(header[i])
+			continue
+		}
+		h.Set(header[i], header[i+1])
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: http.NoBody}
+}
+
+func problemJSON(status int, code string) string {
+	return fmt.Sprintf(`{"type":"/docs#problem-%s","title":%q,"status":%d,"detail":"d","instance":"/v1/customers/x","code":%q,"requestId":"req-1"}`,
+		code, http.StatusText(status), status, code)
+}
+
 // TestContractCheckerCatchesBreaks: the checker the integration tests rely
-// on does reject an answer that breaks the document.
+// on accepts what the contract allows and fails the test on anything else.
 func TestContractCheckerCatchesBreaks(t *testing.T) {
 	cc := newContractChecker(t)
-	req := httptest.NewRequest("GET", "/v1/customers/abc", nil)
-	req.Header.Set("Authorization", "Bearer x")
-	for name, body := range map[string]string{
-		"missing keys":  `{"id":"0193a0c4-1111-7000-8000-000000000001"}`,
-		"wrong status":  strings.Replace(validCustomerJSON, `"ACTIVE"`, `"ALIVE"`, 1),
-		"extra key":     strings.Replace(validCustomerJSON, `{"id"`, `{"extra":1,"id"`, 1),
-		"time format":   strings.Replace(validCustomerJSON, `2026-11-23T10:00:00.000Z`, `2026-11-23T10:00:00Z`, 1),
-		"label numeric": strings.Replace(validCustomerJSON, `"label":"Acme"`, `"label":7`, 1),
-	} {
-		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r"}},
-			Body: io.NopCloser(strings.NewReader(body))}
-		if ok, _ := cc.v.ValidateHttpResponse(req, resp); ok {
-			t.Errorf("%s: the checker accepted a broken answer", name)
+	get := httptest.NewRequest("GET", "/v1/customers/0193a0c4-1111-7000-8000-000000000001", nil)
+	get.Header.Set("Authorization", "Bearer x")
+	const pj = "application/problem+json"
+	responses := []struct {
+		name string
+		resp *http.Response
+		body string
+		ok   bool
+	}{
+		{"a customer", answer(200, "application/json; charset=utf-8", ""), validCustomerJSON, true},
+		{"a not_found problem", answer(404, pj, ""), problemJSON(404, "not_found"), true},
+		{"a problem with field errors", answer(404, pj, ""),
+			strings.Replace(problemJSON(404, "not_found"), `}`, `,"errors":[{"field":"id","message":"m"}]}`, 1), true},
+		{"a 401 with its challenge", answer(401, pj, "", "WWW-Authenticate", `Bearer realm="switchboard"`), problemJSON(401, "unauthorized"), true},
+		{"a 429 with Retry-After", answer(429, pj, "", "Retry-After", "3"), problemJSON(429, "rate_limited"), true},
+		{"a 500", answer(500, pj, ""), problemJSON(500, "internal_error"), true},
+
+		{"missing keys", answer(200, "application/json", ""), `{"id":"0193a0c4-1111-7000-8000-000000000001"}`, false},
+		{"wrong status enum", answer(200, "application/json", ""), strings.Replace(validCustomerJSON, `"ACTIVE"`, `"ALIVE"`, 1), false},
+		{"extra key", answer(200, "application/json", ""), strings.Replace(validCustomerJSON, `{"id"`, `{"extra":1,"id"`, 1), false},
+		{"time without milliseconds", answer(200, "application/json", ""), strings.Replace(validCustomerJSON, `2026-11-23T10:00:00.000Z`, `2026-11-23T10:00:00Z`, 1), false},
+		{"label not a string", answer(200, "application/json", ""), strings.Replace(validCustomerJSON, `"label":"Acme"`, `"label":7`, 1), false},
+		{"id not a uuid", answer(200, "application/json", ""), strings.Replace(validCustomerJSON, `"id":"0193a0c4-1111-7000-8000-000000000001"`, `"id":"c-1"`, 1), false},
+		{"no X-Request-Id", answer(200, "application/json", "", "X-Request-Id", ""), validCustomerJSON, false},
+		{"undocumented status", answer(418, pj, ""), problemJSON(418, "not_found"), false},
+		{"a problem as plain JSON", answer(404, "application/json", ""), problemJSON(404, "not_found"), false},
+		{"an unknown problem code", answer(404, pj, ""), problemJSON(404, "gone_fishing"), false},
+		{"a problem without requestId", answer(404, pj, ""), strings.Replace(problemJSON(404, "not_found"), `,"requestId":"req-1"`, ``, 1), false},
+		{"a 401 without its challenge", answer(401, pj, ""), problemJSON(401, "unauthorized"), false},
+		{"a 429 without Retry-After", answer(429, pj, ""), problemJSON(429, "rate_limited"), false},
+	}
+	for _, tc := range responses {
+		rec := &recordingTB{TB: t}
+		cc.CheckResponse(rec, get, tc.resp, []byte(tc.body))
+		if tc.ok && len(rec.errs) > 0 {
+			t.Errorf("%s: refused: %s", tc.name, strings.Join(rec.errs, "; "))
+		}
+		if !tc.ok && len(rec.errs) == 0 {
+			t.Errorf("%s: accepted", tc.name)
 		}
 	}
-	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"r"}},
-		Body: io.NopCloser(strings.NewReader(validCustomerJSON))}
-	if ok, errs := cc.v.ValidateHttpResponse(req, resp); !ok {
-		t.Fatalf("the checker refused a valid answer: %v", errs[0].Reason)
+
+	created := answer(201, "application/json; charset=utf-8", "", "Location", "/v1/customers/0193a0c4-1111-7000-8000-000000000001")
+	requests := []struct {
+		name, body, auth, ctype string
+		ok                      bool
+	}{
+		{"a registration", `{"space":"acme","industryId":"x","label":"Acme"}`, "Bearer k", "application/json", true},
+		{"with partnerId", `{"space":"acme","industryId":"x","label":"Acme","partnerId":"p"}`, "Bearer k", "application/json", true},
+		{"an unknown field", `{"space":"acme","industryId":"x","label":"Acme","colour":"red"}`, "Bearer k", "application/json", false},
+		{"a missing label", `{"space":"acme","industryId":"x"}`, "Bearer k", "application/json", false},
+		{"a bad space", `{"space":"-acme","industryId":"x","label":"Acme"}`, "Bearer k", "application/json", false},
+		{"an empty label", `{"space":"acme","industryId":"x","label":""}`, "Bearer k", "application/json", false},
+		{"no credentials", `{"space":"acme","industryId":"x","label":"Acme"}`, "", "application/json", false},
+		{"not JSON", `space=acme`, "Bearer k", "text/plain", false},
+	}
+	for _, tc := range requests {
+		req := httptest.NewRequest("POST", "/v1/customers", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ctype)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		rec := &recordingTB{TB: t}
+		cc.Check(rec, req, []byte(tc.body), created, []byte(validCustomerJSON))
+		if tc.ok && len(rec.errs) > 0 {
+			t.Errorf("request %s: refused: %s", tc.name, strings.Join(rec.errs, "; "))
+		}
+		if !tc.ok && len(rec.errs) == 0 {
+			t.Errorf("request %s: accepted", tc.name)
+		}
+	}
+
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{``, true}, {`{}`, true}, {`{"expectedVersion":3}`, true}, {`{"expectedVersion":"any"}`, true},
+		{`{"expectedVersion":0}`, false}, {`{"expectedVersion":"some"}`, false}, {`{"expectedVersion":1.5}`, false},
+	} {
+		req := httptest.NewRequest("POST", "/v1/customers/0193a0c4-1111-7000-8000-000000000001/activate", strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer k")
+		if tc.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		rec := &recordingTB{TB: t}
+		cc.Check(rec, req, []byte(tc.body), answer(200, "application/json", ""), []byte(validCustomerJSON))
+		if tc.ok != (len(rec.errs) == 0) {
+			t.Errorf("activate %q: ok=%v, errors %v", tc.body, tc.ok, rec.errs)
+		}
+	}
+}
+
+// TestProblemCodesAreDocumented: the Problem schema's code enum, the codes
+// the docs page describes and the codes the code can answer are one set.
+func TestProblemCodesAreDocumented(t *testing.T) {
+	var spec struct {
+		Info struct {
+			ProblemCodes map[string]string `yaml:"x-problem-codes"`
+		} `yaml:"info"`
+		Components struct {
+			Schemas struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Enum []string `yaml:"enum"`
+						} `yaml:"code"`
+					} `yaml:"properties"`
+				} `yaml:"Problem"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(openapiYAML, &spec); err != nil {
+		t.Fatal(err)
+	}
+	enum := spec.Components.Schemas.Problem.Properties.Code.Enum
+	described := make([]string, 0, len(spec.Info.ProblemCodes))
+	for c := range spec.Info.ProblemCodes {
+		described = append(described, c)
+	}
+	sort.Strings(described)
+	sorted := slices.Sorted(slices.Values(enum))
+	if !slices.Equal(sorted, described) {
+		t.Fatalf("Problem.code enum %v\ndescribed codes %v", sorted, described)
+	}
+	answered := []error{errPayloadTooLarge, errMediaType, errNoRoute, errNoMethod, errRateLimited, errNotReady, errForbidden,
+		badRequest("", ""), invalidQuery("limit", "m"), idempotency.ErrInvalidKey, errors.New("anything else")}
+	for _, s := range sentinels {
+		answered = append(answered, s.err)
+	}
+	for _, err := range answered {
+		p, _ := toProblem(err)
+		if !slices.Contains(enum, p.Code) {
+			t.Errorf("code %q (for %v) is not in the document", p.Code, err)
+		}
 	}
 }
 

@@ -13,8 +13,17 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// MaxCacheTTL bounds how long an unwrapped key may stay in memory.
+// MaxCacheTTL bounds how long the keyring keeps an unwrapped key in memory,
+// sweeping included.
 const MaxCacheTTL = 60 * time.Second
+
+// DefaultCacheTTL is the keyring's cache TTL unless WithCacheTTL says
+// otherwise.
+const DefaultCacheTTL = 30 * time.Second
+
+// maxTTL is the longest TTL: the sweeper runs every TTL/4, so an idle entry
+// is gone by 5/4 of the TTL, within MaxCacheTTL.
+const maxTTL = MaxCacheTTL * 4 / 5
 
 // keyDoc is a customer key as stored: only ever age-wrapped.
 type keyDoc struct {
@@ -25,30 +34,38 @@ type keyDoc struct {
 	CreatedAt   time.Time `bson:"createdAt"`
 }
 
-// The wrapped plaintext is an envelope: version, customer id, key id, key.
-// age proves nothing about who wrapped a key (the recipient is public), so
+// The wrapped plaintext is an envelope: version byte, customer id and key
+// id (each one length byte and its bytes), then the 32 key bytes. age
+// proves nothing about who wrapped a key (the recipient is public), so
 // unwrapping checks that the envelope names the document's customer and key.
 const envelopeV1 byte = 1
 
 func sealEnvelope(customerID, keyID string, key []byte) []byte {
-	b := []byte{envelopeV1, byte(len(customerID))}
+	b := make([]byte, 0, 3+len(customerID)+len(keyID)+len(key))
+	b = append(b, envelopeV1, byte(len(customerID)))
 	b = append(b, customerID...)
 	b = append(b, byte(len(keyID)))
 	b = append(b, keyID...)
 	return append(b, key...)
 }
 
-func openEnvelope(b []byte, customerID, keyID string) ([]byte, error) {
-	want := sealEnvelope(customerID, keyID, nil)
-	if len(b) != len(want)+KeySize || string(b[:len(want)]) != string(want) {
+// openEnvelope returns the key inside env (a subslice: env's owner clears
+// it) if env is a v1 envelope for exactly customerID and keyID.
+func openEnvelope(env []byte, customerID, keyID string) ([]byte, error) {
+	if len(customerID) > 255 || len(keyID) > 255 {
 		return nil, ErrDecrypt
 	}
-	return b[len(want):], nil
+	want := sealEnvelope(customerID, keyID, nil)
+	if len(env) != len(want)+KeySize || string(env[:len(want)]) != string(want) {
+		return nil, ErrDecrypt
+	}
+	return env[len(want):], nil
 }
 
 // Keyring keeps one key per customer in the customer_keys collection,
-// wrapped under the master key, and caches unwrapped keys (as ciphers) for
-// at most the cache TTL. It implements tenants.Keyring.
+// wrapped under the master key, and caches unwrapped keys (as Ciphers) for
+// at most its cache TTL. It implements tenants.Keyring, is safe for
+// concurrent use, and must be closed to stop its cache sweeper.
 type Keyring struct {
 	coll   *mongo.Collection
 	master *MasterKey
@@ -57,8 +74,14 @@ type Keyring struct {
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry
-	stop  chan struct{}
-	once  sync.Once
+	// destroys counts Destroy calls: a load that started before one may
+	// have read a key that is now gone, so it must not cache it.
+	destroys uint64
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+
+	loadHook func() // tests: runs between reading a key and caching it
 }
 
 type cacheEntry struct {
@@ -69,78 +92,99 @@ type cacheEntry struct {
 // KeyringOption configures a Keyring.
 type KeyringOption func(*Keyring)
 
-// WithClock sets the keyring's clock (tests).
+// WithClock sets the clock the cache expires entries by (tests).
 func WithClock(now func() time.Time) KeyringOption { return func(k *Keyring) { k.now = now } }
 
-// WithCacheTTL sets how long an unwrapped key is kept, at most MaxCacheTTL.
+// WithCacheTTL sets how long an unwrapped key is kept after it was loaded,
+// capped at 48 s so that, sweeping included, nothing stays longer than
+// MaxCacheTTL. Zero or less disables the cache: every Cipher call unwraps.
 func WithCacheTTL(d time.Duration) KeyringOption {
-	return func(k *Keyring) { k.ttl = min(d, MaxCacheTTL) }
+	return func(k *Keyring) { k.ttl = min(d, maxTTL) }
 }
 
-// NewKeyring returns a keyring over coll. Close stops its cache sweeper.
+// NewKeyring returns a keyring over coll, wrapping new keys under master's
+// current identity. Close stops its cache sweeper.
 func NewKeyring(coll *mongo.Collection, master *MasterKey, opts ...KeyringOption) *Keyring {
-	k := &Keyring{coll: coll, master: master, now: time.Now, ttl: 30 * time.Second,
-		cache: map[string]cacheEntry{}, stop: make(chan struct{})}
+	k := &Keyring{coll: coll, master: master, now: time.Now, ttl: DefaultCacheTTL,
+		cache: map[string]cacheEntry{}, stop: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(k)
 	}
-	go k.sweep()
+	if k.ttl > 0 {
+		go k.sweeper(max(k.ttl/4, time.Millisecond))
+	} else {
+		close(k.done)
+	}
 	return k
 }
 
-// sweep drops expired entries even when nobody asks for them again.
-func (k *Keyring) sweep() {
-	t := time.NewTicker(k.ttl / 2)
+// String names the keyring's collection; it never prints keys.
+func (k *Keyring) String() string {
+	return "Keyring(" + k.coll.Database().Name() + "." + k.coll.Name() + ")"
+}
+
+// sweeper drops expired entries even when nobody asks for them again, so an
+// idle customer's key does not linger.
+func (k *Keyring) sweeper(every time.Duration) {
+	defer close(k.done)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-k.stop:
 			return
 		case <-t.C:
-			k.mu.Lock()
-			now := k.now()
-			for id, e := range k.cache {
-				if !now.Before(e.expires) {
-					e.cipher.destroy()
-					delete(k.cache, id)
-				}
-			}
-			k.mu.Unlock()
+			k.sweep()
 		}
 	}
 }
 
-// Close stops the sweeper and forgets every cached key.
+func (k *Keyring) sweep() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := k.now()
+	for id, e := range k.cache {
+		if !now.Before(e.expires) {
+			delete(k.cache, id)
+		}
+	}
+}
+
+// Close stops the sweeper and forgets every cached key. The keyring must
+// not be used afterwards.
 func (k *Keyring) Close() {
 	k.once.Do(func() {
 		close(k.stop)
+		<-k.done
 		k.mu.Lock()
 		defer k.mu.Unlock()
-		for id, e := range k.cache {
-			e.cipher.destroy()
-			delete(k.cache, id)
-		}
+		clear(k.cache)
 	})
 }
 
-// Create makes the customer's key: 32 random bytes, wrapped to the current
-// master recipient. If the customer already has a key, it is kept.
+// Create makes the customer's key: 32 random bytes under a new random key
+// id, wrapped to the current master recipient. If the customer already has
+// a key, that key stays and Create succeeds, so a retried registration is
+// safe.
 func (k *Keyring) Create(ctx context.Context, customerID string) error {
+	if customerID == "" || len(customerID) > 255 {
+		return errors.New("create customer key: customer id must be 1 to 255 bytes")
+	}
 	key := make([]byte, KeySize)
 	defer clear(key)
-	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("create customer key: %w", err)
-	}
-	idb := make([]byte, 8)
-	rand.Read(idb)
-	keyID := hex.EncodeToString(idb)
+	rand.Read(key) // never fails: crypto/rand crashes the program instead
+	keyID := newKeyID()
 	env := sealEnvelope(customerID, keyID, key)
 	defer clear(env)
 	wrapped, err := k.master.wrap(env)
 	if err != nil {
 		return fmt.Errorf("create customer key: %w", err)
 	}
-	doc := keyDoc{ID: customerID, KeyID: keyID, MasterKeyID: k.master.ID(), Wrapped: wrapped, CreatedAt: k.now().UTC()}
+	k.mu.Lock()
+	gen := k.destroys
+	k.mu.Unlock()
+	doc := keyDoc{ID: customerID, KeyID: keyID, MasterKeyID: k.master.ID(), Wrapped: wrapped,
+		CreatedAt: k.now().UTC().Truncate(time.Millisecond)}
 	_, err = k.coll.InsertOne(ctx, doc)
 	switch {
 	case mongo.IsDuplicateKeyError(err):
@@ -153,23 +197,42 @@ func (k *Keyring) Create(ctx context.Context, customerID string) error {
 	if err != nil {
 		return fmt.Errorf("create customer key: %w", err)
 	}
-	k.mu.Lock()
-	k.cache[customerID] = cacheEntry{cipher: c, expires: k.now().Add(k.ttl)}
-	k.mu.Unlock()
+	k.store(customerID, c, gen)
 	return nil
 }
 
-// Cipher returns the customer's cipher, from the cache or by unwrapping its
-// key, or an error matching ErrKeyNotFound once the key is destroyed.
-func (k *Keyring) Cipher(ctx context.Context, customerID string) (*Cipher, error) {
-	now := k.now()
+func newKeyID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// store caches c unless caching is off or a Destroy started since gen was
+// read (it may have deleted the key c was made from).
+func (k *Keyring) store(customerID string, c *Cipher, gen uint64) {
+	if k.ttl <= 0 {
+		return
+	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.destroys == gen {
+		k.cache[customerID] = cacheEntry{cipher: c, expires: k.now().Add(k.ttl)}
+	}
+}
+
+// Cipher returns the customer's cipher, from the cache or by unwrapping its
+// key, or an error matching ErrKeyNotFound when the customer has no key
+// (never created, or destroyed). A key document that does not unwrap with
+// the master key, or whose envelope names another customer or key id, is an
+// error matching ErrDecrypt.
+func (k *Keyring) Cipher(ctx context.Context, customerID string) (*Cipher, error) {
+	k.mu.Lock()
+	gen := k.destroys
 	if e, ok := k.cache[customerID]; ok {
-		if now.Before(e.expires) {
+		if k.now().Before(e.expires) {
 			k.mu.Unlock()
 			return e.cipher, nil
 		}
-		e.cipher.destroy()
 		delete(k.cache, customerID)
 	}
 	k.mu.Unlock()
@@ -186,9 +249,10 @@ func (k *Keyring) Cipher(ctx context.Context, customerID string) (*Cipher, error
 	if err != nil {
 		return nil, fmt.Errorf("load customer key: %w", err)
 	}
-	k.mu.Lock()
-	k.cache[customerID] = cacheEntry{cipher: c, expires: now.Add(k.ttl)}
-	k.mu.Unlock()
+	if k.loadHook != nil {
+		k.loadHook()
+	}
+	k.store(customerID, c, gen)
 	return c, nil
 }
 
@@ -205,63 +269,92 @@ func (k *Keyring) open(doc keyDoc) (*Cipher, error) {
 	return NewCipher(doc.ID, doc.KeyID, key)
 }
 
-// Destroy deletes the customer's key for good and forgets its cached copy.
-// Destroying a key that is already gone succeeds.
+// Destroy deletes the customer's key for good and forgets its cached copy:
+// once it returns, Cipher answers ErrKeyNotFound. Destroying a key that is
+// already gone succeeds. A Cipher handed out earlier keeps working for
+// whoever holds it; callers check the customer's status before every read.
 func (k *Keyring) Destroy(ctx context.Context, customerID string) error {
-	k.mu.Lock()
-	if e, ok := k.cache[customerID]; ok {
-		e.cipher.destroy()
-		delete(k.cache, customerID)
-	}
-	k.mu.Unlock()
+	k.forget(customerID)
 	if _, err := k.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: customerID}}); err != nil {
 		return fmt.Errorf("destroy customer key: %w", err)
 	}
-	// A Cipher call racing with the delete may have re-cached the key.
-	k.mu.Lock()
-	if e, ok := k.cache[customerID]; ok {
-		e.cipher.destroy()
-		delete(k.cache, customerID)
-	}
-	k.mu.Unlock()
+	// A load that read the document before the delete must not cache it
+	// after: forgetting again moves the generation past it.
+	k.forget(customerID)
 	return nil
 }
 
-// Rewrap re-wraps every key wrapped under an older master identity under
-// the current one, so the old identity can be retired. Each update is
-// conditional on the old wrapped value, so concurrent runs are safe. It
-// returns how many keys it moved.
+func (k *Keyring) forget(customerID string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.destroys++
+	delete(k.cache, customerID)
+}
+
+// Rewrap re-wraps every key wrapped under another master identity than the
+// current one under the current one, so the old identity can be retired.
+// The key, its id and its envelope stay the same. Each update is
+// conditional on the wrapped value it read, so concurrent runs (or a
+// concurrent Destroy) are safe. It returns how many keys it moved; a key
+// that fails to re-wrap does not stop the others, and the first such
+// failure is returned with the count of failures.
 func (k *Keyring) Rewrap(ctx context.Context) (int, error) {
-	cur, err := k.coll.Find(ctx, bson.D{{Key: "masterKeyId", Value: bson.D{{Key: "$ne", Value: k.master.ID()}}}})
+	current := k.master.ID()
+	cur, err := k.coll.Find(ctx, bson.D{{Key: "masterKeyId", Value: bson.D{{Key: "$ne", Value: current}}}})
 	if err != nil {
 		return 0, fmt.Errorf("rewrap: %w", err)
 	}
+	// Read them all before writing: updating a collection under an open
+	// cursor over it is not something every engine handles well.
 	var docs []keyDoc
 	if err := cur.All(ctx, &docs); err != nil {
 		return 0, fmt.Errorf("rewrap: %w", err)
 	}
-	n := 0
+	var (
+		moved, failed int
+		first         error
+	)
 	for _, doc := range docs {
-		env, err := k.master.unwrap(doc.Wrapped)
+		if err := ctx.Err(); err != nil {
+			return moved, fmt.Errorf("rewrap: %w", err)
+		}
+		ok, err := k.rewrapOne(ctx, doc, current)
+		if ok {
+			moved++
+		}
 		if err != nil {
-			return n, fmt.Errorf("rewrap %s: %w", doc.ID, err)
+			failed++
+			if first == nil {
+				first = fmt.Errorf("key of %s: %w", doc.ID, err)
+			}
 		}
-		if _, err := openEnvelope(env, doc.ID, doc.KeyID); err != nil {
-			clear(env)
-			return n, fmt.Errorf("rewrap %s: %w", doc.ID, err)
-		}
-		wrapped, err := k.master.wrap(env)
-		clear(env)
-		if err != nil {
-			return n, fmt.Errorf("rewrap %s: %w", doc.ID, err)
-		}
-		res, err := k.coll.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: doc.ID}, {Key: "wrapped", Value: doc.Wrapped}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "wrapped", Value: wrapped}, {Key: "masterKeyId", Value: k.master.ID()}}}})
-		if err != nil {
-			return n, fmt.Errorf("rewrap %s: %w", doc.ID, err)
-		}
-		n += int(res.ModifiedCount)
 	}
-	return n, nil
+	if first != nil {
+		return moved, fmt.Errorf("rewrap: %d keys failed, first %w", failed, first)
+	}
+	return moved, nil
+}
+
+func (k *Keyring) rewrapOne(ctx context.Context, doc keyDoc, current string) (bool, error) {
+	env, err := k.master.unwrap(doc.Wrapped)
+	if err != nil {
+		return false, err
+	}
+	defer clear(env)
+	// Never bless a key that would not open: a swapped document stays
+	// broken rather than being re-wrapped under the new identity.
+	if _, err := openEnvelope(env, doc.ID, doc.KeyID); err != nil {
+		return false, err
+	}
+	wrapped, err := k.master.wrap(env)
+	if err != nil {
+		return false, err
+	}
+	res, err := k.coll.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: doc.ID}, {Key: "wrapped", Value: doc.Wrapped}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "wrapped", Value: wrapped}, {Key: "masterKeyId", Value: current}}}})
+	if err != nil {
+		return false, err
+	}
+	return res.ModifiedCount == 1, nil
 }

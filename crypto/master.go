@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"filippo.io/age"
 )
@@ -22,28 +24,46 @@ var (
 	ErrDecrypt = errors.New("crypto: decryption failed")
 	// ErrKeyNotFound means a customer has no key: never created, or destroyed.
 	ErrKeyNotFound = errors.New("crypto: customer key not found")
-	// ErrNoIdentity means a master key file holds no X25519 identity.
+	// ErrNoIdentity means a master key file holds no age X25519 identity.
 	ErrNoIdentity = errors.New("crypto: no age X25519 identity in master key file")
 )
 
 // DevMasterKeyFile is the development master key's file name in the data dir.
 const DevMasterKeyFile = "dev-master.agekey"
 
-// MasterKey is one or more age X25519 identities, newest first. Customer
-// keys are wrapped to the newest one's recipient and unwrapped with any of
-// them, so rotation works by putting a new identity first. A MasterKey never
-// prints its secrets.
+// maxMasterKeyFile bounds what LoadMasterKey reads: an identity line is 74
+// bytes, so this leaves room for thousands of epochs and their comments.
+const maxMasterKeyFile = 1 << 20
+
+// MasterKey is one or more age X25519 identities, newest first. Keys are
+// wrapped to the newest one's recipient and unwrapped with any of them, so
+// a rotation puts a new identity first and retires the old one once every
+// key is re-wrapped. A MasterKey is immutable, safe for concurrent use, and
+// never prints its secrets. Build one with LoadMasterKey or
+// LoadOrCreateDevMasterKey.
 type MasterKey struct {
 	identities []*age.X25519Identity
 	ids        []string
 }
 
 // LoadMasterKey reads an age identity file: AGE-SECRET-KEY-1… lines, newest
-// first; comments and blank lines are allowed.
+// first, with '#' comments and blank lines allowed. Errors name the path
+// and the line, never the file's contents. A file without any identity is
+// ErrNoIdentity; a line holding anything but an X25519 identity is an error
+// rather than skipped, so the newest identity is always the one intended.
 func LoadMasterKey(path string) (*MasterKey, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("load master key %s: %w", path, err)
+		return nil, fmt.Errorf("load master key: %w", err) // a PathError names the path
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxMasterKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("load master key: %w", err)
+	}
+	defer clear(b)
+	if len(b) > maxMasterKeyFile {
+		return nil, fmt.Errorf("load master key %s: file larger than %d bytes", path, maxMasterKeyFile)
 	}
 	m, err := parseMasterKey(b)
 	if err != nil {
@@ -53,17 +73,27 @@ func LoadMasterKey(path string) (*MasterKey, error) {
 }
 
 func parseMasterKey(b []byte) (*MasterKey, error) {
-	ids, err := age.ParseIdentities(bytes.NewReader(b))
-	if err != nil {
-		// age's message may quote the offending line: keep it out.
-		return nil, errors.New("not an age identity file")
-	}
 	m := &MasterKey{}
-	for _, id := range ids {
-		if x, ok := id.(*age.X25519Identity); ok {
-			m.identities = append(m.identities, x)
-			m.ids = append(m.ids, recipientID(x.Recipient()))
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
 		}
+		// age's own errors may quote the offending text: report the line
+		// number only.
+		if !strings.HasPrefix(line, "AGE-SECRET-KEY-1") {
+			return nil, fmt.Errorf("line %d: not an age X25519 identity (AGE-SECRET-KEY-1…)", n)
+		}
+		id, err := age.ParseX25519Identity(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: malformed age X25519 identity", n)
+		}
+		m.identities = append(m.identities, id)
+		m.ids = append(m.ids, recipientID(id.Recipient()))
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read identities: %w", err)
 	}
 	if len(m.identities) == 0 {
 		return nil, ErrNoIdentity
@@ -71,11 +101,18 @@ func parseMasterKey(b []byte) (*MasterKey, error) {
 	return m, nil
 }
 
-// LoadOrCreateDevMasterKey loads the development master key from dir,
-// generating it (mode 0600) the first time. created reports whether it was
-// generated now. Only embedded mode may use it.
+// LoadOrCreateDevMasterKey loads the development master key from
+// dir/dev-master.agekey, generating it with mode 0600 the first time;
+// created reports whether this call generated it, so the caller can warn.
+// Concurrent callers, in one process or several, all end up with the same
+// key. Only embedded mode may use it.
 func LoadOrCreateDevMasterKey(dir string) (key *MasterKey, created bool, err error) {
 	path := filepath.Join(dir, DevMasterKeyFile)
+	if m, err := LoadMasterKey(path); err == nil {
+		return m, false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("development master key: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("development master key: %w", err)
 	}
@@ -83,31 +120,48 @@ func LoadOrCreateDevMasterKey(dir string) (key *MasterKey, created bool, err err
 	if err != nil {
 		return nil, false, fmt.Errorf("development master key: %w", err)
 	}
-	// O_EXCL: of two processes starting at once, one creates, the other loads.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		m, err := LoadMasterKey(path)
-		return m, false, err
+	content := []byte("# Switchboard DEVELOPMENT master key. Never use it in production.\n" +
+		"# public key: " + id.Recipient().String() + "\n" + id.String() + "\n")
+	defer clear(content)
+
+	// Write the whole file under a temporary name, then link it into place:
+	// link fails if the name exists, so of two processes starting at once
+	// exactly one publishes its key, and nobody ever reads a half-written
+	// file.
+	tmp, err := os.CreateTemp(dir, DevMasterKeyFile+".tmp-*") // mode 0600
+	if err != nil {
+		return nil, false, fmt.Errorf("development master key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(content)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("development master key: %w", err)
 	}
-	content := "# Switchboard DEVELOPMENT master key. Never use it in production.\n" +
-		"# public key: " + id.Recipient().String() + "\n" + id.String() + "\n"
-	if _, err := io.WriteString(f, content); err != nil {
-		f.Close()
-		os.Remove(path)
+	switch err := os.Link(tmp.Name(), path); {
+	case errors.Is(err, fs.ErrExist):
+		m, err := LoadMasterKey(path)
+		if err != nil {
+			return nil, false, fmt.Errorf("development master key: %w", err)
+		}
+		return m, false, nil
+	case err != nil:
 		return nil, false, fmt.Errorf("development master key: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // best effort: make the new name durable
+		d.Close()
+	}
+	m, err := parseMasterKey(content)
+	if err != nil {
 		return nil, false, fmt.Errorf("development master key: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, false, fmt.Errorf("development master key: %w", err)
-	}
-	m, err := parseMasterKey([]byte(content))
-	return m, true, err
+	return m, true, nil
 }
 
 func recipientID(r *age.X25519Recipient) string {
@@ -115,9 +169,13 @@ func recipientID(r *age.X25519Recipient) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// ID identifies the current (newest) identity; it is derived from its
-// public recipient and safe to store and log.
+// ID identifies the current (newest) identity: the first 8 bytes of the
+// SHA-256 of its public recipient, in hex. It is stable, public, and safe
+// to store and log.
 func (m *MasterKey) ID() string { return m.ids[0] }
+
+// IDs identifies every identity, newest first, as ID does the newest.
+func (m *MasterKey) IDs() []string { return append([]string(nil), m.ids...) }
 
 // wrap encrypts plaintext to the current identity's recipient.
 func (m *MasterKey) wrap(plaintext []byte) ([]byte, error) {
@@ -135,7 +193,12 @@ func (m *MasterKey) wrap(plaintext []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// maxWrapped bounds an unwrapped plaintext: envelopes are a few hundred
+// bytes, and a larger one is not ours.
+const maxWrapped = 4096
+
 // unwrap decrypts with whichever identity can; any failure is ErrDecrypt.
+// The caller owns the result and clears it.
 func (m *MasterKey) unwrap(wrapped []byte) ([]byte, error) {
 	ids := make([]age.Identity, len(m.identities))
 	for i, id := range m.identities {
@@ -145,58 +208,65 @@ func (m *MasterKey) unwrap(wrapped []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrDecrypt
 	}
-	b, err := io.ReadAll(io.LimitReader(r, 4096))
-	if err != nil {
+	b, err := io.ReadAll(io.LimitReader(r, maxWrapped+1))
+	if err != nil || len(b) > maxWrapped {
+		clear(b)
 		return nil, ErrDecrypt
 	}
 	return b, nil
 }
 
-// String redacts: the identities are secret.
-func (m *MasterKey) String() string {
-	if m == nil {
-		return "MasterKey(nil)"
-	}
-	return fmt.Sprintf("MasterKey(%d identities, current %s, [redacted])", len(m.ids), m.ids[0])
-}
-
-// GoString redacts under %#v.
-func (m *MasterKey) GoString() string { return m.String() }
-
-// Format redacts under every verb.
-func (m *MasterKey) Format(f fmt.State, _ rune) { io.WriteString(f, m.String()) }
-
-// LogValue redacts in slog.
-func (m *MasterKey) LogValue() slog.Value { return slog.StringValue(m.String()) }
-
-// compile-time checks that secrets redact themselves.
-var (
-	_ fmt.Stringer   = (*MasterKey)(nil)
-	_ fmt.GoStringer = (*MasterKey)(nil)
-	_ fmt.Formatter  = (*MasterKey)(nil)
-	_ slog.LogValuer = (*MasterKey)(nil)
-)
-
 // WrapSecret age-encrypts a platform secret (a token signing key, say) to
 // the current master recipient, bound to a label so it cannot be swapped for
-// another secret's. Customer keys go through the Keyring instead.
+// another secret's. The label must not contain a NUL byte. Customer keys go
+// through the Keyring instead.
 func (m *MasterKey) WrapSecret(label string, secret []byte) ([]byte, error) {
+	if strings.IndexByte(label, 0) >= 0 {
+		return nil, errors.New("wrap secret: label contains NUL")
+	}
 	env := append([]byte(label+"\x00"), secret...)
 	defer clear(env)
 	return m.wrap(env)
 }
 
 // UnwrapSecret opens what WrapSecret wrapped under the same label, with any
-// identity of the master key; every failure is ErrDecrypt.
+// identity of the master key; every failure is ErrDecrypt. The caller owns
+// the returned bytes.
 func (m *MasterKey) UnwrapSecret(label string, wrapped []byte) ([]byte, error) {
 	env, err := m.unwrap(wrapped)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(env)
 	prefix := label + "\x00"
 	if len(env) < len(prefix) || string(env[:len(prefix)]) != prefix {
-		clear(env)
 		return nil, ErrDecrypt
 	}
-	return env[len(prefix):], nil
+	return bytes.Clone(env[len(prefix):]), nil
 }
+
+// String describes the key by its public ids only; the identities are
+// secret.
+func (m MasterKey) String() string {
+	if len(m.ids) == 0 {
+		return "MasterKey(empty)"
+	}
+	return fmt.Sprintf("MasterKey(%d identities, current %s, [redacted])", len(m.ids), m.ids[0])
+}
+
+// GoString redacts under %#v.
+func (m MasterKey) GoString() string { return m.String() }
+
+// Format redacts under every verb.
+func (m MasterKey) Format(f fmt.State, _ rune) { io.WriteString(f, m.String()) }
+
+// LogValue redacts in slog.
+func (m MasterKey) LogValue() slog.Value { return slog.StringValue(m.String()) }
+
+// Secrets redact themselves however they are printed, by value or pointer.
+var (
+	_ fmt.Stringer   = MasterKey{}
+	_ fmt.GoStringer = MasterKey{}
+	_ fmt.Formatter  = MasterKey{}
+	_ slog.LogValuer = MasterKey{}
+)

@@ -6,70 +6,90 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"regexp"
+	"io"
+	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/switchboard/switchboard/tenants"
 )
 
-// Sandbox stands in for Twilio with no network, like Twilio's test
-// credentials: sub-accounts get Twilio-shaped SIDs derived from their
-// FriendlyName (so a restarted sandbox "finds" the same one again), random
-// auth tokens, and statuses kept in memory. Closed is final. It is safe for
-// concurrent use.
+// Sandbox is the tenants.Twilio port with no network, behaving like
+// Twilio's test credentials. Sub-accounts get Twilio-shaped SIDs derived
+// from their FriendlyName and how many sub-accounts of that name this
+// sandbox created before, so a sandbox restarted mid-lifecycle creates
+// "the same" sub-account again; auth tokens are random. Statuses live in
+// memory; closed is final. A well-formed SID the sandbox never saw (it
+// forgets everything on restart) is taken as an active sub-account. It is
+// safe for concurrent use and redacts the tokens it holds when printed.
 type Sandbox struct {
 	mu       sync.Mutex
 	accounts map[string]*tenants.Subaccount // by SID
-	names    map[string]string              // FriendlyName → SID
+	byName   map[string][]string            // FriendlyName → SIDs, oldest first
 }
 
-// NewSandbox returns an empty sandbox.
+var _ tenants.Twilio = (*Sandbox)(nil)
+
+// NewSandbox returns a sandbox that holds no sub-account yet.
 func NewSandbox() *Sandbox {
-	return &Sandbox{accounts: map[string]*tenants.Subaccount{}, names: map[string]string{}}
+	return &Sandbox{accounts: map[string]*tenants.Subaccount{}, byName: map[string][]string{}}
 }
 
-var sidPattern = regexp.MustCompile(`^AC[0-9a-f]{32}$`)
-
-func sandboxSID(friendlyName string) string {
-	sum := sha256.Sum256([]byte("sandbox sub-account:" + friendlyName))
+// sandboxSID derives the SID of the n-th (from 0) sub-account named
+// friendlyName.
+func sandboxSID(friendlyName string, n int) string {
+	seed := "switchboard sandbox sub-account\x00" + friendlyName
+	if n > 0 {
+		seed += "\x00" + strconv.Itoa(n)
+	}
+	sum := sha256.Sum256([]byte(seed))
 	return "AC" + hex.EncodeToString(sum[:16])
 }
 
-// CreateSubaccount creates an active sub-account.
+// CreateSubaccount creates an active sub-account named friendlyName. Like
+// Twilio, a second creation with the same name makes a second sub-account.
 func (s *Sandbox) CreateSubaccount(_ context.Context, friendlyName string) (tenants.Subaccount, error) {
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	sid := sandboxSID(friendlyName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A SID already in use (seen through SetSubaccountStatus after a
+	// restart) is another sub-account: never take over, let alone reopen, it.
+	var sid string
+	for n := len(s.byName[friendlyName]); ; n++ {
+		sid = sandboxSID(friendlyName, n)
+		if _, taken := s.accounts[sid]; !taken {
+			break
+		}
+	}
 	a := &tenants.Subaccount{SID: sid, AuthToken: hex.EncodeToString(tok), Status: tenants.SubaccountActive}
 	s.accounts[sid] = a
-	s.names[friendlyName] = sid
+	s.byName[friendlyName] = append(s.byName[friendlyName], sid)
 	return *a, nil
 }
 
-// FindSubaccount returns the sub-account created with friendlyName, or
-// tenants.ErrNotFound.
+// FindSubaccount returns the most recently created sub-account named
+// friendlyName, or an error wrapping tenants.ErrNotFound.
 func (s *Sandbox) FindSubaccount(_ context.Context, friendlyName string) (tenants.Subaccount, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sid, ok := s.names[friendlyName]
-	if !ok {
-		return tenants.Subaccount{}, fmt.Errorf("find sub-account: %w", tenants.ErrNotFound)
+	sids := s.byName[friendlyName]
+	if len(sids) == 0 {
+		return tenants.Subaccount{}, fmt.Errorf("find sandbox sub-account: %w", tenants.ErrNotFound)
 	}
-	return *s.accounts[sid], nil
+	return *s.accounts[sids[len(sids)-1]], nil
 }
 
-// SetSubaccountStatus changes a sub-account's status. A well-formed SID the
-// sandbox has not seen (it forgets on restart) is taken as existing.
+// SetSubaccountStatus moves a sub-account to active, suspended or closed.
+// Setting the current status succeeds; leaving closed is refused with a
+// plain error. A string that is not an account SID is tenants.ErrNotFound.
 func (s *Sandbox) SetSubaccountStatus(_ context.Context, sid string, status tenants.SubaccountStatus) error {
-	if !sidPattern.MatchString(sid) {
-		return fmt.Errorf("set sub-account status: %w", tenants.ErrNotFound)
+	const op = "set sandbox sub-account status"
+	if !validStatus(status) {
+		return fmt.Errorf("%s: unknown status %q", op, status)
 	}
-	switch status {
-	case tenants.SubaccountActive, tenants.SubaccountSuspended, tenants.SubaccountClosed:
-	default:
-		return fmt.Errorf("set sub-account status: invalid status %q", status)
+	if !isAccountSID(sid) {
+		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrNotFound)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -79,8 +99,27 @@ func (s *Sandbox) SetSubaccountStatus(_ context.Context, sid string, status tena
 		s.accounts[sid] = a
 	}
 	if a.Status == tenants.SubaccountClosed && status != tenants.SubaccountClosed {
-		return fmt.Errorf("set sub-account status: sub-account %s is closed for good", sid)
+		return fmt.Errorf("%s: sub-account %s is closed, which is final", op, sid)
 	}
 	a.Status = status
 	return nil
 }
+
+// String describes s without the auth tokens it holds.
+func (s *Sandbox) String() string {
+	if s == nil {
+		return "twilio.Sandbox(nil)"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("twilio.Sandbox(%d sub-accounts, tokens [redacted])", len(s.accounts))
+}
+
+// GoString redacts under %#v.
+func (s *Sandbox) GoString() string { return s.String() }
+
+// Format redacts under every verb.
+func (s *Sandbox) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
+
+// LogValue redacts in slog.
+func (s *Sandbox) LogValue() slog.Value { return slog.StringValue(s.String()) }

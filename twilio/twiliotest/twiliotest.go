@@ -1,24 +1,52 @@
-// Package twiliotest is a Twilio test double: an HTTP server that speaks
-// Twilio's REST wire format for the Accounts API (form-encoded requests,
-// Basic auth with the master credentials, Twilio's JSON resources, list
+// Package twiliotest is the Twilio test double: an HTTP server that speaks
+// Twilio's REST wire format for the Accounts API (HTTP Basic auth with the
+// master credentials, form-encoded writes, Twilio's account resources, list
 // pages and error bodies), so the twilio-go adapter is exercised for real.
-// It can fail on demand: error statuses, a lost answer, delays, Twilio's
-// sub-account limit.
+//
+// Invariants:
+//   - every answer is one Twilio would give: a resource or list page as JSON,
+//     or an error body {code, message, more_info, status};
+//   - closed is final: a closed sub-account refuses every change (400);
+//   - failures happen only when a test asks for them (FailNext,
+//     LoseNextCreateAnswer, SetDelay, SetSubaccountLimit);
+//   - a Server is safe for concurrent use and stops when its test ends.
 package twiliotest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// Routes, as RouteCount names them. {Sid} stands for any account SID.
+const (
+	RouteCreate = "POST /2010-04-01/Accounts.json"
+	RouteList   = "GET /2010-04-01/Accounts.json"
+	RouteFetch  = "GET /2010-04-01/Accounts/{Sid}.json"
+	RouteUpdate = "POST /2010-04-01/Accounts/{Sid}.json"
+)
+
+// MasterFriendlyName is the FriendlyName of the master account, which
+// Twilio lists along with its sub-accounts.
+const MasterFriendlyName = "My first Twilio account"
+
+// DefaultSubaccountLimit is Twilio's default number of sub-accounts that
+// are not closed a master account may hold.
+const DefaultSubaccountLimit = 1000
+
+const accountsPath = "/2010-04-01/Accounts"
 
 // Account is a sub-account as the double holds it.
 type Account struct {
@@ -27,28 +55,39 @@ type Account struct {
 	FriendlyName string
 	Status       string
 	Created      time.Time
+	Updated      time.Time
 }
 
 // Server is a running Twilio double.
 type Server struct {
-	srv        *httptest.Server
-	masterSID  string
-	masterTok  string
+	srv    *httptest.Server
+	master Account
+
 	mu         sync.Mutex
-	accounts   []*Account
+	now        func() time.Time
+	accounts   []*Account // sub-accounts, oldest first
 	creates    int
 	requests   int
-	failNext   int
+	routes     map[string]int
+	failLeft   int
 	failStatus int
 	loseCreate bool
 	delay      time.Duration
 	limit      int
 }
 
-// NewServer starts a double that accepts the given master credentials; it
-// stops when tb ends.
+// NewServer starts a double whose master account is accountSID with
+// authToken; it stops when tb ends.
 func NewServer(tb testing.TB, accountSID, authToken string) *Server {
-	s := &Server{masterSID: accountSID, masterTok: authToken, limit: 1000}
+	tb.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	s := &Server{
+		master: Account{SID: accountSID, AuthToken: authToken, FriendlyName: MasterFriendlyName,
+			Status: "active", Created: now, Updated: now},
+		now:    time.Now,
+		routes: map[string]int{},
+		limit:  DefaultSubaccountLimit,
+	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.srv.Close)
 	return s
@@ -57,35 +96,45 @@ func NewServer(tb testing.TB, accountSID, authToken string) *Server {
 // URL is the double's base URL, to use as the Twilio API URL.
 func (s *Server) URL() string { return s.srv.URL }
 
-// FailNext makes the next n requests answer status with a Twilio error body.
+// FailNext makes the next n requests, whatever they are, answer status with
+// a Twilio error body (and Retry-After: 1 for 429) and change nothing.
 func (s *Server) FailNext(n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failNext, s.failStatus = n, status
+	s.failLeft, s.failStatus = n, status
 }
 
-// LoseNextCreateAnswer makes the next sub-account creation happen at
-// "Twilio" while its answer never reaches the caller (the connection is
-// closed without a response).
+// LoseNextCreateAnswer makes the next sub-account creation happen while its
+// answer never reaches the caller: the connection is closed without a
+// response.
 func (s *Server) LoseNextCreateAnswer() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loseCreate = true
 }
 
-// SetDelay delays every answer by d.
+// SetDelay delays every later answer by d (a request whose client gives up
+// first is dropped).
 func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delay = d
 }
 
-// SetSubaccountLimit makes creating more than n sub-accounts fail with
-// Twilio's error 21480. The default is Twilio's, 1000.
+// SetSubaccountLimit makes creating a sub-account fail with Twilio's error
+// 21480 once n sub-accounts that are not closed exist (closed ones do not
+// count, as at Twilio). The default is DefaultSubaccountLimit.
 func (s *Server) SetSubaccountLimit(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limit = n
+}
+
+// SetNow sets the clock that stamps date_created and date_updated.
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
 }
 
 // Accounts returns a copy of the sub-accounts, oldest first.
@@ -99,55 +148,97 @@ func (s *Server) Accounts() []Account {
 	return out
 }
 
-// CreateCount is how many sub-accounts were created.
+// CreateCount is how many sub-accounts were created (a lost answer
+// included).
 func (s *Server) CreateCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.creates
 }
 
-// Requests is how many requests reached the double.
+// Requests is how many requests reached the double, failed ones included.
 func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
 }
 
-func hexID(n int) string {
-	b := make([]byte, n)
+// RouteCount is how many authenticated requests reached route (RouteCreate,
+// RouteList, RouteFetch, RouteUpdate), injected failures excluded.
+func (s *Server) RouteCount(route string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.routes[route]
+}
+
+func randomHex(bytes int) string {
+	b := make([]byte, bytes)
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
 
-// twilioError writes an error in Twilio's JSON shape.
+// twilioError writes an error body in Twilio's shape.
 func twilioError(w http.ResponseWriter, status, code int, message string) {
-	w.Header().Set("Content-Type", "application/json")
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{
-		"code": code, "message": message, "more_info": fmt.Sprintf("https://www.twilio.com/docs/errors/%d", code), "status": status,
+	writeJSON(w, status, map[string]any{
+		"code":      code,
+		"message":   message,
+		"more_info": fmt.Sprintf("https://www.twilio.com/docs/errors/%d", code),
+		"status":    status,
 	})
 }
 
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// twilioDate is Twilio's date format: RFC 1123 with a numeric zone, UTC.
+func twilioDate(t time.Time) string { return t.UTC().Format(time.RFC1123Z) }
+
+// resource is a's JSON as Twilio shapes it.
 func (s *Server) resource(a *Account) map[string]any {
-	uri := "/2010-04-01/Accounts/" + a.SID + ".json"
+	base := accountsPath + "/" + a.SID
+	subs := map[string]string{}
+	for _, r := range []string{"Addresses", "Applications", "AuthorizedConnectApps", "AvailablePhoneNumbers",
+		"Calls", "Conferences", "ConnectApps", "IncomingPhoneNumbers", "Keys", "Messages", "Notifications",
+		"OutgoingCallerIds", "Queues", "Recordings", "SigningKeys", "Transcriptions"} {
+		subs[snake(r)] = base + "/" + r + ".json"
+	}
+	subs["balance"] = base + "/Balance.json"
+	subs["usage"] = base + "/Usage.json"
+	subs["sip"] = base + "/SIP.json"
+	subs["short_codes"] = base + "/SMS/ShortCodes.json"
 	return map[string]any{
-		"auth_token": a.AuthToken, "date_created": a.Created.Format(time.RFC1123Z), "date_updated": a.Created.Format(time.RFC1123Z),
-		"friendly_name": a.FriendlyName, "owner_account_sid": s.masterSID, "sid": a.SID, "status": a.Status,
-		"type": "Full", "uri": uri,
-		"subresource_uris": map[string]string{
-			"messages":               "/2010-04-01/Accounts/" + a.SID + "/Messages.json",
-			"incoming_phone_numbers": "/2010-04-01/Accounts/" + a.SID + "/IncomingPhoneNumbers.json",
-		},
+		"auth_token":        a.AuthToken,
+		"date_created":      twilioDate(a.Created),
+		"date_updated":      twilioDate(a.Updated),
+		"friendly_name":     a.FriendlyName,
+		"owner_account_sid": s.master.SID,
+		"sid":               a.SID,
+		"status":            a.Status,
+		"subresource_uris":  subs,
+		"type":              "Full",
+		"uri":               base + ".json",
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+// snake turns "IncomingPhoneNumbers" into "incoming_phone_numbers".
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -155,29 +246,56 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests++
 	delay := s.delay
 	fail := 0
-	if s.failNext > 0 {
-		s.failNext--
+	if s.failLeft > 0 {
+		s.failLeft--
 		fail = s.failStatus
 	}
 	s.mu.Unlock()
+
+	// Reading the whole body first lets the server notice a client that
+	// gave up during the delay (it watches the connection only then).
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	if delay > 0 {
+		t := time.NewTimer(delay)
 		select {
-		case <-time.After(delay):
+		case <-t.C:
 		case <-r.Context().Done():
+			t.Stop()
 			return
 		}
 	}
-	if user, pass, ok := r.BasicAuth(); !ok || user != s.masterSID || pass != s.masterTok {
+	if fail != 0 {
+		twilioError(w, fail, 20000+fail, http.StatusText(fail))
+		return
+	}
+	if user, pass, ok := r.BasicAuth(); !ok || user != s.master.SID || pass != s.master.AuthToken {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 		twilioError(w, http.StatusUnauthorized, 20003, "Authenticate")
 		return
 	}
-	if fail != 0 {
-		twilioError(w, fail, 20500+fail%100, http.StatusText(fail))
+
+	path := r.URL.Path
+	var sid string
+	switch {
+	case path == accountsPath+".json":
+	case strings.HasPrefix(path, accountsPath+"/") && strings.HasSuffix(path, ".json") &&
+		!strings.Contains(strings.TrimPrefix(path, accountsPath+"/"), "/"):
+		sid = strings.TrimSuffix(strings.TrimPrefix(path, accountsPath+"/"), ".json")
+	default:
+		twilioError(w, http.StatusNotFound, 20404, "The requested resource "+path+" was not found")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		twilioError(w, http.StatusMethodNotAllowed, 20004, "Method not allowed")
 		return
 	}
 	if r.Method == http.MethodPost {
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-			twilioError(w, http.StatusBadRequest, 20001, "Expected a form-encoded body")
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+			twilioError(w, http.StatusBadRequest, 20001, "Expected a body of type application/x-www-form-urlencoded")
 			return
 		}
 		if err := r.ParseForm(); err != nil {
@@ -185,38 +303,52 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	path := r.URL.Path
-	switch {
-	case path == "/2010-04-01/Accounts.json" && r.Method == http.MethodPost:
+
+	route := r.Method + " " + accountsPath + ".json"
+	if sid != "" {
+		route = r.Method + " " + accountsPath + "/{Sid}.json"
+	}
+	s.mu.Lock()
+	s.routes[route]++
+	s.mu.Unlock()
+
+	switch route {
+	case RouteCreate:
 		s.create(w, r)
-	case path == "/2010-04-01/Accounts.json" && r.Method == http.MethodGet:
+	case RouteList:
 		s.list(w, r)
-	case strings.HasPrefix(path, "/2010-04-01/Accounts/") && strings.HasSuffix(path, ".json") && strings.Count(path, "/") == 3:
-		sid := strings.TrimSuffix(strings.TrimPrefix(path, "/2010-04-01/Accounts/"), ".json")
-		s.account(w, r, sid)
 	default:
-		twilioError(w, http.StatusNotFound, 20404, "The requested resource "+path+" was not found")
+		s.account(w, r, sid)
 	}
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	if len(s.accounts) >= s.limit {
+	open := 0
+	for _, a := range s.accounts {
+		if a.Status != "closed" {
+			open++
+		}
+	}
+	if open >= s.limit {
 		s.mu.Unlock()
-		twilioError(w, http.StatusBadRequest, 21480, "Reached maximum number of subaccounts: Sub-account limit reached")
+		twilioError(w, http.StatusBadRequest, 21480,
+			"Sub-account limit reached: this account may not create more than "+strconv.Itoa(s.limit)+" sub-accounts. Contact Twilio Support to raise the limit.")
 		return
 	}
+	now := s.now().UTC().Truncate(time.Second)
 	name := r.PostForm.Get("FriendlyName")
 	if name == "" {
-		name = "SubAccount Created at " + time.Now().UTC().Format("2006-01-02 15:04 MST")
+		name = "SubAccount Created at " + now.Format("2006-01-02 03:04 PM")
 	}
-	a := &Account{SID: "AC" + hexID(16), AuthToken: hexID(16), FriendlyName: name, Status: "active", Created: time.Now().UTC().Truncate(time.Second)}
+	a := &Account{SID: "AC" + randomHex(16), AuthToken: randomHex(16), FriendlyName: name, Status: "active", Created: now, Updated: now}
 	s.accounts = append(s.accounts, a)
 	s.creates++
 	lose := s.loseCreate
 	s.loseCreate = false
 	res := s.resource(a)
 	s.mu.Unlock()
+
 	if lose {
 		// The account exists; the caller never hears of it.
 		if hj, ok := w.(http.Hijacker); ok {
@@ -232,66 +364,115 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	size, page := 50, 0
+	if v := q.Get("PageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			twilioError(w, http.StatusBadRequest, 20001, "PageSize must be an integer from 1 to 1000")
+			return
+		}
+		size = n
+	}
+	if v := q.Get("Page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			twilioError(w, http.StatusBadRequest, 20001, "Page must be a non-negative integer")
+			return
+		}
+		page = n
+	}
+	name, status := q.Get("FriendlyName"), q.Get("Status")
+
 	s.mu.Lock()
-	var items []map[string]any
-	for _, a := range s.accounts {
-		if n := q.Get("FriendlyName"); n != "" && a.FriendlyName != n {
+	var all []map[string]any
+	var sids []string
+	for _, a := range append([]*Account{&s.master}, s.accounts...) {
+		if (name != "" && a.FriendlyName != name) || (status != "" && a.Status != status) {
 			continue
 		}
-		if st := q.Get("Status"); st != "" && a.Status != st {
-			continue
-		}
-		items = append(items, s.resource(a))
+		all = append(all, s.resource(a))
+		sids = append(sids, a.SID)
 	}
 	s.mu.Unlock()
+
+	start := min(page*size, len(all))
+	end := min(start+size, len(all))
+	items := all[start:end]
 	if items == nil {
 		items = []map[string]any{}
 	}
-	pageSize := 50
-	fmt.Sscan(q.Get("PageSize"), &pageSize)
-	uri := "/2010-04-01/Accounts.json?" + q.Encode()
+	pageURI := func(p int, token string) string {
+		v := url.Values{}
+		if name != "" {
+			v.Set("FriendlyName", name)
+		}
+		if status != "" {
+			v.Set("Status", status)
+		}
+		v.Set("PageSize", strconv.Itoa(size))
+		v.Set("Page", strconv.Itoa(p))
+		if token != "" {
+			v.Set("PageToken", token)
+		}
+		return accountsPath + ".json?" + v.Encode()
+	}
+	var next, prev any
+	if end < len(all) {
+		next = pageURI(page+1, "PA"+sids[end-1])
+	}
+	if page > 0 && start > 0 {
+		prev = pageURI(page-1, "PB"+sids[start])
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"accounts": items, "page": 0, "page_size": pageSize, "start": 0, "end": max(len(items)-1, 0),
-		"uri": uri, "first_page_uri": uri, "next_page_uri": nil, "previous_page_uri": nil,
+		"accounts":          items,
+		"end":               max(end-1, start),
+		"first_page_uri":    pageURI(0, ""),
+		"next_page_uri":     next,
+		"page":              page,
+		"page_size":         size,
+		"previous_page_uri": prev,
+		"start":             start,
+		"uri":               pageURI(page, q.Get("PageToken")),
 	})
 }
 
+// account serves one account: fetch, or update its Status and FriendlyName.
 func (s *Server) account(w http.ResponseWriter, r *http.Request, sid string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var a *Account
+	if sid == s.master.SID {
+		a = &s.master
+	}
 	for _, x := range s.accounts {
 		if x.SID == sid {
 			a = x
 		}
 	}
 	if a == nil {
-		s.mu.Unlock()
-		twilioError(w, http.StatusNotFound, 20404, "The requested resource /2010-04-01/Accounts/"+sid+".json was not found")
+		twilioError(w, http.StatusNotFound, 20404, "The requested resource "+accountsPath+"/"+sid+".json was not found")
 		return
 	}
 	if r.Method == http.MethodPost {
-		if st := r.PostForm.Get("Status"); st != "" {
-			switch {
-			case st != "active" && st != "suspended" && st != "closed":
-				s.mu.Unlock()
-				twilioError(w, http.StatusBadRequest, 21218, "Invalid Status: "+st)
-				return
-			case a.Status == "closed" && st != "closed":
-				s.mu.Unlock()
-				twilioError(w, http.StatusBadRequest, 20005, "Closed accounts cannot be reopened")
-				return
-			}
-			a.Status = st
+		status, name := r.PostForm.Get("Status"), r.PostForm.Get("FriendlyName")
+		switch {
+		case status != "" && status != "active" && status != "suspended" && status != "closed":
+			twilioError(w, http.StatusBadRequest, 20001, "Invalid Status: must be active, suspended or closed")
+			return
+		case a.Status == "closed":
+			twilioError(w, http.StatusBadRequest, 21100, "Cannot update account "+sid+": it is closed, and a closed account cannot be reopened")
+			return
+		case a == &s.master && status != "" && status != a.Status:
+			twilioError(w, http.StatusBadRequest, 21100, "Cannot change the status of the main account")
+			return
 		}
-		if n := r.PostForm.Get("FriendlyName"); n != "" {
-			a.FriendlyName = n
+		if status != "" {
+			a.Status = status
 		}
-	} else if r.Method != http.MethodGet {
-		s.mu.Unlock()
-		twilioError(w, http.StatusMethodNotAllowed, 20004, "Method not allowed")
-		return
+		if name != "" {
+			a.FriendlyName = name
+		}
+		a.Updated = s.now().UTC().Truncate(time.Second)
 	}
-	res := s.resource(a)
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, s.resource(a))
 }
