@@ -1,0 +1,428 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// This file is the one way Switchboard changes state. It is built only on
+// what is atomic and served by the primary key on every engine we run on:
+// inserting a document with a unique _id (a claim: the loser gets a
+// duplicate-key error) and reading, replacing or deleting by exact _id. A
+// filtered update is never trusted as a compare-and-set: the embedded engine
+// (FerretDB 1.24) runs it as a read, a check in Go and a write by _id, so two
+// writers can both "match" (FerretDB issue #3040), and it scans.
+
+// Errors of the claim primitive.
+var (
+	// ErrNotFound: no document with that _id.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: a document (or claim) with that _id exists already.
+	ErrExists = errors.New("store: already exists")
+	// ErrConflict: the expected version is not the current one. The error
+	// is a *ConflictError carrying the current version.
+	ErrConflict = errors.New("store: version conflict")
+	// ErrBusy: a change of the document is in progress (its side effects
+	// are running); try again shortly.
+	ErrBusy = errors.New("store: change in progress")
+)
+
+// ConflictError is a stale expected version; it matches ErrConflict.
+type ConflictError struct{ Current int64 }
+
+func (e *ConflictError) Error() string {
+	return "version conflict: current version is " + strconv.FormatInt(e.Current, 10)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// AnyVersion as an expected version means "whatever it is now": the change
+// is applied to the latest state, retried if another change wins meanwhile,
+// and never answered with a conflict.
+const AnyVersion int64 = 0
+
+// ClaimID is the _id of the claim of version v of the document id.
+func ClaimID(id string, v int64) string { return id + ":" + strconv.FormatInt(v, 10) }
+
+// Claim is the claim of one version of a versioned document: the whole state
+// the document moves to, and what the change wants to keep with it (an audit
+// event, say). Claims are never changed once inserted.
+type Claim[T, E any] struct {
+	ID      string    `bson:"_id"` // ClaimID(DocID, Version)
+	DocID   string    `bson:"docId"`
+	Version int64     `bson:"version"`
+	At      time.Time `bson:"at"`
+	State   T         `bson:"state"`
+	Event   E         `bson:"event"`
+}
+
+// Versioned is a collection of versioned documents that change only through
+// claims. The document with _id X at version n is a cache of the claim with
+// _id "X:n" in the claims collection.
+//
+// Invariants:
+//
+//   - Version n+1 of a document exists once its claim "X:n+1" is inserted:
+//     the insert decides the winner among racing writers (the losers get a
+//     duplicate key), so exactly one change wins each version, and a change
+//     with a stale expected version loses.
+//   - A winner then replaces the document by exact _id with the claimed
+//     state and checks for a newer claim, rolling the document forward to
+//     the latest one it finds. A claim left unapplied by a crash is applied
+//     by the next writer (its claim of the same version fails, so it reads
+//     and applies the existing one first), and by a reader that settles.
+//   - A late replace can put an older state over a newer one only between
+//     its write and its own check that follows, which rolls the document
+//     forward again; the claims are the truth, the document a cache that
+//     never stays behind an acknowledged change.
+//   - Versions start at 1 and grow by exactly one per change; a claim is
+//     never deleted while its document lives (a stale writer could otherwise
+//     claim that version again).
+//   - Changes with side effects outside the database (Twilio) first take a
+//     gate for the version they are about to claim, so that of several racing
+//     changes only one performs its side effect; the gate is given back when
+//     the change fails, so a retry is not blocked.
+type Versioned[T, E any] struct {
+	// Docs holds the documents, Claims their claims (one per version).
+	Docs, Claims *mongo.Collection
+	// Gates holds the side-effect gates of Update with gated changes; nil if
+	// no change of this collection has side effects.
+	Gates *mongo.Collection
+	// Version reads the version of a state.
+	Version func(*T) int64
+	// Now is the clock of claims and gates; nil means time.Now.
+	Now func() time.Time
+}
+
+// GateTTL is how long a gate holds other changes off. A change whose
+// process died before it claimed its version is then assumed dead; its side
+// effects must be safe to repeat.
+const GateTTL = time.Minute
+
+// maxAttempts bounds the retries of an AnyVersion change that keeps losing
+// to other writers.
+const maxAttempts = 200
+
+func (v *Versioned[T, E]) now() time.Time {
+	if v.Now != nil {
+		return v.Now().UTC().Truncate(time.Millisecond)
+	}
+	return time.Now().UTC().Truncate(time.Millisecond)
+}
+
+// Get returns the document's current state as cached, without settling: a
+// change that is being applied right now may not show yet. A document whose
+// first claim was inserted but never applied (a crash) is created from it.
+func (v *Versioned[T, E]) Get(ctx context.Context, id string) (*T, error) {
+	var doc T
+	err := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	if err == nil {
+		return &doc, nil
+	}
+	if !errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, fmt.Errorf("read %s: %w", id, err)
+	}
+	c, err := v.Claim(ctx, id, 1)
+	if err != nil {
+		return nil, err // ErrNotFound: no such document
+	}
+	if _, err := v.Docs.InsertOne(ctx, c.State); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return nil, fmt.Errorf("roll forward %s: %w", id, err)
+	}
+	// Another writer may have moved it on meanwhile (or a unique index kept
+	// it out: then it does not exist).
+	if err := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("read %s: %w", id, err)
+	}
+	return &doc, nil
+}
+
+// Claim reads the claim of one version, or ErrNotFound.
+func (v *Versioned[T, E]) Claim(ctx context.Context, id string, version int64) (*Claim[T, E], error) {
+	var c Claim[T, E]
+	err := v.Claims.FindOne(ctx, bson.D{{Key: "_id", Value: ClaimID(id, version)}}).Decode(&c)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read claim %s: %w", ClaimID(id, version), err)
+	}
+	return &c, nil
+}
+
+// Latest returns the document's state at its latest claim, rolling the
+// cached document forward if a claim is ahead of it.
+func (v *Versioned[T, E]) Latest(ctx context.Context, id string) (*T, error) {
+	cur, err := v.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return v.settle(ctx, id, cur, false)
+}
+
+// settle rolls cur forward to the latest claim. wrote says the caller just
+// replaced the document with cur, so the document needs no write unless a
+// newer claim exists.
+func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote bool) (*T, error) {
+	latest := cur
+	for {
+		c, err := v.Claim(ctx, id, v.Version(latest)+1)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		latest = &c.State
+	}
+	if latest == cur {
+		return cur, nil
+	}
+	if err := v.replace(ctx, id, latest); err != nil {
+		return nil, err
+	}
+	// Our replace may itself have been late: check once more.
+	return v.settle(ctx, id, latest, true)
+}
+
+func (v *Versioned[T, E]) replace(ctx context.Context, id string, state *T) error {
+	res, err := v.Docs.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, state)
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", id, err)
+	}
+	if res.MatchedCount == 0 {
+		// Deleted meanwhile (a hard delete): nothing to apply to.
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Create makes version 1 of the document id: it claims "id:1" with state
+// and ev, then inserts the document. ErrExists if the id is taken. A
+// duplicate key on another unique index of Docs (say, a name taken) is
+// returned as it came, with the claim given back, so nothing of it stays.
+func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E) error {
+	c := Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: v.now(), State: *state, Event: ev}
+	if _, err := v.Claims.InsertOne(ctx, c); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return ErrExists
+		}
+		return fmt.Errorf("claim %s: %w", c.ID, err)
+	}
+	if _, err := v.Docs.InsertOne(ctx, state); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			// Not our _id (we hold its first claim): another unique index.
+			// The claim is ours alone, so deleting it by _id is safe.
+			if _, derr := v.Claims.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: c.ID}}); derr != nil {
+				return errors.Join(err, derr)
+			}
+			return err
+		}
+		// A crash or error here leaves the claim: the next Get applies it.
+		return fmt.Errorf("create %s: %w", id, err)
+	}
+	return nil
+}
+
+// Change computes the next state of a document from its current one. It
+// returns nil to change nothing (a no-op), or the next state, whose version
+// must be the current one plus one, and the event to keep in its claim.
+type Change[T, E any] func(cur *T) (next *T, ev E, err error)
+
+// UpdateOptions tune one Update.
+type UpdateOptions struct {
+	// Gated: the change has side effects outside the database (its func
+	// calls Twilio). It runs only after a gate for the version it will claim
+	// is taken, so racing changes do not all perform their side effects.
+	Gated bool
+}
+
+// Update applies change to the document's state at version expected
+// (AnyVersion: at whatever version it has, retrying when another writer
+// wins). It returns the state it stored, or the current state when change
+// returns nil. A stale expected version is a *ConflictError; so is, for a
+// gated change, another change of the same version in progress. With
+// AnyVersion a gated change waits for one in progress.
+func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64, change Change[T, E], opts UpdateOptions) (*T, error) {
+	cur, err := v.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		if expected != AnyVersion && v.Version(cur) != expected {
+			// The cache may lag behind a claim (a crash, or a change being
+			// applied): judge by the claims.
+			if cur, err = v.settle(ctx, id, cur, false); err != nil {
+				return nil, err
+			}
+			if v.Version(cur) != expected {
+				return nil, &ConflictError{Current: v.Version(cur)}
+			}
+		}
+		nextVersion := v.Version(cur) + 1
+		gate := ""
+		if opts.Gated {
+			gate, err = v.takeGate(ctx, id, nextVersion)
+			if errors.Is(err, ErrBusy) || errors.Is(err, ErrConflict) {
+				if expected != AnyVersion {
+					latest, serr := v.settle(ctx, id, cur, false)
+					if serr != nil {
+						return nil, serr
+					}
+					return nil, &ConflictError{Current: v.Version(latest)}
+				}
+				if attempt >= maxAttempts {
+					return nil, ErrBusy
+				}
+				if errors.Is(err, ErrBusy) {
+					if err := sleep(ctx, backoff(attempt)); err != nil {
+						return nil, err
+					}
+				}
+				if cur, err = v.settle(ctx, id, cur, false); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		next, ev, err := change(cur)
+		if err != nil || next == nil {
+			v.releaseGate(ctx, gate)
+			return cur, err
+		}
+		if v.Version(next) != nextVersion {
+			v.releaseGate(ctx, gate)
+			return nil, fmt.Errorf("update %s: next version %d after %d", id, v.Version(next), v.Version(cur))
+		}
+		c := Claim[T, E]{ID: ClaimID(id, nextVersion), DocID: id, Version: nextVersion, At: v.now(), State: *next, Event: ev}
+		_, err = v.Claims.InsertOne(ctx, c)
+		if err == nil {
+			// Won. The gate stays: a writer still holding the old version
+			// must not run its side effects now.
+			if err := v.replace(ctx, id, next); err != nil {
+				// The claim stands; the next reader or writer applies it.
+				return nil, err
+			}
+			return v.settleAfterWrite(ctx, id, next)
+		}
+		v.releaseGate(ctx, gate)
+		if !mongo.IsDuplicateKeyError(err) {
+			return nil, fmt.Errorf("claim %s: %w", c.ID, err)
+		}
+		// Lost the version to another writer: catch up with the claims.
+		if cur, err = v.settle(ctx, id, cur, false); err != nil {
+			return nil, err
+		}
+		if expected != AnyVersion {
+			return nil, &ConflictError{Current: v.Version(cur)}
+		}
+		if attempt >= maxAttempts {
+			return nil, fmt.Errorf("update %s: lost %d times in a row: %w", id, attempt+1, ErrBusy)
+		}
+	}
+}
+
+// settleAfterWrite rolls forward past a newer claim that a late replace of
+// ours may have hidden, and returns next (what this change stored).
+func (v *Versioned[T, E]) settleAfterWrite(ctx context.Context, id string, next *T) (*T, error) {
+	if _, err := v.settle(ctx, id, next, true); err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	return next, nil
+}
+
+// gateDoc holds off other side-effecting changes of one version.
+type gateDoc struct {
+	ID string    `bson:"_id"`
+	At time.Time `bson:"at"`
+}
+
+// takeGate takes the gate of version n of id. ErrBusy while another change
+// of that version runs; ErrConflict when version n is claimed already.
+func (v *Versioned[T, E]) takeGate(ctx context.Context, id string, n int64) (string, error) {
+	gid := ClaimID(id, n)
+	_, err := v.Gates.InsertOne(ctx, gateDoc{ID: gid, At: v.now()})
+	if err == nil {
+		return gid, nil
+	}
+	if !mongo.IsDuplicateKeyError(err) {
+		return "", fmt.Errorf("gate %s: %w", gid, err)
+	}
+	if _, cerr := v.Claim(ctx, id, n); cerr == nil {
+		return "", ErrConflict
+	} else if !errors.Is(cerr, ErrNotFound) {
+		return "", cerr
+	}
+	var g gateDoc
+	err = v.Gates.FindOne(ctx, bson.D{{Key: "_id", Value: gid}}).Decode(&g)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", ErrBusy // given back just now: try again
+	}
+	if err != nil {
+		return "", fmt.Errorf("gate %s: %w", gid, err)
+	}
+	if v.now().Sub(g.At) < GateTTL {
+		return "", ErrBusy
+	}
+	// The holder died before claiming: go ahead without the gate (the
+	// claim still decides; side effects are safe to repeat).
+	return "", nil
+}
+
+// releaseGate gives back a gate whose change did not claim its version. Only
+// its taker ever writes a gate, so deleting it by _id is safe.
+func (v *Versioned[T, E]) releaseGate(ctx context.Context, gid string) {
+	if gid == "" {
+		return
+	}
+	_, _ = v.Gates.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: gid}})
+}
+
+// Delete removes the document for good: its claims first, newest first,
+// then the document (so Get never finds a first claim to bring it back
+// from), or ErrNotFound. A crash half-way leaves the document, still
+// readable and changeable; a retried Delete finishes.
+func (v *Versioned[T, E]) Delete(ctx context.Context, id string, version int64) error {
+	for n := version + 1; n >= 1; n-- {
+		if _, err := v.Claims.DeleteOne(ctx, bson.D{{Key: "_id", Value: ClaimID(id, n)}}); err != nil {
+			return fmt.Errorf("delete claims of %s: %w", id, err)
+		}
+	}
+	res, err := v.Docs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	if res.DeletedCount == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func backoff(attempt int) time.Duration {
+	d := time.Millisecond << min(attempt, 6)
+	return min(d, 50*time.Millisecond)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
