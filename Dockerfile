@@ -2,6 +2,8 @@
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# The pinned, patched embedded engine (see third_party/README.md) is a replace target.
+COPY third_party/ third_party/
 RUN go mod download
 COPY . .
 ARG VERSION=dev

@@ -21,6 +21,7 @@ test:
 # Benchmarks print ratios against baselines measured in the same run.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./crypto/
+	$(GO) test -run '^$$' -bench IDAccess -benchtime 200x ./store/
 	$(GO) test -run '^$$' -bench RegisterActivate -benchtime 200x ./api/
 	$(GO) test -run '^$$' -bench Shred -benchtime 5x ./tenants/
 	$(GO) test -run '^$$' -bench Upsert1000 -benchtime 3x ./contacts/
