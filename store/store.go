@@ -213,7 +213,11 @@ func (db *DB) EnsureIndexes(ctx context.Context) error {
 		{db.names.Control, "customers", bson.D{{Key: "space", Value: 1}}, true, "space_unique"},
 		{db.names.Control, "customers", bson.D{{Key: "partnerId", Value: 1}, {Key: "_id", Value: -1}}, false, "partner_newest"},
 		{db.names.Control, "customers", bson.D{{Key: "status", Value: 1}, {Key: "retention.shredAt", Value: 1}}, false, "status_shredAt"},
-		{db.names.Control, "events", bson.D{{Key: "customerId", Value: 1}, {Key: "version", Value: 1}}, true, "customer_version_unique"},
+	}
+	// Events are claims now, found by _id ("<customer id>:<version>"); the
+	// index of the earlier format would refuse them.
+	if err := db.Control.Collection("events").Indexes().DropOne(ctx, "customer_version_unique"); err != nil && !isIndexNotFound(err) {
+		return fmt.Errorf("drop index events.customer_version_unique: %w", err)
 	}
 	for _, ix := range idx {
 		c := db.Client.Database(ix.db).Collection(ix.coll)
@@ -223,4 +227,11 @@ func (db *DB) EnsureIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// isIndexNotFound reports a dropIndexes of an index (or collection) that
+// does not exist.
+func isIndexNotFound(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == 27 || ce.Code == 26 || ce.Name == "IndexNotFound" || ce.Name == "NamespaceNotFound")
 }

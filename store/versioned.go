@@ -85,15 +85,17 @@ type Claim[T, E any] struct {
 //   - Versions start at 1 and grow by exactly one per change; a claim is
 //     never deleted while its document lives (a stale writer could otherwise
 //     claim that version again).
-//   - Changes with side effects outside the database (Twilio) first take a
-//     gate for the version they are about to claim, so that of several racing
+//   - In a collection with side effects outside the database (Twilio),
+//     every change first takes a gate for the version it is about to claim, so that of several racing
 //     changes only one performs its side effect; the gate is given back when
 //     the change fails, so a retry is not blocked.
 type Versioned[T, E any] struct {
 	// Docs holds the documents, Claims their claims (one per version).
 	Docs, Claims *mongo.Collection
-	// Gates holds the side-effect gates of Update with gated changes; nil if
-	// no change of this collection has side effects.
+	// Gates, if set, holds side-effect gates: every Update of the collection
+	// then runs its change only after taking the gate of the version it will
+	// claim, so of racing changes only one performs its side effects (calls
+	// to Twilio). Nil when no change has side effects.
 	Gates *mongo.Collection
 	// Version reads the version of a state.
 	Version func(*T) int64
@@ -240,11 +242,12 @@ func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E)
 type Change[T, E any] func(cur *T) (next *T, ev E, err error)
 
 // UpdateOptions tune one Update.
-type UpdateOptions struct {
-	// Gated: the change has side effects outside the database (its func
-	// calls Twilio). It runs only after a gate for the version it will claim
-	// is taken, so racing changes do not all perform their side effects.
-	Gated bool
+type UpdateOptions[T any] struct {
+	// Check, if set, runs on the state read (before the version check and
+	// before any gate): an error refuses the change as it is (another
+	// tenant's document: not found); noop answers with the current state,
+	// after the version check, without taking a gate.
+	Check func(cur *T) (noop bool, err error)
 }
 
 // Update applies change to the document's state at version expected
@@ -253,12 +256,18 @@ type UpdateOptions struct {
 // returns nil. A stale expected version is a *ConflictError; so is, for a
 // gated change, another change of the same version in progress. With
 // AnyVersion a gated change waits for one in progress.
-func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64, change Change[T, E], opts UpdateOptions) (*T, error) {
+func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64, change Change[T, E], opts UpdateOptions[T]) (*T, error) {
 	cur, err := v.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
+		noop := false
+		if opts.Check != nil {
+			if noop, err = opts.Check(cur); err != nil {
+				return nil, err
+			}
+		}
 		if expected != AnyVersion && v.Version(cur) != expected {
 			// The cache may lag behind a claim (a crash, or a change being
 			// applied): judge by the claims.
@@ -268,10 +277,14 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			if v.Version(cur) != expected {
 				return nil, &ConflictError{Current: v.Version(cur)}
 			}
+			continue // check the settled state again
+		}
+		if noop {
+			return cur, nil
 		}
 		nextVersion := v.Version(cur) + 1
 		gate := ""
-		if opts.Gated {
+		if v.Gates != nil {
 			gate, err = v.takeGate(ctx, id, nextVersion)
 			if errors.Is(err, ErrBusy) || errors.Is(err, ErrConflict) {
 				if expected != AnyVersion {

@@ -30,7 +30,6 @@ func newCounters(t *testing.T) *store.Versioned[counter, note] {
 	return &store.Versioned[counter, note]{
 		Docs:    db.Control.Collection("counters"),
 		Claims:  db.Control.Collection("counter_claims"),
-		Gates:   db.Control.Collection("locks"),
 		Version: func(c *counter) int64 { return c.Version },
 	}
 }
@@ -72,7 +71,7 @@ func TestUpdateSameExpectedVersionHasOneWinner(t *testing.T) {
 		}
 		var won, conflicts atomic.Int32
 		race(racers, func(i int) {
-			_, err := v.Update(ctx, id, 1, bump(fmt.Sprint(i)), store.UpdateOptions{})
+			_, err := v.Update(ctx, id, 1, bump(fmt.Sprint(i)), store.UpdateOptions[counter]{})
 			var ce *store.ConflictError
 			switch {
 			case err == nil:
@@ -110,7 +109,7 @@ func TestUpdateAnyVersionLosesNothing(t *testing.T) {
 		}
 		versions := make([]int64, racers)
 		race(racers, func(i int) {
-			got, err := v.Update(ctx, id, store.AnyVersion, bump(fmt.Sprint(i)), store.UpdateOptions{})
+			got, err := v.Update(ctx, id, store.AnyVersion, bump(fmt.Sprint(i)), store.UpdateOptions[counter]{})
 			if err != nil {
 				t.Errorf("racer %d: %v", i, err)
 				return
@@ -136,6 +135,7 @@ func TestUpdateAnyVersionLosesNothing(t *testing.T) {
 
 func TestGatedUpdateRunsOneSideEffect(t *testing.T) {
 	v := newCounters(t)
+	v.Gates = v.Docs.Database().Collection("locks")
 	ctx := t.Context()
 	for round := range 10 {
 		id := fmt.Sprintf("g%d", round)
@@ -148,7 +148,7 @@ func TestGatedUpdateRunsOneSideEffect(t *testing.T) {
 				effects.Add(1)
 				time.Sleep(2 * time.Millisecond) // a Twilio call
 				return bump(fmt.Sprint(i))(cur)
-			}, store.UpdateOptions{Gated: true})
+			}, store.UpdateOptions[counter]{})
 			switch {
 			case err == nil:
 				won.Add(1)
@@ -165,16 +165,17 @@ func TestGatedUpdateRunsOneSideEffect(t *testing.T) {
 
 func TestGatedUpdateFailureReleasesTheGate(t *testing.T) {
 	v := newCounters(t)
+	v.Gates = v.Docs.Database().Collection("locks")
 	ctx := t.Context()
 	if err := v.Create(ctx, "x", &counter{ID: "x", Version: 1}, note{}); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("twilio down")
-	_, err := v.Update(ctx, "x", 1, func(*counter) (*counter, note, error) { return nil, note{}, boom }, store.UpdateOptions{Gated: true})
+	_, err := v.Update(ctx, "x", 1, func(*counter) (*counter, note, error) { return nil, note{}, boom }, store.UpdateOptions[counter]{})
 	if !errors.Is(err, boom) {
 		t.Fatalf("failing change: %v", err)
 	}
-	got, err := v.Update(ctx, "x", 1, bump("retry"), store.UpdateOptions{Gated: true})
+	got, err := v.Update(ctx, "x", 1, bump("retry"), store.UpdateOptions[counter]{})
 	if err != nil || got.Version != 2 {
 		t.Fatalf("retry after a failure: %+v, %v", got, err)
 	}
@@ -184,7 +185,7 @@ func TestGatedUpdateFailureReleasesTheGate(t *testing.T) {
 	_, err = v.Update(ctx, "x", store.AnyVersion, func(cur *counter) (*counter, note, error) {
 		ran = true
 		return bump("any")(cur)
-	}, store.UpdateOptions{Gated: true})
+	}, store.UpdateOptions[counter]{})
 	if err != nil || !ran {
 		t.Fatalf("any-version gated update after a win: ran %v, %v", ran, err)
 	}
@@ -211,11 +212,11 @@ func TestCrashBetweenClaimAndApply(t *testing.T) {
 		t.Fatalf("settled read: %+v, %v", latest, err)
 	}
 	// A writer with the version it read before settling is told the truth...
-	if _, err := v.Update(ctx, "k", 1, bump("late"), store.UpdateOptions{}); !errors.Is(err, store.ErrConflict) {
+	if _, err := v.Update(ctx, "k", 1, bump("late"), store.UpdateOptions[counter]{}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("stale writer: %v", err)
 	}
 	// ...and the next write goes through on top of the rolled-forward claim.
-	got, err = v.Update(ctx, "k", 2, bump("next"), store.UpdateOptions{})
+	got, err = v.Update(ctx, "k", 2, bump("next"), store.UpdateOptions[counter]{})
 	if err != nil || got.Version != 3 || len(got.Applied) != 2 {
 		t.Fatalf("next write: %+v, %v", got, err)
 	}
@@ -238,7 +239,7 @@ func TestLateApplyIsRolledForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, by := range []string{"a", "b"} {
-		if _, err := v.Update(ctx, "s", store.AnyVersion, bump(by), store.UpdateOptions{}); err != nil {
+		if _, err := v.Update(ctx, "s", store.AnyVersion, bump(by), store.UpdateOptions[counter]{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -246,7 +247,7 @@ func TestLateApplyIsRolledForward(t *testing.T) {
 	if _, err := v.Docs.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "s"}}, counter{ID: "s", Version: 2, Applied: []string{"a"}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := v.Update(ctx, "s", 3, bump("c"), store.UpdateOptions{})
+	got, err := v.Update(ctx, "s", 3, bump("c"), store.UpdateOptions[counter]{})
 	if err != nil || got.Version != 4 || len(got.Applied) != 3 {
 		t.Fatalf("write after a late apply: %+v, %v", got, err)
 	}

@@ -18,6 +18,8 @@ var (
 	ErrUpstreamUnavailable   = errors.New("upstream unavailable")
 	ErrTwilioSubaccountLimit = errors.New("twilio sub-account limit reached")
 	ErrLeaseHeld             = errors.New("lease held by another run")
+	// ErrBusy: another change of the customer is calling Twilio right now.
+	ErrBusy = errors.New("another change is in progress")
 )
 
 // VersionConflictError reports a stale expectedVersion together with the

@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/switchboard/switchboard/store"
 )
 
 // PurgeOptions controls one purge run. Now decides which customers are due
@@ -48,19 +52,31 @@ type PurgeSummary struct {
 // stop the others; the error return is for failures of the run itself.
 func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(PurgeResult)) (PurgeSummary, error) {
 	sum := PurgeSummary{DryRun: opts.DryRun}
-	filter := bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "status", Value: StatusTerminated}, {Key: "retention.shredAt", Value: bson.D{{Key: "$lte", Value: opts.Now.UTC()}}}},
-		bson.D{{Key: "status", Value: StatusShredded}, {Key: "cleanupPending", Value: true}},
-	}}}
-	cur, err := s.customers().Find(ctx, filter, options.Find().
-		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "retention", Value: 1}}).
-		SetSort(bson.D{{Key: "_id", Value: 1}}))
+	// Both queries scan on the embedded engine (an admin job, once a day):
+	// the due customers, and the few shreds a killed run left unfinished.
+	cur, err := s.customersColl().Find(ctx, bson.D{
+		{Key: "status", Value: StatusTerminated},
+		{Key: "retention.shredAt", Value: bson.D{{Key: "$lte", Value: opts.Now.UTC()}}},
+	}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "retention", Value: 1}}).SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return sum, fmt.Errorf("purge: find due customers: %w", err)
 	}
 	var due []customerDoc
 	if err := cur.All(ctx, &due); err != nil {
 		return sum, fmt.Errorf("purge: find due customers: %w", err)
+	}
+	cur, err = s.cleanups().Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return sum, fmt.Errorf("purge: find unfinished shreds: %w", err)
+	}
+	var unfinished []cleanupDoc
+	if err := cur.All(ctx, &unfinished); err != nil {
+		return sum, fmt.Errorf("purge: find unfinished shreds: %w", err)
+	}
+	for _, u := range unfinished {
+		if !slices.ContainsFunc(due, func(d customerDoc) bool { return d.ID == u.ID }) {
+			due = append(due, customerDoc{ID: u.ID})
+		}
 	}
 	owner := s.leaseOwner()
 	for _, d := range due {
@@ -106,38 +122,61 @@ func (s *Service) leaseOwner() string {
 
 // shred destroys a terminated customer's data, in an order where every step
 // is idempotent and a run killed at any point is finished by the next one:
-// take the lease, delete the key, mark SHREDDED (one change, one event),
-// drop the customer's database, make sure the sub-account is closed, and
-// clear the cleanup mark.
+// take the lease, mark the cleanup as pending, delete the key, mark
+// SHREDDED (one change, one event: its claim decides, so two runs never
+// both record it), drop the customer's database, make sure the sub-account
+// is closed, and clear the cleanup mark.
 func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, error) {
-	lease := "shred:" + id
-	if err := s.takeLease(ctx, lease, owner); err != nil {
-		return nil, err
+	lease, err := store.TakeLease(ctx, s.cfg.Control.Collection(locksColl), "shred:"+id, owner, s.now(), s.cfg.LeaseTTL)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return nil, ErrLeaseHeld
 	}
-	defer s.releaseLease(context.WithoutCancel(ctx), lease, owner)
-
-	doc, err := s.find(ctx, "", id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("take lease: %w", err)
+	}
+	defer func() {
+		if err := store.ReleaseLease(context.WithoutCancel(ctx), s.cfg.Control.Collection(locksColl), lease, s.now()); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "release lease", "customerId", id, "err", err)
+		}
+	}()
+
+	doc, err := s.customers.Latest(ctx, id)
+	if err != nil {
+		return nil, storeErr("shred", err)
 	}
 	switch doc.Status {
 	case StatusTerminated:
-		if err := s.cfg.Keyring.Destroy(ctx, id); err != nil {
-			return nil, fmt.Errorf("destroy key: %w", err)
+		// The mark comes first: once the key is gone, only it says that the
+		// database and the sub-account still need the purge.
+		if _, err := s.cleanups().InsertOne(ctx, cleanupDoc{ID: id}); err != nil && !mongo.IsDuplicateKeyError(err) {
+			return nil, fmt.Errorf("mark cleanup: %w", err)
 		}
-		now := s.now()
-		nxt := next(doc, now)
-		nxt.Status, nxt.ShreddedAt = StatusShredded, &now
-		nxt.Label, nxt.ContactInfo, nxt.CleanupPending = nil, nil, true
-		if nxt.Twilio != nil {
-			nxt.Twilio.AuthToken = nil
+		doc, err = s.update(ctx, "mark shredded", "", id, doc.Version, func(cur *customerDoc) (bool, error) {
+			if cur.Status != StatusTerminated {
+				return false, &TransitionError{From: cur.Status, Action: "shred"}
+			}
+			return false, nil
+		}, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
+			if err := s.cfg.Keyring.Destroy(ctx, id); err != nil {
+				return nil, "", nil, fmt.Errorf("destroy key: %w", err)
+			}
+			nxt := next(cur, now)
+			nxt.Status, nxt.ShreddedAt = StatusShredded, &now
+			nxt.Label, nxt.ContactInfo = nil, nil
+			if nxt.Twilio != nil {
+				nxt.Twilio.AuthToken = nil
+			}
+			return nxt, EventShredded, nil, nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		if err := s.change(ctx, doc, nxt, EventShredded, nil); err != nil {
-			return nil, fmt.Errorf("mark shredded: %w", err)
-		}
-		doc = nxt
 	case StatusShredded:
-		if !doc.CleanupPending {
+		n, err := s.cleanups().CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+		if err != nil {
+			return nil, fmt.Errorf("find cleanup mark: %w", err)
+		}
+		if n == 0 {
 			return doc, errAlreadyShredded
 		}
 	default:
@@ -152,11 +191,8 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 			return nil, fmt.Errorf("close sub-account: %w", err)
 		}
 	}
-	// The cleanup mark is bookkeeping, not a lifecycle change: no new version.
-	if _, err := s.customers().UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: doc.Version}},
-		bson.D{{Key: "$unset", Value: bson.D{{Key: "cleanupPending", Value: ""}}}}); err != nil {
+	if _, err := s.cleanups().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 		return nil, fmt.Errorf("clear cleanup mark: %w", err)
 	}
-	doc.CleanupPending = false
 	return doc, nil
 }

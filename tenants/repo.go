@@ -9,6 +9,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/switchboard/switchboard/store"
 )
 
 // Collections of the control database that this package owns.
@@ -17,6 +19,7 @@ const (
 	customersColl = "customers"
 	eventsColl    = "events"
 	locksColl     = "locks"
+	cleanupsColl  = "cleanups"
 )
 
 // customerDoc is a customer as stored. Sealed fields hold crypto.Cipher
@@ -38,13 +41,6 @@ type customerDoc struct {
 	DeactivatedAt *time.Time    `bson:"deactivatedAt,omitempty"`
 	TerminatedAt  *time.Time    `bson:"terminatedAt,omitempty"`
 	ShreddedAt    *time.Time    `bson:"shreddedAt,omitempty"`
-	// LastEvent is the event of the latest change, written with the change
-	// itself so that a crash before it reaches the events collection cannot
-	// lose it: every later load copies it there first.
-	LastEvent *eventDoc `bson:"lastEvent,omitempty"`
-	// CleanupPending marks a shredded customer whose database drop or
-	// sub-account close has not been confirmed yet; the purge finishes it.
-	CleanupPending bool `bson:"cleanupPending,omitempty"`
 }
 
 // contactDoc keeps the country plain (the platform needs it) and seals the
@@ -66,14 +62,20 @@ type retentionDoc struct {
 	ShredAt  *time.Time `bson:"shredAt,omitempty"`
 }
 
+// eventDoc is the audit event a change keeps in its claim: the claim of
+// version n of customer X (_id "X:n" in the events collection) holds the
+// customer's whole state at n and the event of the change to n. So there is
+// exactly one event per version, written by the same insert that decided
+// the change, and a customer's events are found by _id from its version.
 type eventDoc struct {
-	ID         string         `bson:"_id"`
-	CustomerID string         `bson:"customerId"`
-	Type       string         `bson:"type"`
-	At         time.Time      `bson:"at"`
-	Version    int64          `bson:"version"`
-	Data       map[string]any `bson:"data"`
+	ID   string         `bson:"id"` // the event's own id (UUIDv7), as the API shows it
+	Type string         `bson:"type"`
+	At   time.Time      `bson:"at"` // the change's updatedAt
+	Data map[string]any `bson:"data"`
 }
+
+// customerClaim is one version of a customer with the event of its change.
+type customerClaim = store.Claim[customerDoc, eventDoc]
 
 type partnerDoc struct {
 	ID        string    `bson:"_id"`
@@ -83,99 +85,86 @@ type partnerDoc struct {
 	CreatedAt time.Time `bson:"createdAt"`
 }
 
-type leaseDoc struct {
-	ID        string    `bson:"_id"`
-	Owner     string    `bson:"owner"`
-	ExpiresAt time.Time `bson:"expiresAt"`
+// cleanupDoc marks a shredded customer whose database drop or sub-account
+// close is not confirmed yet: the purge finishes it. Only its _id matters.
+type cleanupDoc struct {
+	ID string `bson:"_id"`
 }
 
-func (s *Service) customers() *mongo.Collection { return s.cfg.Control.Collection(customersColl) }
-func (s *Service) events() *mongo.Collection    { return s.cfg.Control.Collection(eventsColl) }
+// newCustomers builds the versioned customers collection: documents in
+// customers, their claims (with the events) in events, side-effect gates
+// in locks (activate, deactivate and terminate call Twilio).
+func newCustomers(control *mongo.Database, now func() time.Time) *store.Versioned[customerDoc, eventDoc] {
+	return &store.Versioned[customerDoc, eventDoc]{
+		Docs:    control.Collection(customersColl),
+		Claims:  control.Collection(eventsColl),
+		Gates:   control.Collection(locksColl),
+		Version: func(d *customerDoc) int64 { return d.Version },
+		Now:     now,
+	}
+}
 
-// find loads a customer by id, scoped to a partner unless partnerID is "".
-// It first copies a pending event to the events collection.
+func (s *Service) customersColl() *mongo.Collection { return s.cfg.Control.Collection(customersColl) }
+func (s *Service) cleanups() *mongo.Collection      { return s.cfg.Control.Collection(cleanupsColl) }
+
+// find loads a customer by id (as cached: see store.Versioned.Get), scoped
+// to a partner unless partnerID is "".
 func (s *Service) find(ctx context.Context, partnerID, id string) (*customerDoc, error) {
-	// Filter on _id alone and check the owner here: the embedded engine
-	// uses its primary key only for a filter that is exactly {_id}.
-	var doc customerDoc
-	if err := s.customers().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil, ErrNotFound
-		}
-		return nil, fmt.Errorf("find customer: %w", err)
+	doc, err := s.customers.Get(ctx, id)
+	if err != nil {
+		return nil, storeErr("find customer", err)
 	}
 	if partnerID != "" && doc.PartnerID != partnerID {
 		return nil, ErrNotFound
 	}
-	if err := s.flushEvent(ctx, doc.LastEvent); err != nil {
-		return nil, err
-	}
-	return &doc, nil
+	return doc, nil
 }
 
-// commit stores next in place of cur if nobody changed cur meanwhile, and
-// records ev as the change's event. next.Version must be cur.Version+1.
-func (s *Service) commit(ctx context.Context, cur, next *customerDoc, ev *eventDoc) error {
-	next.LastEvent = ev
-	res, err := s.customers().ReplaceOne(ctx, bson.D{{Key: "_id", Value: cur.ID}, {Key: "version", Value: cur.Version}}, next)
-	if err != nil {
-		return fmt.Errorf("store customer: %w", err)
+// storeErr turns the claim primitive's errors into this package's.
+func storeErr(op string, err error) error {
+	var ce *store.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		return &VersionConflictError{Current: ce.Current}
+	case errors.Is(err, store.ErrNotFound):
+		return ErrNotFound
+	case errors.Is(err, store.ErrBusy):
+		return fmt.Errorf("%s: %w", op, ErrBusy)
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrVersionConflict):
+		return err
 	}
-	if res.MatchedCount == 0 {
-		latest, err := s.find(ctx, "", cur.ID)
-		if err != nil {
-			return err
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// A mutation computes a customer's next state (and its event) from the
+// current one, or returns nil for a no-op. It may call Twilio: it runs only
+// once the change's gate is taken (see store.Versioned).
+type mutation func(cur *customerDoc, now time.Time) (next *customerDoc, typ string, data map[string]any, err error)
+
+// update changes one customer of partnerID ("" for any partner) from
+// version expected (AnyVersion: the latest). check runs first, on every
+// state read, and refuses transitions the lifecycle does not draw or tells
+// a no-op, before any gate is taken or Twilio is called.
+func (s *Service) update(ctx context.Context, op, partnerID, id string, expected int64,
+	check func(cur *customerDoc) (noop bool, err error), m mutation) (*customerDoc, error) {
+	doc, err := s.customers.Update(ctx, id, expected, func(cur *customerDoc) (*customerDoc, eventDoc, error) {
+		now := s.now()
+		nxt, typ, data, err := m(cur, now)
+		if err != nil || nxt == nil {
+			return nil, eventDoc{}, err
 		}
-		return &VersionConflictError{Current: latest.Version}
-	}
-	return s.flushEvent(ctx, ev)
-}
-
-// flushEvent copies ev to the events collection; copying it twice is
-// harmless, and an event this process already copied is not tried again.
-func (s *Service) flushEvent(ctx context.Context, ev *eventDoc) error {
-	if ev == nil || s.flushed.Has(ev.ID) {
-		return nil
-	}
-	if _, err := s.events().InsertOne(ctx, ev); err != nil && !mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("append event: %w", err)
-	}
-	s.flushed.Add(ev.ID)
-	return nil
-}
-
-// takeLease claims name for this owner until now+TTL, or returns
-// ErrLeaseHeld while another owner's lease has not expired.
-func (s *Service) takeLease(ctx context.Context, name, owner string) error {
-	now := s.now()
-	lease := leaseDoc{ID: name, Owner: owner, ExpiresAt: now.Add(s.cfg.LeaseTTL)}
-	_, err := s.cfg.Control.Collection(locksColl).InsertOne(ctx, lease)
-	if err == nil {
-		return nil
-	}
-	if !mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("take lease: %w", err)
-	}
-	res, err := s.cfg.Control.Collection(locksColl).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: name}, {Key: "$or", Value: bson.A{
-			bson.D{{Key: "owner", Value: owner}},
-			bson.D{{Key: "expiresAt", Value: bson.D{{Key: "$lte", Value: now}}}},
-		}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: owner}, {Key: "expiresAt", Value: lease.ExpiresAt}}}})
+		ev, err := newEvent(typ, nxt.UpdatedAt, data)
+		return nxt, ev, err
+	}, store.UpdateOptions[customerDoc]{Check: func(cur *customerDoc) (bool, error) {
+		if partnerID != "" && cur.PartnerID != partnerID {
+			return false, ErrNotFound
+		}
+		return check(cur)
+	}})
 	if err != nil {
-		return fmt.Errorf("take lease: %w", err)
+		return nil, storeErr(op, err)
 	}
-	if res.MatchedCount == 0 {
-		return ErrLeaseHeld
-	}
-	return nil
-}
-
-func (s *Service) releaseLease(ctx context.Context, name, owner string) {
-	_, err := s.cfg.Control.Collection(locksColl).DeleteOne(ctx, bson.D{{Key: "_id", Value: name}, {Key: "owner", Value: owner}})
-	if err != nil {
-		s.cfg.Logger.WarnContext(ctx, "release lease", "lease", name, "err", err)
-	}
+	return doc, nil
 }
 
 // page runs a find with limit+1 to learn whether another page follows.

@@ -1,6 +1,7 @@
 package tenants
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -8,16 +9,19 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard/switchboard/crypto"
-	"github.com/switchboard/switchboard/internal/seen"
+	"github.com/switchboard/switchboard/store"
 )
 
 // Config holds what a Service needs. Control is the control database
@@ -37,9 +41,9 @@ type Config struct {
 
 // Service runs the customer lifecycle. It is safe for concurrent use.
 type Service struct {
-	cfg      Config
-	flushed  seen.Set // events known to be in the events collection
-	partners partnerCache
+	cfg       Config
+	customers *store.Versioned[customerDoc, eventDoc]
+	partners  partnerCache
 }
 
 // NewService returns a Service over cfg.
@@ -53,7 +57,7 @@ func NewService(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg}
+	return &Service{cfg: cfg, customers: newCustomers(cfg.Control, cfg.Now)}
 }
 
 // now is the clock at the precision the database keeps (milliseconds, UTC).
@@ -95,6 +99,41 @@ func labelField(id string) crypto.Field {
 	return crypto.Field{Collection: customersColl, DocumentID: id, Name: "label"}
 }
 
+// storedContactInfo is the sealed form of contact info. Its JSON names are
+// a stored format, fixed here (they are the Go names the first format used),
+// so renaming a field of ContactInfo cannot turn stored values into nulls.
+type storedContactInfo struct {
+	BusinessName  string  `json:"BusinessName"`
+	SecondaryName *string `json:"SecondaryName"`
+	PhoneNumber   *string `json:"PhoneNumber"`
+	AddressLine1  string  `json:"AddressLine1"`
+	AddressLine2  *string `json:"AddressLine2"`
+	PostalCode    string  `json:"PostalCode"`
+	Province      *string `json:"Province"`
+	Country       string  `json:"Country"`
+}
+
+func sealContactInfo(c *crypto.Cipher, id string, info ContactInfo) ([]byte, error) {
+	plain, err := json.Marshal(storedContactInfo(info))
+	if err != nil {
+		return nil, err
+	}
+	return c.Seal(contactInfoField(id), plain)
+}
+
+func openContactInfo(c *crypto.Cipher, id string, sealed []byte) (*ContactInfo, error) {
+	b, err := c.Open(contactInfoField(id), sealed)
+	if err != nil {
+		return nil, err
+	}
+	var st storedContactInfo
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	info := ContactInfo(st)
+	return &info, nil
+}
+
 func contactInfoField(id string) crypto.Field {
 	return crypto.Field{Collection: customersColl, DocumentID: id, Name: "contactInfo"}
 }
@@ -107,15 +146,15 @@ func authTokenField(id string) crypto.Field {
 // the customer id (and nothing personal) so a retry can find it again.
 func subaccountName(customerID string) string { return "switchboard customer " + customerID }
 
-func newEvent(customerID, typ string, at time.Time, version int64, data map[string]any) (*eventDoc, error) {
+func newEvent(typ string, at time.Time, data map[string]any) (eventDoc, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
-		return nil, err
+		return eventDoc{}, err
 	}
 	if data == nil {
 		data = map[string]any{}
 	}
-	return &eventDoc{ID: id.String(), CustomerID: customerID, Type: typ, At: at, Version: version, Data: data}, nil
+	return eventDoc{ID: id.String(), Type: typ, At: at, Data: data}, nil
 }
 
 // Register creates a customer of p in status REGISTERED, with its own key.
@@ -165,12 +204,11 @@ func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Cu
 		Status: StatusRegistered, Version: 1, Label: sealed,
 		CreatedAt: now, UpdatedAt: now,
 	}
-	ev, err := newEvent(id, EventRegistered, now, 1, map[string]any{"space": in.Space, "industryId": in.IndustryID})
+	ev, err := newEvent(EventRegistered, now, map[string]any{"space": in.Space, "industryId": in.IndustryID})
 	if err != nil {
 		return Customer{}, fmt.Errorf("register customer: %w", err)
 	}
-	doc.LastEvent = ev
-	if _, err := s.customers().InsertOne(ctx, doc); err != nil {
+	if err := s.customers.Create(ctx, id, doc, ev); err != nil {
 		// The key belongs to no customer now.
 		if derr := s.cfg.Keyring.Destroy(context.WithoutCancel(ctx), id); derr != nil {
 			s.cfg.Logger.WarnContext(ctx, "destroy unused customer key", "customerId", id, "err", derr)
@@ -178,9 +216,6 @@ func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Cu
 		if mongo.IsDuplicateKeyError(err) {
 			return Customer{}, ErrSpaceTaken
 		}
-		return Customer{}, fmt.Errorf("register customer: %w", err)
-	}
-	if err := s.flushEvent(ctx, ev); err != nil {
 		return Customer{}, fmt.Errorf("register customer: %w", err)
 	}
 	return s.view(ctx, doc, c)
@@ -200,15 +235,12 @@ func (s *Service) Customers(ctx context.Context, p Partner, q ListQuery) ([]Cust
 		}
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: last}}})
 	}
-	docs, more, err := page[customerDoc](ctx, s.customers(), filter, bson.D{{Key: "_id", Value: -1}}, q.Limit)
+	docs, more, err := page[customerDoc](ctx, s.customersColl(), filter, bson.D{{Key: "_id", Value: -1}}, q.Limit)
 	if err != nil {
 		return nil, "", fmt.Errorf("list customers: %w", err)
 	}
 	out := make([]Customer, 0, len(docs))
 	for i := range docs {
-		if err := s.flushEvent(ctx, docs[i].LastEvent); err != nil {
-			return nil, "", err
-		}
 		c, err := s.view(ctx, &docs[i], nil)
 		if err != nil {
 			return nil, "", err
@@ -242,19 +274,6 @@ func (s *Service) Customer(ctx context.Context, p Partner, id string) (Customer,
 	return s.view(ctx, doc, nil)
 }
 
-// findForChange loads one of p's customers for a change based on version
-// expected (AnyVersion: whatever it is now).
-func (s *Service) findForChange(ctx context.Context, p Partner, id string, expected int64) (*customerDoc, error) {
-	doc, err := s.find(ctx, p.ID, id)
-	if err != nil {
-		return nil, err
-	}
-	if expected != AnyVersion && expected != doc.Version {
-		return nil, &VersionConflictError{Current: doc.Version}
-	}
-	return doc, nil
-}
-
 // next returns a copy of doc as its next version, changed at now.
 func next(doc *customerDoc, now time.Time) *customerDoc {
 	n := *doc
@@ -267,58 +286,51 @@ func next(doc *customerDoc, now time.Time) *customerDoc {
 	return &n
 }
 
-// change commits next as the following version with one event of type typ.
-func (s *Service) change(ctx context.Context, cur, nxt *customerDoc, typ string, data map[string]any) error {
-	ev, err := newEvent(cur.ID, typ, nxt.UpdatedAt, nxt.Version, data)
-	if err != nil {
-		return err
-	}
-	return s.commit(ctx, cur, nxt, ev)
-}
-
 // Activate activates a customer, creating its Twilio sub-account the first
 // time and re-opening a suspended one later. Activating an ACTIVE customer
 // changes nothing.
 func (s *Service) Activate(ctx context.Context, p Partner, id string, expected int64) (Customer, error) {
-	doc, err := s.findForChange(ctx, p, id, expected)
+	check := func(cur *customerDoc) (bool, error) {
+		switch cur.Status {
+		case StatusActive:
+			return true, nil
+		case StatusRegistered, StatusDeactivated:
+			return false, nil
+		}
+		return false, &TransitionError{From: cur.Status, Action: "activate"}
+	}
+	doc, err := s.update(ctx, "activate customer", p.ID, id, expected, check, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
+		var twilio *twilioDoc
+		if cur.Status == StatusRegistered {
+			sub, err := s.ensureSubaccount(ctx, id)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			c, err := s.cfg.Keyring.Cipher(ctx, id)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			token, err := c.Seal(authTokenField(id), []byte(sub.AuthToken))
+			if err != nil {
+				return nil, "", nil, err
+			}
+			twilio = &twilioDoc{AccountSID: sub.SID, Status: SubaccountActive, AuthToken: token}
+		} else {
+			if err := s.cfg.Twilio.SetSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountActive); err != nil {
+				return nil, "", nil, err
+			}
+			t := *cur.Twilio
+			t.Status = SubaccountActive
+			twilio = &t
+		}
+		nxt := next(cur, now)
+		nxt.Status, nxt.Twilio, nxt.ActivatedAt = StatusActive, twilio, &now
+		return nxt, EventActivated, map[string]any{"twilioAccountSid": twilio.AccountSID}, nil
+	})
 	if err != nil {
 		return Customer{}, err
 	}
-	var twilio *twilioDoc
-	switch doc.Status {
-	case StatusActive:
-		return s.view(ctx, doc, nil)
-	case StatusRegistered:
-		sub, err := s.ensureSubaccount(ctx, id)
-		if err != nil {
-			return Customer{}, fmt.Errorf("activate customer: %w", err)
-		}
-		c, err := s.cfg.Keyring.Cipher(ctx, id)
-		if err != nil {
-			return Customer{}, fmt.Errorf("activate customer: %w", err)
-		}
-		token, err := c.Seal(authTokenField(id), []byte(sub.AuthToken))
-		if err != nil {
-			return Customer{}, fmt.Errorf("activate customer: %w", err)
-		}
-		twilio = &twilioDoc{AccountSID: sub.SID, Status: SubaccountActive, AuthToken: token}
-	case StatusDeactivated:
-		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountActive); err != nil {
-			return Customer{}, fmt.Errorf("activate customer: %w", err)
-		}
-		t := *doc.Twilio
-		t.Status = SubaccountActive
-		twilio = &t
-	default:
-		return Customer{}, &TransitionError{From: doc.Status, Action: "activate"}
-	}
-	now := s.now()
-	nxt := next(doc, now)
-	nxt.Status, nxt.Twilio, nxt.ActivatedAt = StatusActive, twilio, &now
-	if err := s.change(ctx, doc, nxt, EventActivated, map[string]any{"twilioAccountSid": twilio.AccountSID}); err != nil {
-		return Customer{}, fmt.Errorf("activate customer: %w", err)
-	}
-	return s.view(ctx, nxt, nil)
+	return s.view(ctx, doc, nil)
 }
 
 // ensureSubaccount returns the customer's active sub-account, reusing one
@@ -345,28 +357,28 @@ func (s *Service) ensureSubaccount(ctx context.Context, customerID string) (Suba
 // Deactivate suspends a customer's sub-account and refuses its tokens.
 // Deactivating a DEACTIVATED customer changes nothing.
 func (s *Service) Deactivate(ctx context.Context, p Partner, id string, expected int64) (Customer, error) {
-	doc, err := s.findForChange(ctx, p, id, expected)
+	check := func(cur *customerDoc) (bool, error) {
+		switch cur.Status {
+		case StatusDeactivated:
+			return true, nil
+		case StatusActive:
+			return false, nil
+		}
+		return false, &TransitionError{From: cur.Status, Action: "deactivate"}
+	}
+	doc, err := s.update(ctx, "deactivate customer", p.ID, id, expected, check, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
+		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountSuspended); err != nil {
+			return nil, "", nil, err
+		}
+		nxt := next(cur, now)
+		nxt.Status, nxt.DeactivatedAt = StatusDeactivated, &now
+		nxt.Twilio.Status = SubaccountSuspended
+		return nxt, EventDeactivated, nil, nil
+	})
 	if err != nil {
 		return Customer{}, err
 	}
-	switch doc.Status {
-	case StatusDeactivated:
-		return s.view(ctx, doc, nil)
-	case StatusActive:
-	default:
-		return Customer{}, &TransitionError{From: doc.Status, Action: "deactivate"}
-	}
-	if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountSuspended); err != nil {
-		return Customer{}, fmt.Errorf("deactivate customer: %w", err)
-	}
-	now := s.now()
-	nxt := next(doc, now)
-	nxt.Status, nxt.DeactivatedAt = StatusDeactivated, &now
-	nxt.Twilio.Status = SubaccountSuspended
-	if err := s.change(ctx, doc, nxt, EventDeactivated, nil); err != nil {
-		return Customer{}, fmt.Errorf("deactivate customer: %w", err)
-	}
-	return s.view(ctx, nxt, nil)
+	return s.view(ctx, doc, nil)
 }
 
 // UpdateContactInfo replaces a customer's contact info. The customer must be
@@ -376,31 +388,32 @@ func (s *Service) UpdateContactInfo(ctx context.Context, p Partner, id string, e
 	if err != nil {
 		return Customer{}, err
 	}
-	doc, err := s.findForChange(ctx, p, id, expected)
+	check := func(cur *customerDoc) (bool, error) {
+		if cur.Status != StatusActive && cur.Status != StatusDeactivated {
+			return false, &TransitionError{From: cur.Status, Action: "update the contact info of"}
+		}
+		return false, nil
+	}
+	var c *crypto.Cipher
+	doc, err := s.update(ctx, "update contact info", p.ID, id, expected, check, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
+		var err error
+		if c == nil {
+			if c, err = s.cfg.Keyring.Cipher(ctx, id); err != nil {
+				return nil, "", nil, err
+			}
+		}
+		sealed, err := sealContactInfo(c, id, info)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		nxt := next(cur, now)
+		nxt.ContactInfo = &contactDoc{Country: info.Country, Sealed: sealed}
+		return nxt, EventContactInfoUpdated, nil, nil
+	})
 	if err != nil {
 		return Customer{}, err
 	}
-	if doc.Status != StatusActive && doc.Status != StatusDeactivated {
-		return Customer{}, &TransitionError{From: doc.Status, Action: "update the contact info of"}
-	}
-	c, err := s.cfg.Keyring.Cipher(ctx, id)
-	if err != nil {
-		return Customer{}, fmt.Errorf("update contact info: %w", err)
-	}
-	plain, err := json.Marshal(info)
-	if err != nil {
-		return Customer{}, fmt.Errorf("update contact info: %w", err)
-	}
-	sealed, err := c.Seal(contactInfoField(id), plain)
-	if err != nil {
-		return Customer{}, fmt.Errorf("update contact info: %w", err)
-	}
-	nxt := next(doc, s.now())
-	nxt.ContactInfo = &contactDoc{Country: info.Country, Sealed: sealed}
-	if err := s.change(ctx, doc, nxt, EventContactInfoUpdated, nil); err != nil {
-		return Customer{}, fmt.Errorf("update contact info: %w", err)
-	}
-	return s.view(ctx, nxt, c)
+	return s.view(ctx, doc, c)
 }
 
 // Terminate terminates a customer with a retention strategy, closing its
@@ -412,45 +425,61 @@ func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected 
 	if err != nil {
 		return Customer{}, err
 	}
-	doc, err := s.findForChange(ctx, p, id, expected)
+	check := func(cur *customerDoc) (bool, error) {
+		switch cur.Status {
+		case StatusRegistered, StatusActive, StatusDeactivated:
+			return false, nil
+		}
+		return false, &TransitionError{From: cur.Status, Action: "terminate"}
+	}
+	doc, err := s.update(ctx, "terminate customer", p.ID, id, expected, check, func(cur *customerDoc, _ time.Time) (*customerDoc, string, map[string]any, error) {
+		twilio, err := s.closeSubaccount(ctx, cur)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		// terminatedAt is the time retention was computed from.
+		nxt := next(cur, now)
+		nxt.Status, nxt.TerminatedAt, nxt.Twilio = StatusTerminated, &now, twilio
+		nxt.Retention = &retentionDoc{Strategy: retention.Strategy, Period: retention.Period, ShredAt: retention.ShredAt}
+		data := map[string]any{"strategy": string(retention.Strategy)}
+		if retention.Period != nil {
+			data["period"] = *retention.Period
+		}
+		if retention.ShredAt != nil {
+			data["shredAt"] = *retention.ShredAt
+		}
+		return nxt, EventTerminated, data, nil
+	})
 	if err != nil {
 		return Customer{}, err
 	}
-	switch doc.Status {
-	case StatusRegistered, StatusActive, StatusDeactivated:
-	default:
-		return Customer{}, &TransitionError{From: doc.Status, Action: "terminate"}
-	}
-	twilio, err := s.closeSubaccount(ctx, doc)
-	if err != nil {
-		return Customer{}, fmt.Errorf("terminate customer: %w", err)
-	}
-	nxt := next(doc, now)
-	nxt.Status, nxt.TerminatedAt, nxt.Twilio = StatusTerminated, &now, twilio
-	nxt.Retention = &retentionDoc{Strategy: retention.Strategy, Period: retention.Period, ShredAt: retention.ShredAt}
-	data := map[string]any{"strategy": string(retention.Strategy)}
-	if retention.Period != nil {
-		data["period"] = *retention.Period
-	}
-	if retention.ShredAt != nil {
-		data["shredAt"] = *retention.ShredAt
-	}
-	if err := s.change(ctx, doc, nxt, EventTerminated, data); err != nil {
-		return Customer{}, fmt.Errorf("terminate customer: %w", err)
-	}
 	if retention.Strategy == NoRetention {
-		shredded, err := s.shred(ctx, id, s.leaseOwner())
-		if errors.Is(err, ErrLeaseHeld) || errors.Is(err, errAlreadyShredded) {
-			// A purge run got there first (the customer was due at once).
-			shredded, err = s.find(ctx, p.ID, id)
-		}
-		if err != nil {
+		if doc, err = s.shredNow(ctx, id); err != nil {
 			// Terminated and due at once: the next purge finishes it.
 			return Customer{}, fmt.Errorf("terminate customer: shred: %w", err)
 		}
-		return s.view(ctx, shredded, nil)
 	}
-	return s.view(ctx, nxt, nil)
+	return s.view(ctx, doc, nil)
+}
+
+// shredNow shreds a customer that is due at once (NO_RETENTION). If a purge
+// run holds its lease, it waits a little for that run to finish it.
+func (s *Service) shredNow(ctx context.Context, id string) (*customerDoc, error) {
+	owner := s.leaseOwner()
+	for attempt := 0; ; attempt++ {
+		doc, err := s.shred(ctx, id, owner)
+		if errors.Is(err, errAlreadyShredded) {
+			return s.customers.Latest(ctx, id)
+		}
+		if !errors.Is(err, ErrLeaseHeld) || attempt >= 100 {
+			return doc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // closeSubaccount closes the customer's sub-account, if it has one (a
@@ -483,35 +512,72 @@ func (s *Service) closeSubaccount(ctx context.Context, doc *customerDoc) (*twili
 }
 
 // Events returns a page of a customer's lifecycle events, oldest first.
+// Event n is the claim of version n, so a page is a handful of reads by _id
+// whatever the number of customers or events stored.
 func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery) ([]Event, string, error) {
-	if _, err := s.find(ctx, p.ID, id); err != nil {
+	doc, err := s.find(ctx, p.ID, id)
+	if err != nil {
 		return nil, "", err
 	}
-	filter := bson.D{{Key: "customerId", Value: id}}
+	from := int64(1)
 	if q.Cursor != "" {
 		last, err := decodeCursor(q.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
 		var v int64
-		if _, err := fmt.Sscanf(last, "v%d", &v); err != nil {
+		if _, err := fmt.Sscanf(last, "v%d", &v); err != nil || v < 1 {
 			return nil, "", &ValidationError{Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this list returned"}}}
 		}
-		filter = append(filter, bson.E{Key: "version", Value: bson.D{{Key: "$gt", Value: v}}})
+		from = v + 1
 	}
-	docs, more, err := page[eventDoc](ctx, s.events(), filter, bson.D{{Key: "version", Value: 1}}, q.Limit)
-	if err != nil {
-		return nil, "", fmt.Errorf("list events: %w", err)
+	// The cached version may lag behind a claim; the claims past it are
+	// read below, so a page never misses an event that exists.
+	to := min(doc.Version, from+int64(q.Limit)-1)
+	claims := make([]*customerClaim, 0, max(to-from+1, 0))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for v := from; v <= to; v++ {
+		g.Go(func() error {
+			c, err := s.customers.Claim(gctx, id, v)
+			if err != nil {
+				return fmt.Errorf("list events: %w", err)
+			}
+			mu.Lock()
+			claims = append(claims, c)
+			mu.Unlock()
+			return nil
+		})
 	}
-	out := make([]Event, len(docs))
-	for i, d := range docs {
-		out[i] = Event{ID: d.ID, CustomerID: d.CustomerID, Type: d.Type, At: d.At.UTC(), Version: d.Version, Data: d.Data}
+	if err := g.Wait(); err != nil {
+		return nil, "", err
 	}
-	next := ""
-	if more {
-		next = encodeCursor(fmt.Sprintf("v%d", docs[len(docs)-1].Version))
+	for len(claims) < q.Limit {
+		c, err := s.customers.Claim(ctx, id, to+1)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("list events: %w", err)
+		}
+		claims = append(claims, c)
+		to++
 	}
-	return out, next, nil
+	slices.SortFunc(claims, func(a, b *customerClaim) int { return cmp.Compare(a.Version, b.Version) })
+	out := make([]Event, len(claims))
+	for i, c := range claims {
+		out[i] = Event{ID: c.Event.ID, CustomerID: id, Type: c.Event.Type, At: c.Event.At.UTC(), Version: c.Version, Data: c.Event.Data}
+	}
+	nextCursor := ""
+	if len(out) == q.Limit {
+		if _, err := s.customers.Claim(ctx, id, to+1); err == nil {
+			nextCursor = encodeCursor(fmt.Sprintf("v%d", to))
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, "", fmt.Errorf("list events: %w", err)
+		}
+	}
+	return out, nextCursor, nil
 }
 
 // Cipher returns the cipher of a customer whose data may still be read: an
@@ -521,7 +587,7 @@ func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher
 	var doc struct {
 		Status Status `bson:"status"`
 	}
-	err := s.customers().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
+	err := s.customersColl().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, ErrNotFound
 	}
@@ -580,15 +646,11 @@ func (s *Service) view(ctx context.Context, doc *customerDoc, c *crypto.Cipher) 
 		out.Label = &label
 	}
 	if doc.ContactInfo != nil {
-		b, err := c.Open(contactInfoField(doc.ID), doc.ContactInfo.Sealed)
+		info, err := openContactInfo(c, doc.ID, doc.ContactInfo.Sealed)
 		if err != nil {
 			return Customer{}, fmt.Errorf("open customer contact info: %w", err)
 		}
-		var info ContactInfo
-		if err := json.Unmarshal(b, &info); err != nil {
-			return Customer{}, fmt.Errorf("open customer contact info: %w", err)
-		}
-		out.ContactInfo = &info
+		out.ContactInfo = info
 	}
 	return out, nil
 }
@@ -607,7 +669,7 @@ func (s *Service) Status(ctx context.Context, customerID string) (Status, error)
 	var doc struct {
 		Status Status `bson:"status"`
 	}
-	err := s.customers().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
+	err := s.customersColl().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return "", ErrNotFound
 	}

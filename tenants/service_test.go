@@ -672,10 +672,7 @@ func TestKilledPurgeIsFinished(t *testing.T) {
 	ctx := t.Context()
 	c := h.terminated(t, "killed", 1)
 	// What the killed run did: took the lease, deleted the key.
-	if _, err := h.db.Control.Collection("locks").InsertOne(ctx, bson.D{
-		{Key: "_id", Value: "shred:" + c.ID}, {Key: "owner", Value: "dead-run"},
-		{Key: "expiresAt", Value: h.clock.Now().Add(5 * time.Minute)},
-	}); err != nil {
+	if _, err := store.TakeLease(ctx, h.db.Control.Collection("locks"), "shred:"+c.ID, "dead-run", h.clock.Now(), 5*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.keyring.Destroy(ctx, c.ID); err != nil {
