@@ -17,6 +17,7 @@ build:
 
 test:
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race ./crypto/
 
 # Benchmarks print ratios against baselines measured in the same run.
 bench:

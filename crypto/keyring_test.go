@@ -2,10 +2,15 @@ package crypto_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -624,5 +629,289 @@ func TestLoadMasterKey(t *testing.T) {
 	missing := filepath.Join(dir, "missing")
 	if _, err := crypto.LoadMasterKey(missing); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// zeroKeyIndex is the blind index a cipher whose index subkey was cleared
+// computes: HMAC-SHA256, the way BlindIndex builds it, under 32 zero bytes.
+func zeroKeyIndex(name, normalized string) []byte {
+	m := hmac.New(sha256.New, make([]byte, 32))
+	m.Write(binary.AppendUvarint(nil, uint64(len(name))))
+	m.Write([]byte(name))
+	m.Write([]byte(normalized))
+	return m.Sum(nil)
+}
+
+// A request keeps using the Cipher it was handed after the keyring let go of
+// it: expiry (by the sweeper or by a refresh in Cipher), destroying another
+// customer and closing the keyring must never clear its keys, or it would
+// compute blind indexes under zero bytes that match nothing stored.
+func TestKeyringHeldCipherSurvivesExpiry(t *testing.T) {
+	const name, value = "email", "a@b.c"
+	// Each way of evicting the entry the held cipher came from; the other
+	// way runs next, on the cipher loaded in its place.
+	for _, path := range []string{"sweep", "refresh"} {
+		t.Run(path, func(t *testing.T) {
+			ctx := t.Context()
+			clk := fakeclock.New(time.Now())
+			// A long TTL: the background sweeper (every TTL/4 of real time)
+			// stays out of the way, so each path below is the one evicting.
+			const ttl = 40 * time.Second
+			kr := newKeyring(t, keysColl(t), mustMaster(t, newIdentity(t)), crypto.WithClock(clk.Now), crypto.WithCacheTTL(ttl))
+			if err := kr.Create(ctx, custA); err != nil {
+				t.Fatal(err)
+			}
+			held, err := kr.Cipher(ctx, custA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kr.CachedLen() != 1 {
+				t.Fatalf("%d cached keys, want the held cipher's entry", kr.CachedLen())
+			}
+			want := held.BlindIndex(name, value)
+			sealedBefore, err := held.Seal(field, []byte("sealed before expiry"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the old defect made a held cipher compute, and what a
+			// cipher of an all-zero customer key computes: neither is it.
+			zeroed := zeroKeyIndex(name, value)
+			zeroCipher, err := crypto.NewCipher(custA, held.KeyID(), make([]byte, crypto.KeySize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			zeroKey := zeroCipher.BlindIndex(name, value)
+			if bytes.Equal(want, zeroed) || bytes.Equal(want, zeroKey) || len(want) != 32 {
+				t.Fatalf("blind index %x is a zero key's", want)
+			}
+
+			handed := []*crypto.Cipher{held} // every cipher handed out so far
+			var fresh *crypto.Cipher         // the newest, loaded after an expiry
+			load := func() {
+				t.Helper()
+				c, err := kr.Cipher(ctx, custA)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, h := range handed {
+					if c == h {
+						t.Fatal("past its TTL the keyring handed out a cached cipher again")
+					}
+				}
+				handed = append(handed, c)
+				fresh = c
+			}
+			check := func(stage string) {
+				t.Helper()
+				// The key bytes of a cipher are cleared once it is
+				// unreachable: never while someone holds it.
+				runtime.GC()
+				runtime.GC()
+				for i, c := range handed {
+					got := c.BlindIndex(name, value)
+					switch {
+					case bytes.Equal(got, zeroed):
+						t.Fatalf("%s: cipher %d computes the blind index under 32 zero bytes: %x", stage, i, got)
+					case bytes.Equal(got, zeroKey):
+						t.Fatalf("%s: cipher %d computes the blind index of an all-zero key: %x", stage, i, got)
+					case !bytes.Equal(got, want):
+						t.Fatalf("%s: cipher %d blind index %x, want %x", stage, i, got, want)
+					}
+					if pt, err := c.Open(field, sealedBefore); err != nil || string(pt) != "sealed before expiry" {
+						t.Fatalf("%s: cipher %d opens the value sealed before expiry: %q %v", stage, i, pt, err)
+					}
+				}
+				sealed, err := held.Seal(field, []byte(stage))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pt, err := fresh.Open(field, sealed); err != nil || string(pt) != stage {
+					t.Fatalf("%s: a freshly loaded cipher opens what the held one sealed: %q %v", stage, pt, err)
+				}
+			}
+
+			clk.Add(ttl)
+			switch path {
+			case "sweep":
+				kr.Sweep()
+				if kr.CachedLen() != 0 {
+					t.Fatalf("%d cached keys after a sweep past TTL", kr.CachedLen())
+				}
+				load()
+			case "refresh":
+				load() // finds the held cipher's entry expired, drops it and reloads
+			}
+			check("after " + path)
+
+			clk.Add(ttl)
+			switch path {
+			case "sweep":
+				load()
+			case "refresh":
+				kr.Sweep()
+				if kr.CachedLen() != 0 {
+					t.Fatalf("%d cached keys after a sweep past TTL", kr.CachedLen())
+				}
+				load()
+			}
+			check("after the other expiry path")
+
+			if err := kr.Create(ctx, custB); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kr.Cipher(ctx, custB); err != nil {
+				t.Fatal(err)
+			}
+			if err := kr.Destroy(ctx, custB); err != nil {
+				t.Fatal(err)
+			}
+			check("after destroying another customer")
+
+			kr.Close() // forgets the freshest cipher, cached when it closes
+			check("after close")
+		})
+	}
+}
+
+// Requests hold ciphers and use them while entries expire and are dropped
+// under them, by the sweeper and by refreshes. Every blind index stays the
+// customer's. Within a request nothing orders its reads of the cipher's key
+// after what the keyring does meanwhile, so under -race an instrumented
+// write to a handed-out cipher's key is a reported race as well.
+func TestKeyringConcurrentUseAcrossExpiry(t *testing.T) {
+	ctx := t.Context()
+	clk := fakeclock.New(time.Now())
+	const ttl = 40 * time.Second
+	kr := newKeyring(t, keysColl(t), mustMaster(t, newIdentity(t)), crypto.WithClock(clk.Now), crypto.WithCacheTTL(ttl))
+	customers := []string{custA, custB}
+	want := map[string][]byte{}
+	for _, id := range customers {
+		if err := kr.Create(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		c, err := kr.Cipher(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[id] = c.BlindIndex("email", "a@b.c")
+	}
+	if bytes.Equal(want[custA], want[custB]) || bytes.Equal(want[custA], zeroKeyIndex("email", "a@b.c")) {
+		t.Fatal("customers' blind indexes collide, or are a zero key's")
+	}
+
+	// Even workers are one long request: they take a cipher before the
+	// first expiry and use it to the end. Odd workers run short requests
+	// back to back, each taking the keyring's current cipher (cached, or
+	// reloaded past its TTL) and using it, with the long one, a while.
+	const workers, rounds, perRequest = 8, 16, 20
+	var (
+		wg               sync.WaitGroup
+		ready            sync.WaitGroup
+		done             = make(chan struct{})
+		checks, requests [workers]int
+	)
+	ready.Add(workers)
+	for w := range workers {
+		id, short := customers[w/2%len(customers)], w%2 == 1
+		wg.Go(func() {
+			held, err := kr.Cipher(ctx, id)
+			ready.Done()
+			if err != nil {
+				t.Errorf("worker %d: %v", w, err)
+				return
+			}
+			cur := held
+			use := func(i int) bool {
+				if short && i%perRequest == 0 {
+					if cur, err = kr.Cipher(ctx, id); err != nil {
+						t.Errorf("worker %d: %v", w, err)
+						return false
+					}
+					requests[w]++
+				}
+				for _, c := range []*crypto.Cipher{held, cur} {
+					if got := c.BlindIndex("email", "a@b.c"); !bytes.Equal(got, want[id]) {
+						t.Errorf("worker %d, iteration %d: blind index %x, want %x", w, i, got, want[id])
+						return false
+					}
+				}
+				v := fmt.Sprintf("worker %d value %d", w, i)
+				if !bytes.Equal(held.BlindIndex("phone", v), cur.BlindIndex("phone", v)) {
+					t.Errorf("worker %d, iteration %d: the held and the current cipher index %q apart", w, i, v)
+					return false
+				}
+				for _, pair := range [][2]*crypto.Cipher{{held, cur}, {cur, held}} {
+					sealed, err := pair[0].Seal(field, []byte(v))
+					if err != nil {
+						t.Errorf("worker %d: seal: %v", w, err)
+						return false
+					}
+					if pt, err := pair[1].Open(field, sealed); err != nil || string(pt) != v {
+						t.Errorf("worker %d, iteration %d: open: %q %v", w, i, pt, err)
+						return false
+					}
+				}
+				checks[w]++
+				return true
+			}
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					use(0) // once more after the last expiry, with a new cipher
+					return
+				default:
+				}
+				if !use(i) {
+					return
+				}
+			}
+		})
+	}
+
+	ready.Wait() // every worker holds a cipher before the first expiry
+	wg.Go(func() {
+		defer close(done)
+		// The advancer holds a cipher of each customer across each round too.
+		prev := map[string]*crypto.Cipher{}
+		for _, id := range customers {
+			prev[id], _ = kr.Cipher(ctx, id)
+		}
+		for r := range rounds {
+			clk.Add(ttl)
+			// Both paths each round, on alternate customers: a refresh in
+			// Cipher drops one's expired entry, the sweep the other's.
+			refreshed, swept := customers[r%2], customers[1-r%2]
+			loaded := map[string]*crypto.Cipher{}
+			var err error
+			if loaded[refreshed], err = kr.Cipher(ctx, refreshed); err != nil {
+				t.Errorf("round %d: %v", r, err)
+				return
+			}
+			kr.Sweep()
+			if loaded[swept], err = kr.Cipher(ctx, swept); err != nil {
+				t.Errorf("round %d: %v", r, err)
+				return
+			}
+			for _, id := range customers {
+				if loaded[id] == prev[id] {
+					t.Errorf("round %d: %s's cipher outlived its TTL", r, id)
+				}
+				if got := prev[id].BlindIndex("email", "a@b.c"); !bytes.Equal(got, want[id]) {
+					t.Errorf("round %d: %s's cipher held across expiry: blind index %x, want %x", r, id, got, want[id])
+					return
+				}
+				prev[id] = loaded[id]
+			}
+			runtime.Gosched()
+		}
+	})
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for w := range workers {
+		if checks[w] < 2 || (w%2 == 1 && requests[w] < 2) {
+			t.Errorf("worker %d ran %d checks in %d requests: no overlap with the expiries", w, checks[w], requests[w])
+		}
 	}
 }
