@@ -2,28 +2,39 @@
 // retry with the same key and the same request within 24 hours gets the
 // first answer again.
 //
+// A key's records are a store.Chain: generations "<h>#1", "<h>#2", … where
+// h is a hash of (scope, key); the newest generation is the key's current
+// record.
+//
 // Invariants:
 //   - a record is keyed by (scope, key): the scope names the caller, so two
-//     callers' keys never meet; its _id is a hash, so neither is stored plain;
-//   - at most one request holds the claim on a key at a time: a claim is
-//     taken with one insert (or one conditional update of a dead or expired
-//     record), never by read-then-write;
-//   - a key is bound to the request that first claimed it (a SHA-256 of its
-//     method, path and body): another request with that key is ErrKeyReused;
+//     callers' keys never meet; its chain name is a hash, so neither is
+//     stored plain;
+//   - a claim on a key is the insert of a generation: of racing requests,
+//     exactly one inserts generation n (the others get a duplicate key and
+//     look again), so at most one request holds the key at a time. Taking
+//     over an expired record, a released claim or the claim of a request
+//     that died is inserting the next generation, never an update of the
+//     old one; no write is conditional on a field (the embedded engine,
+//     FerretDB v1, runs such a write as a read and a write by _id, which two
+//     racers can both pass);
+//   - only the request that took a generation writes it again (by exact
+//     _id): done with its answer, or released; generations are never deleted
+//     one by one (a gap would let a walker claim one below the current);
+//   - a key is bound to the request that claimed it (a SHA-256 of its
+//     method, path and body): another request with that key is ErrKeyReused
+//     while the claim runs or its answer is kept;
 //   - the stored answer carries personal data, so it is kept only sealed
 //     under the key of the customer it belongs to, with that customer's id
-//     beside it; shredding the customer makes the answer unreadable too, and
-//     no plaintext copy is ever written;
-//   - only answers that were completed are replayed; a released or dead
-//     claim lets a retry run the request again;
+//     beside it and the generation's _id in its associated data; shredding
+//     the customer makes the answer unreadable too, and no plaintext copy is
+//     ever written;
+//   - only the answer of the current generation is replayed: a Complete
+//     whose generation was taken over (a newer one exists) is ErrClaimLost.
+//     A released claim frees the key for any request; the claim of a
+//     request that died (older than StaleClaim), for a retry of that request;
 //   - records older than Retention count as absent (the embedded engine has
 //     no TTL indexes): the next claim takes them over.
-//
-// The embedded engine (FerretDB v1) runs a conditional update or delete as a
-// query followed by a write by _id, so two of them on one record can both
-// match. The Store therefore also serializes its own read-modify-writes of a
-// record within the process; on MongoDB the conditional update alone is
-// atomic across processes, and the embedded engine serves one process.
 package idempotency
 
 import (
@@ -32,13 +43,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/store"
 )
 
 // Sentinel errors.
@@ -66,11 +76,14 @@ const StaleClaim = time.Minute
 // collection names the sealed field's place in its associated data.
 const collection = "idempotency"
 
+// beginRounds bounds how often Begin looks again after losing the insert of
+// a generation to another request.
+const beginRounds = 5
+
 // Store keeps records in one collection. It is safe for concurrent use.
 type Store struct {
-	coll  *mongo.Collection
+	chain store.Chain[record]
 	now   func() time.Time
-	locks [64]sync.Mutex // by record id: see the package comment
 }
 
 // Option configures a Store.
@@ -83,16 +96,15 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // NewStore returns a Store over coll (the control database's idempotency
 // collection).
 func NewStore(coll *mongo.Collection, opts ...Option) *Store {
-	s := &Store{coll: coll, now: time.Now}
+	s := &Store{chain: store.Chain[record]{Coll: coll}, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
 
-// record is the stored form. Body is sealed under Owner's key.
+// record is the body of one generation. Body is sealed under Owner's key.
 type record struct {
-	ID          string    `bson:"_id"`
 	Fingerprint []byte    `bson:"fingerprint"`
 	State       string    `bson:"state"`
 	CreatedAt   time.Time `bson:"createdAt"`
@@ -106,6 +118,7 @@ type record struct {
 const (
 	stateInProgress = "in_progress"
 	stateDone       = "done"
+	stateReleased   = "released"
 )
 
 // Response is a stored answer to replay. Body is still sealed: Open it with
@@ -116,13 +129,13 @@ type Response struct {
 	Owner    string
 	Body     []byte
 
-	id string
+	id string // the generation's _id
 }
 
 // Claim is the right to run a request once; Complete or Release ends it.
 type Claim struct {
-	id        string
-	createdAt time.Time
+	gen  *store.Gen[record]
+	done bool // completed: Release leaves the answer alone
 }
 
 // ValidKey reports whether key is 1..255 printable ASCII characters.
@@ -149,13 +162,6 @@ func Fingerprint(method, path string, body []byte) []byte {
 	return h.Sum(nil)
 }
 
-// lock serializes this process's read-modify-writes of one record.
-func (s *Store) lock(id string) func() {
-	m := &s.locks[(int(id[0])<<8|int(id[1]))%len(s.locks)]
-	m.Lock()
-	return m.Unlock
-}
-
 func recordID(scope, key string) string {
 	sum := sha256.Sum256([]byte(scope + "\x00" + key))
 	return hex.EncodeToString(sum[:])
@@ -169,63 +175,57 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	if !ValidKey(key) {
 		return nil, nil, ErrInvalidKey
 	}
-	id := recordID(scope, key)
-	// BSON dates hold milliseconds: truncate so the conditional updates
-	// below match what was stored.
+	name := recordID(scope, key)
+	// BSON dates hold milliseconds: truncate so a claim's createdAt is what
+	// was stored.
 	now := s.now().UTC().Truncate(time.Millisecond)
-	rec := record{ID: id, Fingerprint: fingerprint, State: stateInProgress, CreatedAt: now}
-	for range 3 {
-		_, err := s.coll.InsertOne(ctx, rec)
-		if err == nil {
-			return &Claim{id: id, createdAt: now}, nil, nil
+	for range beginRounds {
+		n := int64(1)
+		head, err := s.chain.Head(ctx, name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, nil, fmt.Errorf("idempotency begin: %w", err)
+		default:
+			if replay, err := decide(head, fingerprint, now); replay != nil || err != nil {
+				return nil, replay, err
+			}
+			n = head.N + 1
 		}
-		if !mongo.IsDuplicateKeyError(err) {
+		g, err := s.chain.Take(ctx, name, n, record{Fingerprint: fingerprint, State: stateInProgress, CreatedAt: now})
+		if err == nil {
+			return &Claim{gen: g}, nil, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
 			return nil, nil, fmt.Errorf("idempotency begin: %w", err)
 		}
-		cl, replay, retry, err := s.resolve(ctx, rec)
-		if !retry {
-			return cl, replay, err
-		}
+		// Another request took generation n first: look at it.
 	}
-	// Three rounds lost to other requests with the same key: one of them
+	// Every round lost to other requests with the same key: one of them
 	// holds it now.
 	return nil, nil, ErrInProgress
 }
 
-// resolve decides what the record that holds rec's id means for the claim
-// rec: a replay, ErrKeyReused, ErrInProgress, or a take-over of an expired
-// record or a dead claim. retry reports that the record went away or
-// changed meanwhile.
-func (s *Store) resolve(ctx context.Context, rec record) (cl *Claim, replay *Response, retry bool, err error) {
-	defer s.lock(rec.ID)()
-	var old record
-	err = s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: rec.ID}}).Decode(&old)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil, true, nil // released meanwhile: claim it again
+// decide says what the current generation head means for a request with
+// fingerprint at now: a replay, ErrKeyReused, ErrInProgress, or neither
+// (nil, nil), and the request takes the next generation.
+func decide(head *store.Gen[record], fingerprint []byte, now time.Time) (*Response, error) {
+	rec := head.Body
+	age := now.Sub(rec.CreatedAt)
+	switch {
+	case age >= Retention, rec.State == stateReleased:
+		// Expired, or released by a request that failed: the key is free,
+		// for any request.
+		return nil, nil
+	case string(rec.Fingerprint) != string(fingerprint):
+		return nil, ErrKeyReused
+	case rec.State == stateDone:
+		return &Response{Status: rec.Status, Location: rec.Location, Owner: rec.Owner, Body: rec.Body, id: head.ID}, nil
+	case age < StaleClaim:
+		return nil, ErrInProgress
 	}
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("idempotency begin: %w", err)
-	}
-	if age := rec.CreatedAt.Sub(old.CreatedAt); age < Retention {
-		switch {
-		case string(old.Fingerprint) != string(rec.Fingerprint):
-			return nil, nil, false, ErrKeyReused
-		case old.State == stateDone:
-			return nil, &Response{Status: old.Status, Location: old.Location, Owner: old.Owner, Body: old.Body, id: rec.ID}, false, nil
-		case age < StaleClaim:
-			return nil, nil, false, ErrInProgress
-		}
-	}
-	// An expired record, or the claim of a request that died: take it over,
-	// unless another request just did (its createdAt changed).
-	res, err := s.coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: rec.ID}, {Key: "createdAt", Value: old.CreatedAt}}, rec)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("idempotency begin: %w", err)
-	}
-	if res.MatchedCount == 0 {
-		return nil, nil, true, nil
-	}
-	return &Claim{id: rec.ID, createdAt: rec.CreatedAt}, nil, false, nil
+	// The claim of a request that died: take it over.
+	return nil, nil
 }
 
 // Complete stores the answer of a claimed request: its status, its Location
@@ -236,36 +236,51 @@ func (s *Store) Complete(ctx context.Context, cl *Claim, status int, location st
 	if owner == nil {
 		return errors.New("idempotency complete: no owner cipher")
 	}
-	sealed, err := owner.Seal(field(cl.id), body)
+	g := *cl.gen
+	sealed, err := owner.Seal(field(g.ID), body)
 	if err != nil {
 		return fmt.Errorf("idempotency complete: %w", err)
 	}
-	unlock := s.lock(cl.id)
-	defer unlock()
-	res, err := s.coll.UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: cl.id}, {Key: "createdAt", Value: cl.createdAt}, {Key: "state", Value: stateInProgress}},
-		bson.D{{Key: "$set", Value: bson.D{
-			{Key: "state", Value: stateDone}, {Key: "status", Value: status}, {Key: "location", Value: location},
-			{Key: "owner", Value: owner.CustomerID()}, {Key: "body", Value: sealed},
-		}}})
-	if err != nil {
+	g.Body.State, g.Body.Status, g.Body.Location, g.Body.Owner, g.Body.Body = stateDone, status, location, owner.CustomerID(), sealed
+	if err := s.chain.Put(ctx, &g); err != nil {
 		return fmt.Errorf("idempotency complete: %w", err)
 	}
-	if res.MatchedCount == 0 {
-		return fmt.Errorf("idempotency complete: %w", ErrClaimLost)
+	// Written first, checked after: every take-over inserted before this
+	// read is seen. One inserted after it decided on a read from before the
+	// Put (this claim looked dead): its request runs again, and its answer
+	// is the one replayed from then on, as if this request had died.
+	switch _, err := s.chain.Get(ctx, g.Name, g.N+1); {
+	case errors.Is(err, store.ErrNotFound):
+		cl.done = true
+		return nil
+	case err != nil:
+		return fmt.Errorf("idempotency complete: %w", err)
+	}
+	// Taken over: the answer is never replayed, so keep none of it.
+	if err := s.release(ctx, cl); err != nil {
+		return fmt.Errorf("idempotency complete: %w (%w)", ErrClaimLost, err)
+	}
+	return fmt.Errorf("idempotency complete: %w", ErrClaimLost)
+}
+
+// Release gives up a claim whose request did not succeed, so a retry runs
+// it again. It marks the claim's own generation released: a claim taken
+// over meanwhile is an older generation, and the new one stays untouched. A
+// completed claim is left as it is.
+func (s *Store) Release(ctx context.Context, cl *Claim) error {
+	if cl.done {
+		return nil
+	}
+	if err := s.release(ctx, cl); err != nil {
+		return fmt.Errorf("idempotency release: %w", err)
 	}
 	return nil
 }
 
-// Release drops a claim whose request did not succeed, so a retry runs it
-// again. Releasing a claim that was taken over leaves the new claim alone.
-func (s *Store) Release(ctx context.Context, cl *Claim) error {
-	defer s.lock(cl.id)()
-	_, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: cl.id}, {Key: "createdAt", Value: cl.createdAt}, {Key: "state", Value: stateInProgress}})
-	if err != nil {
-		return fmt.Errorf("idempotency release: %w", err)
-	}
-	return nil
+func (s *Store) release(ctx context.Context, cl *Claim) error {
+	g := *cl.gen
+	g.Body = record{Fingerprint: g.Body.Fingerprint, State: stateReleased, CreatedAt: g.Body.CreatedAt}
+	return s.chain.Put(ctx, &g)
 }
 
 // Open unseals a replayed answer with the cipher of its Owner. Any other
@@ -278,6 +293,8 @@ func (r *Response) Open(owner *crypto.Cipher) ([]byte, error) {
 	return b, nil
 }
 
+// field is the sealed answer's associated data: the generation's _id, so an
+// answer copied into another generation or key does not open.
 func field(id string) crypto.Field {
 	return crypto.Field{Collection: collection, DocumentID: id, Name: "body"}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
@@ -22,9 +23,9 @@ const ownerID = "0193a0c4-1111-7000-8000-000000000001"
 
 type fixture struct {
 	store  *idempotency.Store
+	coll   *mongo.Collection
 	clock  *fakeclock.Clock
 	cipher *crypto.Cipher
-	raw    func() bson.M // the only record, as stored
 }
 
 func setup(t *testing.T) fixture {
@@ -32,16 +33,51 @@ func setup(t *testing.T) fixture {
 	db := storetest.MustOpen(t)
 	clk := fakeclock.New(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	coll := db.Control.Collection("idempotency")
-	c := newCipher(t, ownerID, 9)
-	raw := func() bson.M {
-		t.Helper()
-		var m bson.M
-		if err := coll.FindOne(t.Context(), bson.D{}).Decode(&m); err != nil {
+	return fixture{store: idempotency.NewStore(coll, idempotency.WithClock(clk.Now)), coll: coll, clock: clk, cipher: newCipher(t, ownerID, 9)}
+}
+
+// docs returns every stored generation, raw.
+func (f fixture) docs(t *testing.T) []bson.Raw {
+	t.Helper()
+	cur, err := f.coll.Find(t.Context(), bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []bson.Raw
+	if err := cur.All(t.Context(), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// raw returns the record of the newest generation of the only key stored:
+// its fields, with the generation's _id, chain name and number beside them.
+func (f fixture) raw(t *testing.T) bson.M {
+	t.Helper()
+	type gen struct {
+		ID   string `bson:"_id"`
+		Name string `bson:"name"`
+		N    int64  `bson:"gen"`
+		Body bson.M `bson:"body"`
+	}
+	var head gen
+	for _, d := range f.docs(t) {
+		var g gen
+		if err := bson.Unmarshal(d, &g); err != nil {
 			t.Fatal(err)
 		}
-		return m
+		if head.Name != "" && g.Name != head.Name {
+			t.Fatalf("records of two keys: %s and %s", head.Name, g.Name)
+		}
+		if g.N > head.N {
+			head = g
+		}
 	}
-	return fixture{store: idempotency.NewStore(coll, idempotency.WithClock(clk.Now)), clock: clk, cipher: c, raw: raw}
+	if head.Body == nil {
+		t.Fatal("no record stored")
+	}
+	head.Body["_id"], head.Body["name"], head.Body["gen"] = head.ID, head.Name, head.N
+	return head.Body
 }
 
 func newCipher(t *testing.T, customerID string, fill byte) *crypto.Cipher {
@@ -76,26 +112,24 @@ func TestReplayAndConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Sealed means sealed: nothing in the record reads as the answer, and
-	// the record names the owner whose key opens it.
-	rec := f.raw()
-	for k, v := range rec {
-		var b []byte
-		switch v := v.(type) {
-		case bson.Binary:
-			b = v.Data
-		case string:
-			b = []byte(v)
-		}
-		if bytes.Contains(b, []byte("Secret Bakery")) || bytes.Contains(b, []byte(`"label"`)) {
-			t.Fatalf("field %s holds the answer in plaintext", k)
+	// Sealed means sealed: nothing stored reads as the answer, and the
+	// record names the owner whose key opens it.
+	for _, d := range f.docs(t) {
+		if bytes.Contains(d, []byte("Secret Bakery")) || bytes.Contains(d, []byte(`"label"`)) {
+			t.Fatalf("a stored document holds the answer in plaintext: %v", d)
 		}
 	}
+	rec := f.raw(t)
 	if rec["owner"] != ownerID || rec["state"] != "done" || rec["status"] != int32(201) || rec["location"] != "/v1/customers/x" {
 		t.Fatalf("stored record: %v", rec)
 	}
-	if strings.Contains(rec["_id"].(string), "key-1") || strings.Contains(rec["_id"].(string), "partner:1") {
-		t.Fatal("the record id shows the key or the scope")
+	if rec["_id"] != rec["name"].(string)+"#1" {
+		t.Fatalf("the first claim is generation %v (%v)", rec["gen"], rec["_id"])
+	}
+	for _, id := range []string{rec["_id"].(string), rec["name"].(string)} {
+		if strings.Contains(id, "key-1") || strings.Contains(id, "partner:1") {
+			t.Fatal("the record id shows the key or the scope")
+		}
 	}
 
 	// A retry hours later, long past the stale timeout, still replays.
@@ -143,8 +177,8 @@ func TestExpiredRecordIsTakenOverOnce(t *testing.T) {
 	f.clock.Add(idempotency.Retention)
 	// The same request a day later runs again instead of replaying.
 	fresh := mustClaim(t, s, "p", "k", fp)
-	if rec := f.raw(); rec["state"] != "in_progress" || rec["body"] != nil || rec["owner"] != nil {
-		t.Fatalf("taken-over record keeps the old answer: %v", rec)
+	if rec := f.raw(t); rec["state"] != "in_progress" || rec["body"] != nil || rec["owner"] != nil || rec["gen"] != int64(2) {
+		t.Fatalf("the take-over is not a fresh second generation: %v", rec)
 	}
 	if _, _, err := s.Begin(ctx, "p", "k", fp); !errors.Is(err, idempotency.ErrInProgress) {
 		t.Fatalf("after take-over: %v, want ErrInProgress", err)
@@ -221,7 +255,7 @@ func TestCompleteNeedsAnOwner(t *testing.T) {
 	if err := f.store.Complete(t.Context(), cl, 201, "", []byte(`{}`), nil); err == nil {
 		t.Fatal("Complete without an owner cipher succeeded")
 	}
-	if rec := f.raw(); rec["state"] != "in_progress" || rec["body"] != nil {
+	if rec := f.raw(t); rec["state"] != "in_progress" || rec["body"] != nil {
 		t.Fatalf("record after a refused Complete: %v", rec)
 	}
 }
@@ -329,5 +363,69 @@ func TestConcurrentTakeOverOfAStaleClaimClaimsOnce(t *testing.T) {
 	wg.Wait()
 	if claims != 1 {
 		t.Fatalf("%d concurrent take-overs of one stale claim, want 1", claims)
+	}
+}
+
+func TestReleaseMarksItsGenerationAndFreesTheKey(t *testing.T) {
+	f := setup(t)
+	s, ctx := f.store, t.Context()
+	fp := idempotency.Fingerprint("POST", "/v1/customers", []byte(`{"a":1}`))
+	first := mustClaim(t, s, "p", "k", fp)
+	if err := s.Release(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if rec := f.raw(t); rec["state"] != "released" || rec["gen"] != int64(1) {
+		t.Fatalf("released record: %v", rec)
+	}
+	// A released key is free for any request, not only the one that
+	// released it.
+	other := idempotency.Fingerprint("POST", "/v1/customers", []byte(`{"a":2}`))
+	second := mustClaim(t, s, "p", "k", other)
+	if rec := f.raw(t); rec["state"] != "in_progress" || rec["gen"] != int64(2) {
+		t.Fatalf("claim after a release: %v", rec)
+	}
+	// Releasing the first claim again touches only its own generation.
+	if err := s.Release(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Begin(ctx, "p", "k", other); !errors.Is(err, idempotency.ErrInProgress) {
+		t.Fatalf("after a stale release: %v, want ErrInProgress", err)
+	}
+	if err := s.Release(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	// Generations are never deleted one by one.
+	if n := len(f.docs(t)); n != 2 {
+		t.Fatalf("%d generations stored, want 2", n)
+	}
+	mustClaim(t, s, "p", "k", fp)
+}
+
+func TestAnswerOpensOnlyInItsGeneration(t *testing.T) {
+	f := setup(t)
+	s, ctx := f.store, t.Context()
+	fp := idempotency.Fingerprint("POST", "/v1/customers", []byte(`{}`))
+	old := mustClaim(t, s, "p", "k", fp)
+	if err := s.Complete(ctx, old, 201, "/v1/customers/x", []byte(`{"n":1}`), f.cipher); err != nil {
+		t.Fatal(err)
+	}
+	sealed := f.raw(t)["body"]
+	f.clock.Add(idempotency.Retention)
+	mustClaim(t, s, "p", "k", fp)
+	// Copy the first generation's answer into the second one, as it is.
+	head := f.raw(t)
+	_, err := f.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: head["_id"]}}, bson.D{{Key: "$set", Value: bson.D{
+		{Key: "body.state", Value: "done"}, {Key: "body.status", Value: 201},
+		{Key: "body.owner", Value: ownerID}, {Key: "body.body", Value: sealed},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, replay, err := s.Begin(ctx, "p", "k", fp)
+	if err != nil || replay == nil {
+		t.Fatalf("replay: %v %v", replay, err)
+	}
+	if _, err := replay.Open(f.cipher); !errors.Is(err, crypto.ErrDecrypt) {
+		t.Fatalf("an answer moved to another generation: %v, want ErrDecrypt", err)
 	}
 }

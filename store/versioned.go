@@ -9,6 +9,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // This file is the one way Switchboard changes state. It is built only on
@@ -236,6 +237,30 @@ func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E)
 	return nil
 }
 
+// CreateMany makes version 1 of many new documents with two writes: one
+// insert of all their claims, then one of all the documents. ids must be
+// new (fresh UUIDs): any duplicate fails the call, and a crash in between
+// leaves claims that the next Get of each id applies.
+func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states []*T, evs []E) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	at := v.now()
+	claims := make([]any, len(ids))
+	docs := make([]any, len(ids))
+	for i, id := range ids {
+		claims[i] = Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: at, State: *states[i], Event: evs[i]}
+		docs[i] = states[i]
+	}
+	if _, err := v.Claims.InsertMany(ctx, claims, options.InsertMany().SetOrdered(false)); err != nil {
+		return fmt.Errorf("claim %d new documents: %w", len(ids), err)
+	}
+	if _, err := v.Docs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+		return fmt.Errorf("create %d documents: %w", len(ids), err)
+	}
+	return nil
+}
+
 // Change computes the next state of a document from its current one. It
 // returns nil to change nothing (a no-op), or the next state, whose version
 // must be the current one plus one, and the event to keep in its claim.
@@ -243,10 +268,12 @@ type Change[T, E any] func(cur *T) (next *T, ev E, err error)
 
 // UpdateOptions tune one Update.
 type UpdateOptions[T any] struct {
-	// Check, if set, runs on the state read (before the version check and
-	// before any gate): an error refuses the change as it is (another
-	// tenant's document: not found); noop answers with the current state,
-	// after the version check, without taking a gate.
+	// Visible, if set, runs on the state read before anything else: an
+	// error (another tenant's document: not found) refuses the change.
+	Visible func(cur *T) error
+	// Check, if set, runs after the version check and before any gate: an
+	// error refuses the change (a transition not allowed from cur); noop
+	// answers with the current state without taking a gate.
 	Check func(cur *T) (noop bool, err error)
 }
 
@@ -262,9 +289,8 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		noop := false
-		if opts.Check != nil {
-			if noop, err = opts.Check(cur); err != nil {
+		if opts.Visible != nil {
+			if err := opts.Visible(cur); err != nil {
 				return nil, err
 			}
 		}
@@ -279,8 +305,14 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			}
 			continue // check the settled state again
 		}
-		if noop {
-			return cur, nil
+		if opts.Check != nil {
+			noop, err := opts.Check(cur)
+			if err != nil {
+				return nil, err
+			}
+			if noop {
+				return cur, nil
+			}
 		}
 		nextVersion := v.Version(cur) + 1
 		gate := ""

@@ -155,12 +155,15 @@ func (s *Service) update(ctx context.Context, op, partnerID, id string, expected
 		}
 		ev, err := newEvent(typ, nxt.UpdatedAt, data)
 		return nxt, ev, err
-	}, store.UpdateOptions[customerDoc]{Check: func(cur *customerDoc) (bool, error) {
-		if partnerID != "" && cur.PartnerID != partnerID {
-			return false, ErrNotFound
-		}
-		return check(cur)
-	}})
+	}, store.UpdateOptions[customerDoc]{
+		Visible: func(cur *customerDoc) error {
+			if partnerID != "" && cur.PartnerID != partnerID {
+				return ErrNotFound
+			}
+			return nil
+		},
+		Check: check,
+	})
 	if err != nil {
 		return nil, storeErr(op, err)
 	}
