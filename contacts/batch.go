@@ -7,329 +7,380 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/switchboard/switchboard/store"
 )
 
-// planned is one upsert item on its way to the database.
+// This file is the one write pipeline of contacts. A change of an existing
+// contact (an upsert item that matched, a patch, an anonymization) is
+// change: its new unique values are claimed, then its version (see
+// store.Versioned). New contacts of a batch are created together: their
+// unique values claimed with one insert, their documents and first claims
+// with two more, their timeline with one.
+
+// mutation computes a contact's next person from the current one (nil for
+// a new contact) and the timeline items of the change.
+type mutation func(old *contactDoc, oldP *personal) (next *personal, country *string, anonymized bool, items []timelineDoc, err error)
+
+// change applies m to contact id at version expected (AnyVersion: the
+// latest, merging again if another change wins meanwhile). A unique value
+// held by another contact fails it with errConflict, before anything is
+// written.
+func (h *Handle) change(ctx context.Context, id string, expected int64, m mutation) (*contactDoc, *personal, error) {
+	var p *personal
+	doc, err := h.contactDocs().Update(ctx, id, expected, func(cur *contactDoc) (*contactDoc, struct{}, error) {
+		// The items of the change before are copied before this one's
+		// replace them in the document.
+		if err := h.flush(ctx, cur.Pending); err != nil {
+			return nil, struct{}{}, err
+		}
+		oldP, err := h.open(cur)
+		if err != nil {
+			return nil, struct{}{}, err
+		}
+		next, country, anonymized, items, err := m(cur, oldP)
+		if err != nil {
+			return nil, struct{}{}, err
+		}
+		doc, err := h.build(id, cur, next, country, anonymized, items)
+		if err != nil {
+			return nil, struct{}{}, err
+		}
+		for _, k := range lookupKinds {
+			idx, ok := doc.Idx[k]
+			if !ok || string(cur.Idx[k]) == string(idx) {
+				continue
+			}
+			held, err := h.claim(ctx, k, idx, id, doc.Version, 1)
+			if err != nil {
+				return nil, struct{}{}, err
+			}
+			if held != nil {
+				return nil, struct{}{}, errConflict
+			}
+		}
+		p = next
+		return doc, struct{}{}, nil
+	}, store.UpdateOptions[contactDoc]{})
+	var ce *store.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		return nil, nil, &VersionConflictError{Current: ce.Current}
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil, ErrNotFound
+	case err != nil:
+		return nil, nil, err
+	}
+	if err := h.flush(ctx, doc.Pending); err != nil {
+		return nil, nil, err
+	}
+	return doc, p, nil
+}
+
+// merging is the mutation of an upsert item or a patch: in merged onto the
+// stored person, with an updated item and one per consent changed.
+func (h *Handle) merging(in Input) mutation {
+	return func(old *contactDoc, oldP *personal) (*personal, *string, bool, []timelineDoc, error) {
+		now := h.nowMs()
+		p, changed, consents := merge(oldP, in, now)
+		items, err := h.items(old.ID, ItemUpdated, changed, consents, now)
+		return p, countryOf(old, in), old.Anonymized, items, err
+	}
+}
+
+// planned is one new contact of a batch on its way to the database.
 type planned struct {
-	index  int
-	in     Input
-	old    *contactDoc // nil: a create
-	doc    *contactDoc
-	claims []string // lookup kinds this item must claim
-	result Result
-	done   bool // result is final (failed, or nothing to write)
+	index   int
+	doc     *contactDoc
+	claimed map[string][]byte // unique values claimed for it so far
 }
 
-// applyBatch writes a validated batch with a few round trips instead of
-// several per item: one query resolves every match key, the unique values
-// are claimed with one unordered InsertMany, new contacts go in with one
-// InsertMany and the timeline with another. Updates are conditional
-// replaces, one each. Items are applied in order: of two items that want the
-// same unique value, the first gets it. The crash guarantees are those of
-// write: claims first, stale claims taken over, pending timeline items.
+// waitPending bounds how long an item waits for a value another request is
+// creating right now, to update that contact rather than fail.
+const waitPending = 5 * time.Second
+
+// applyBatch writes a validated batch. Match keys are claimed for new
+// contacts with one insert (a value that has entries already is settled one
+// by one: held means update, or duplicate with Add); new contacts' other
+// unique values with another; their documents with two more
+// (store.Versioned.CreateMany) and their timeline with one. Matched items
+// are changes of their contacts. Of two items that want the same unique
+// value, the first gets it.
 func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []Input, now time.Time) ([]Result, error) {
-	plan := make([]*planned, len(items))
-	ids := make([]string, len(items))
+	results := make([]Result, len(items))
+	matchIdx := make([][]byte, len(items))
+	newIDs := make([]string, len(items))
+	isNew := make([]bool, len(items))
+	existing := make([]string, len(items)) // contact to update
 	for i, in := range items {
-		plan[i] = &planned{index: i, in: in, result: Result{Index: i}}
-		ids[i] = lookupID(matchBy, h.index(matchBy, matchField(&in, matchBy).Value))
+		results[i].Index = i
+		matchIdx[i] = h.index(matchBy, matchField(&in, matchBy).Value)
+		newIDs[i] = uuid.Must(uuid.NewV7()).String()
 	}
-	existing, err := h.resolve(ctx, matchBy, ids)
+
+	// 1. Match keys: claim the first generation for every item that may
+	// create; the values that have entries already are settled one by one.
+	settle := make([]bool, len(items))
+	if mode == ModeUpdate {
+		for i := range items {
+			settle[i] = true
+		}
+	} else {
+		names := make([]string, len(items))
+		bodies := make([]lookupDoc, len(items))
+		for i := range items {
+			names[i] = lookupName(matchBy, matchIdx[i])
+			bodies[i] = lookupDoc{ContactID: newIDs[i], Version: 1, At: now}
+		}
+		failed, err := h.claimFresh(ctx, names, bodies)
+		if err != nil {
+			return nil, err
+		}
+		for i := range items {
+			isNew[i] = !failed[i]
+			settle[i] = failed[i]
+		}
+	}
+	for i := range items {
+		if !settle[i] {
+			continue
+		}
+		if err := h.resolveMatch(ctx, mode, matchBy, matchIdx[i], newIDs[i], &results[i], &isNew[i], &existing[i]); err != nil {
+			return nil, err
+		}
+	}
+
+	// 2. New contacts: build them, claim their other unique values.
+	var plan []*planned
+	taken := map[string]int{} // lookup name → the item that claims it in this batch
+	for i, in := range items {
+		if !isNew[i] {
+			continue
+		}
+		person, _, consents := merge(nil, in, now)
+		tl, err := h.items(newIDs[i], ItemCreated, nil, consents, now)
+		if err != nil {
+			return nil, err
+		}
+		doc, err := h.build(newIDs[i], nil, person, countryOf(nil, in), false, tl)
+		if err != nil {
+			return nil, err
+		}
+		p := &planned{index: i, doc: doc, claimed: map[string][]byte{matchBy: matchIdx[i]}}
+		conflict := false
+		for _, k := range lookupKinds {
+			if idx, ok := doc.Idx[k]; ok && k != matchBy {
+				if j, dup := taken[lookupName(k, idx)]; dup && j != i {
+					conflict = true
+				}
+			}
+		}
+		if conflict {
+			if err := h.fail(ctx, p, &results[i]); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, k := range lookupKinds {
+			if idx, ok := doc.Idx[k]; ok {
+				taken[lookupName(k, idx)] = i
+			}
+		}
+		plan = append(plan, p)
+	}
+	plan, err := h.claimOthers(ctx, matchBy, plan, results)
 	if err != nil {
 		return nil, err
 	}
 
-	taken := map[string]int{} // lookup id → the item that claims it in this batch
-	for i, p := range plan {
-		cur, found := existing[ids[i]]
-		switch {
-		case found && mode == ModeAdd:
-			p.result.ID, p.result.Outcome, p.result.Code, p.done = cur.doc.ID, "failed", CodeDuplicate, true
-			continue
-		case !found && mode == ModeUpdate:
-			p.result.Outcome, p.result.Code, p.done = "failed", CodeNotFound, true
-			continue
-		}
-		var (
-			id       string
-			person   *personal
-			typ      = ItemCreated
-			changed  []string
-			consents []Consent
-		)
-		if found {
-			p.old, id, typ = cur.doc, cur.doc.ID, ItemUpdated
-			person, changed, consents = merge(cur.p, p.in, now)
-		} else {
-			id = uuid.Must(uuid.NewV7()).String()
-			person, _, consents = merge(nil, p.in, now)
-		}
-		tl, err := h.items(id, typ, changed, consents, now)
-		if err != nil {
-			return nil, err
-		}
-		anonymized := false
-		if p.old != nil {
-			anonymized = p.old.Anonymized
-		}
-		if p.doc, err = h.build(id, p.old, person, countryOf(p.old, p.in), anonymized, tl); err != nil {
-			return nil, err
-		}
-		p.result.ID = id
-		for _, k := range lookupKinds {
-			idx, ok := p.doc.Idx[k]
-			if !ok || (p.old != nil && string(p.old.Idx[k]) == string(idx)) {
-				continue
-			}
-			lid := lookupID(k, idx)
-			if j, dup := taken[lid]; dup && j != i {
-				p.result.Outcome, p.result.Code, p.done = "failed", CodeConflict, true
-				break
-			}
-			p.claims = append(p.claims, k)
-		}
-		if p.done {
-			p.claims = nil
-			continue
-		}
-		for _, k := range p.claims {
-			taken[lookupID(k, p.doc.Idx[k])] = i
-		}
-	}
-
-	if err := h.claimAll(ctx, plan); err != nil {
-		return nil, err
-	}
-	if err := h.storeAll(ctx, mode, matchBy, plan, now); err != nil {
-		return nil, err
-	}
-	results := make([]Result, len(plan))
-	for i, p := range plan {
-		results[i] = p.result
-	}
-	return results, nil
-}
-
-// smallBatch is the size up to which resolve finds by _id one at a time.
-const smallBatch = 16
-
-type loaded struct {
-	doc *contactDoc
-	p   *personal
-}
-
-// resolve finds the contacts holding the given lookup ids, in one query
-// for the lookups and one for the contacts.
-func (h *Handle) resolve(ctx context.Context, kind string, ids []string) (map[string]loaded, error) {
-	var ls []lookupDoc
-	if len(ids) <= smallBatch {
-		// A few exact finds beat one $in: the embedded engine uses its
-		// primary key only for a filter that is exactly {_id}.
-		for _, id := range ids {
-			var l lookupDoc
-			err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&l)
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("resolve contacts: %w", err)
-			}
-			ls = append(ls, l)
-		}
-	} else {
-		cur, err := h.lookups().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-		if err != nil {
-			return nil, fmt.Errorf("resolve contacts: %w", err)
-		}
-		if err := cur.All(ctx, &ls); err != nil {
-			return nil, fmt.Errorf("resolve contacts: %w", err)
-		}
-	}
-	if len(ls) == 0 {
-		return map[string]loaded{}, nil
-	}
-	byContact := map[string]string{}
-	cids := make([]string, 0, len(ls))
-	for _, l := range ls {
-		byContact[l.ContactID] = l.ID
-		cids = append(cids, l.ContactID)
-	}
-	var docs []contactDoc
-	if len(cids) <= smallBatch {
-		for _, cid := range cids {
-			var d contactDoc
-			err := h.contacts().FindOne(ctx, bson.D{{Key: "_id", Value: cid}}).Decode(&d)
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("resolve contacts: %w", err)
-			}
-			docs = append(docs, d)
-		}
-	} else {
-		cur, err := h.contacts().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: cids}}}})
-		if err != nil {
-			return nil, fmt.Errorf("resolve contacts: %w", err)
-		}
-		if err := cur.All(ctx, &docs); err != nil {
-			return nil, fmt.Errorf("resolve contacts: %w", err)
-		}
-	}
-	out := map[string]loaded{}
-	for i := range docs {
-		d := &docs[i]
-		lid := byContact[d.ID]
-		// A lookup left behind by a crash does not find anything.
-		if lookupID(kind, d.Idx[kind]) != lid {
-			continue
-		}
-		if err := h.flush(ctx, d.Pending); err != nil {
-			return nil, err
-		}
-		p, err := h.open(d)
-		if err != nil {
-			return nil, err
-		}
-		out[lid] = loaded{doc: d, p: p}
-	}
-	return out, nil
-}
-
-// claimAll claims every planned unique value with one unordered insert; a
-// value already held is settled one by one (taken over if stale, else the
-// item fails with conflict and gives back what it claimed).
-func (h *Handle) claimAll(ctx context.Context, plan []*planned) error {
-	type ref struct {
-		p    *planned
-		kind string
-	}
-	var docs []any
-	var refs []ref
-	for _, p := range plan {
-		for _, k := range p.claims {
-			docs = append(docs, lookupDoc{ID: lookupID(k, p.doc.Idx[k]), ContactID: p.doc.ID})
-			refs = append(refs, ref{p, k})
-		}
-	}
-	if len(docs) == 0 {
-		return nil
-	}
-	_, err := h.lookups().InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	failed := map[int]bool{}
-	if err != nil {
-		var bwe mongo.BulkWriteException
-		if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
-			return fmt.Errorf("claim unique values: %w", err)
-		}
-		for _, we := range bwe.WriteErrors {
-			if !mongo.IsDuplicateKeyError(we) {
-				return fmt.Errorf("claim unique values: %w", we)
-			}
-			failed[we.Index] = true
-		}
-	}
-	lost := map[*planned]bool{}
-	for i, r := range refs {
-		if !failed[i] || lost[r.p] {
-			continue
-		}
-		err := h.claim(ctx, r.kind, r.p.doc.Idx[r.kind], r.p.doc.ID)
-		if errors.Is(err, errConflict) {
-			lost[r.p] = true
-			continue
-		}
-		if err != nil {
-			return err
-		}
-	}
-	for p := range lost {
-		for _, k := range p.claims {
-			if err := h.release(ctx, k, p.doc.Idx[k], p.doc.ID); err != nil {
-				return err
-			}
-		}
-		p.claims = nil
-		p.result.Outcome, p.result.Code, p.done = "failed", CodeConflict, true
-		if p.old == nil {
-			p.result.ID = ""
-		}
-	}
-	return nil
-}
-
-// storeAll writes the planned contacts and their timeline items.
-func (h *Handle) storeAll(ctx context.Context, mode, matchBy string, plan []*planned, now time.Time) error {
-	var creates []any
-	for _, p := range plan {
-		if p.done {
-			continue
-		}
-		if p.old == nil {
-			creates = append(creates, p.doc)
-			p.result.Outcome = "created"
-			continue
-		}
-		res, err := h.contacts().ReplaceOne(ctx, bson.D{{Key: "_id", Value: p.doc.ID}, {Key: "version", Value: p.old.Version}}, p.doc)
-		if err != nil {
-			return fmt.Errorf("store contact: %w", err)
-		}
-		if res.MatchedCount == 0 {
-			// Changed since we read it: give back the claims and apply this
-			// item alone, onto the current version.
-			for _, k := range p.claims {
-				if err := h.release(ctx, k, p.doc.Idx[k], p.doc.ID); err != nil {
-					return err
-				}
-			}
-			r, err := h.upsertOne(ctx, mode, matchBy, p.in, now)
-			if err != nil {
-				return err
-			}
-			r.Index, p.result, p.done = p.index, r, true
-			continue
-		}
-		for _, k := range lookupKinds {
-			if idx, ok := p.old.Idx[k]; ok && string(p.doc.Idx[k]) != string(idx) {
-				if err := h.release(ctx, k, idx, p.doc.ID); err != nil {
-					return err
-				}
-			}
-		}
-		p.result.Outcome = "updated"
-	}
-	if len(creates) > 0 {
-		if _, err := h.contacts().InsertMany(ctx, creates, options.InsertMany().SetOrdered(false)); err != nil {
-			return fmt.Errorf("store contacts: %w", err)
-		}
-	}
-	// Copy the timeline items now (they also sit in each contact's pending
-	// list, so a crash before this line loses none of them).
+	// 3. Create them: claims, documents, timeline.
+	ids := make([]string, len(plan))
+	docs := make([]*contactDoc, len(plan))
+	evs := make([]struct{}, len(plan))
 	var timeline []any
 	var written []string
-	for _, p := range plan {
-		if p.doc == nil || p.done || (p.result.Outcome != "created" && p.result.Outcome != "updated") {
-			continue
-		}
+	for k, p := range plan {
+		ids[k], docs[k] = p.doc.ID, p.doc
+		results[p.index].ID, results[p.index].Outcome = p.doc.ID, "created"
 		for _, it := range p.doc.Pending {
 			timeline = append(timeline, it)
 			written = append(written, it.ID)
 		}
 	}
+	if err := h.contactDocs().CreateMany(ctx, ids, docs, evs); err != nil {
+		return nil, err
+	}
 	if len(timeline) > 0 {
+		// The items also sit in each contact's pending list: a crash before
+		// this line loses none of them.
 		_, err := h.timeline().InsertMany(ctx, timeline, options.InsertMany().SetOrdered(false))
 		var bwe mongo.BulkWriteException
 		if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
-			return fmt.Errorf("record timeline: %w", err)
+			return nil, fmt.Errorf("record timeline: %w", err)
 		}
 		for _, id := range written {
 			h.flushed.Add(id)
 		}
 	}
-	return nil
+
+	// 4. Matched items change their contacts, in order.
+	for i, in := range items {
+		if existing[i] == "" {
+			continue
+		}
+		_, _, err := h.change(ctx, existing[i], store.AnyVersion, h.merging(in))
+		results[i].ID = existing[i]
+		switch {
+		case errors.Is(err, errConflict):
+			results[i].Outcome, results[i].Code = "failed", CodeConflict
+		case errors.Is(err, ErrNotFound):
+			results[i].Outcome, results[i].Code = "failed", CodeNotFound
+		case err != nil:
+			return nil, err
+		default:
+			results[i].Outcome = "updated"
+		}
+	}
+	return results, nil
+}
+
+// resolveMatch settles an item whose match key has entries already: the
+// contact holding it is updated (or, with Add, the item is a duplicate); a
+// free key is claimed for a new contact (not with Update: not found). A key
+// another request is creating right now is waited for.
+func (h *Handle) resolveMatch(ctx context.Context, mode, matchBy string, idx []byte, newID string, res *Result, isNew *bool, existing *string) error {
+	deadline := time.Now().Add(waitPending)
+	for {
+		var held *holder
+		var err error
+		if mode == ModeUpdate {
+			held, err = h.holderOf(ctx, matchBy, idx)
+		} else {
+			held, err = h.claim(ctx, matchBy, idx, newID, 1, 1)
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case held == nil && mode == ModeUpdate:
+			res.Outcome, res.Code = "failed", CodeNotFound
+			return nil
+		case held == nil:
+			*isNew = true
+			return nil
+		case held.doc != nil && mode == ModeAdd:
+			res.ID, res.Outcome, res.Code = held.doc.ID, "failed", CodeDuplicate
+			return nil
+		case held.doc != nil:
+			*existing = held.doc.ID
+			return nil
+		case mode == ModeAdd:
+			res.Outcome, res.Code = "failed", CodeDuplicate
+			return nil
+		}
+		// Pending: another request is creating this contact right now.
+		if time.Now().After(deadline) {
+			res.Outcome, res.Code = "failed", CodeConflict
+			return nil
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// holderOf tells who holds a value, without claiming it: nil when nobody.
+func (h *Handle) holderOf(ctx context.Context, kind string, idx []byte) (*holder, error) {
+	name := lookupName(kind, idx)
+	pending := false
+	for n := int64(1); ; n++ {
+		g, err := h.lookupChain().Get(ctx, name, n)
+		if errors.Is(err, store.ErrNotFound) {
+			if pending {
+				return &holder{pending: true}, nil
+			}
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lookup %s: %w", kind, err)
+		}
+		st, doc, err := h.judge(ctx, kind, idx, g)
+		if err != nil {
+			return nil, err
+		}
+		switch st {
+		case entryLive:
+			return &holder{doc: doc}, nil
+		case entryPending:
+			pending = true
+		}
+	}
+}
+
+// claimOthers claims the new contacts' unique values other than the match
+// key: all first generations with one insert, the rest one by one. A new
+// contact whose value another contact holds fails with conflict and gives
+// back what it claimed. It returns the contacts that may be created.
+func (h *Handle) claimOthers(ctx context.Context, matchBy string, plan []*planned, results []Result) ([]*planned, error) {
+	type ref struct {
+		p    *planned
+		kind string
+	}
+	var names []string
+	var bodies []lookupDoc
+	var refs []ref
+	for _, p := range plan {
+		for _, k := range lookupKinds {
+			if idx, ok := p.doc.Idx[k]; ok && k != matchBy {
+				names = append(names, lookupName(k, idx))
+				bodies = append(bodies, lookupDoc{ContactID: p.doc.ID, Version: 1, At: p.doc.CreatedAt})
+				refs = append(refs, ref{p, k})
+			}
+		}
+	}
+	failed, err := h.claimFresh(ctx, names, bodies)
+	if err != nil {
+		return nil, err
+	}
+	lost := map[*planned]bool{}
+	for i, r := range refs {
+		if !failed[i] {
+			r.p.claimed[r.kind] = r.p.doc.Idx[r.kind]
+			continue
+		}
+		if lost[r.p] {
+			continue
+		}
+		held, err := h.claim(ctx, r.kind, r.p.doc.Idx[r.kind], r.p.doc.ID, 1, 1)
+		if err != nil {
+			return nil, err
+		}
+		if held != nil {
+			lost[r.p] = true
+			continue
+		}
+		r.p.claimed[r.kind] = r.p.doc.Idx[r.kind]
+	}
+	kept := plan[:0]
+	for _, p := range plan {
+		if !lost[p] {
+			kept = append(kept, p)
+			continue
+		}
+		if err := h.fail(ctx, p, &results[p.index]); err != nil {
+			return nil, err
+		}
+	}
+	return kept, nil
+}
+
+// fail reports a new contact as failed with conflict and releases the
+// values claimed for it, so they are free at once.
+func (h *Handle) fail(ctx context.Context, p *planned, res *Result) error {
+	res.ID, res.Outcome, res.Code = "", "failed", CodeConflict
+	return h.release(ctx, p.doc.ID, p.claimed)
 }
 
 func allDuplicates(bwe mongo.BulkWriteException) bool {
@@ -342,4 +393,15 @@ func allDuplicates(bwe mongo.BulkWriteException) bool {
 		}
 	}
 	return true
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/internal/seen"
+	"github.com/switchboard/switchboard/store"
 )
 
 // Service opens handles on customers' contacts.
@@ -43,6 +44,7 @@ type Handle struct {
 	cipher  *crypto.Cipher
 	now     func() time.Time
 	flushed *seen.Set
+	docs    *store.Versioned[contactDoc, struct{}]
 }
 
 // Open returns the handle of one customer.
@@ -55,7 +57,13 @@ func (s *Service) Open(ctx context.Context, customerID string) (*Handle, error) 
 	if now == nil {
 		now = time.Now
 	}
-	h := &Handle{db: s.Database(customerID), cipher: c, now: now, flushed: &s.flushed}
+	db := s.Database(customerID)
+	h := &Handle{db: db, cipher: c, now: now, flushed: &s.flushed, docs: &store.Versioned[contactDoc, struct{}]{
+		Docs:    db.Collection("contacts"),
+		Claims:  db.Collection("contact_claims"),
+		Version: func(d *contactDoc) int64 { return d.Version },
+		Now:     now,
+	}}
 	if _, done := s.indexed.Load(customerID); !done {
 		if err := h.ensureIndexes(ctx); err != nil {
 			return nil, err
@@ -144,11 +152,6 @@ type contactDoc struct {
 	Pending []timelineDoc `bson:"pending,omitempty"`
 }
 
-type lookupDoc struct {
-	ID        string `bson:"_id"`
-	ContactID string `bson:"contactId"`
-}
-
 type timelineDoc struct {
 	ID        string    `bson:"_id"`
 	ContactID string    `bson:"contactId"`
@@ -166,6 +169,10 @@ type timelinePayload struct {
 }
 
 func (h *Handle) contacts() *mongo.Collection { return h.db.Collection("contacts") }
+
+// contactDocs is the versioned contacts collection: every change of a
+// contact is a claim of "<id>:<version>" in contact_claims (store.Versioned).
+func (h *Handle) contactDocs() *store.Versioned[contactDoc, struct{}] { return h.docs }
 func (h *Handle) lookups() *mongo.Collection  { return h.db.Collection("lookups") }
 func (h *Handle) timeline() *mongo.Collection { return h.db.Collection("timeline") }
 
@@ -181,29 +188,30 @@ func timelineField(id string) crypto.Field {
 
 func (h *Handle) index(kind, value string) []byte { return h.cipher.BlindIndex(kind, value) }
 
-func lookupID(kind string, idx []byte) string {
-	return kind + ":" + base64.RawURLEncoding.EncodeToString(idx)
-}
-
 func channelKey(c Channel) string { return c.Type + ":" + c.Address }
 
 // load reads a contact and first copies its pending timeline items.
 func (h *Handle) load(ctx context.Context, id string) (*contactDoc, *personal, error) {
-	var doc contactDoc
-	if err := h.contacts().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return nil, nil, ErrNotFound
-		}
+	doc, err := h.docs.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("load contact: %w", err)
 	}
+	return h.opened(ctx, doc)
+}
+
+// opened copies a loaded contact's pending timeline items and opens it.
+func (h *Handle) opened(ctx context.Context, doc *contactDoc) (*contactDoc, *personal, error) {
 	if err := h.flush(ctx, doc.Pending); err != nil {
 		return nil, nil, err
 	}
-	p, err := h.open(&doc)
+	p, err := h.open(doc)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &doc, p, nil
+	return doc, p, nil
 }
 
 func (h *Handle) open(doc *contactDoc) (*personal, error) {
@@ -229,73 +237,6 @@ func (h *Handle) flush(ctx context.Context, items []timelineDoc) error {
 			return fmt.Errorf("record timeline: %w", err)
 		}
 		h.flushed.Add(it.ID)
-	}
-	return nil
-}
-
-// findBy finds the contact holding a lookup value, or ErrNotFound.
-func (h *Handle) findBy(ctx context.Context, kind, value string) (*contactDoc, *personal, error) {
-	idx := h.index(kind, value)
-	var l lookupDoc
-	err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: lookupID(kind, idx)}}).Decode(&l)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("lookup contact: %w", err)
-	}
-	doc, p, err := h.load(ctx, l.ContactID)
-	if err != nil {
-		return nil, nil, err
-	}
-	// A lookup left behind by a crash does not find anything.
-	if string(doc.Idx[kind]) != string(idx) {
-		return nil, nil, ErrNotFound
-	}
-	return doc, p, nil
-}
-
-// claim takes a unique value for a contact. A claim left behind by a crash
-// (its contact gone or holding another value) is taken over.
-func (h *Handle) claim(ctx context.Context, kind string, idx []byte, contactID string) error {
-	id := lookupID(kind, idx)
-	_, err := h.lookups().InsertOne(ctx, lookupDoc{ID: id, ContactID: contactID})
-	if err == nil {
-		return nil
-	}
-	if !mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("claim %s: %w", kind, err)
-	}
-	var l lookupDoc
-	if err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&l); err != nil {
-		return fmt.Errorf("claim %s: %w", kind, err)
-	}
-	if l.ContactID == contactID {
-		return nil
-	}
-	var owner contactDoc
-	err = h.contacts().FindOne(ctx, bson.D{{Key: "_id", Value: l.ContactID}}).Decode(&owner)
-	if err == nil && string(owner.Idx[kind]) == string(idx) {
-		return errConflict
-	}
-	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-		return fmt.Errorf("claim %s: %w", kind, err)
-	}
-	res, err := h.lookups().UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "contactId", Value: l.ContactID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "contactId", Value: contactID}}}})
-	if err != nil {
-		return fmt.Errorf("claim %s: %w", kind, err)
-	}
-	if res.MatchedCount == 0 {
-		return errConflict
-	}
-	return nil
-}
-
-func (h *Handle) release(ctx context.Context, kind string, idx []byte, contactID string) error {
-	_, err := h.lookups().DeleteOne(ctx, bson.D{{Key: "_id", Value: lookupID(kind, idx)}, {Key: "contactId", Value: contactID}})
-	if err != nil {
-		return fmt.Errorf("release %s: %w", kind, err)
 	}
 	return nil
 }
@@ -338,61 +279,6 @@ func (h *Handle) build(id string, old *contactDoc, p *personal, country *string,
 		return nil, err
 	}
 	if doc.Sealed, err = h.cipher.Seal(personalField(id), b); err != nil {
-		return nil, err
-	}
-	return doc, nil
-}
-
-// write stores p as the next version of old (nil: a new contact with id),
-// with its timeline items. Unique values are claimed first and old ones
-// released after, so a crash in between leaves only stale claims, which
-// findBy ignores and claim takes over.
-func (h *Handle) write(ctx context.Context, id string, old *contactDoc, p *personal, country *string, anonymized bool, items []timelineDoc) (*contactDoc, error) {
-	doc, err := h.build(id, old, p, country, anonymized, items)
-	if err != nil {
-		return nil, err
-	}
-	var claimed []string
-	undo := func() {
-		for _, k := range claimed {
-			h.release(context.WithoutCancel(ctx), k, doc.Idx[k], id)
-		}
-	}
-	for _, k := range lookupKinds {
-		idx, ok := doc.Idx[k]
-		if !ok || (old != nil && string(old.Idx[k]) == string(idx)) {
-			continue
-		}
-		if err := h.claim(ctx, k, idx, id); err != nil {
-			undo()
-			return nil, err
-		}
-		claimed = append(claimed, k)
-	}
-	if old == nil {
-		if _, err := h.contacts().InsertOne(ctx, doc); err != nil {
-			undo()
-			return nil, fmt.Errorf("store contact: %w", err)
-		}
-	} else {
-		res, err := h.contacts().ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: old.Version}}, doc)
-		if err != nil {
-			undo()
-			return nil, fmt.Errorf("store contact: %w", err)
-		}
-		if res.MatchedCount == 0 {
-			undo()
-			return nil, ErrVersionConflict
-		}
-		for _, k := range lookupKinds {
-			if idx, ok := old.Idx[k]; ok && string(doc.Idx[k]) != string(idx) {
-				if err := h.release(ctx, k, idx, id); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	if err := h.flush(ctx, items); err != nil {
 		return nil, err
 	}
 	return doc, nil
@@ -578,63 +464,6 @@ func matchField(in *Input, kind string) Field[string] {
 	return in.ExternalID
 }
 
-func (h *Handle) upsertOne(ctx context.Context, mode, matchBy string, in Input, now time.Time) (Result, error) {
-	key := matchField(&in, matchBy).Value
-	for attempt := 0; ; attempt++ {
-		old, oldP, err := h.findBy(ctx, matchBy, key)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			if mode == ModeUpdate {
-				return Result{Outcome: "failed", Code: CodeNotFound}, nil
-			}
-			id := uuid.Must(uuid.NewV7()).String()
-			p, _, consents := merge(nil, in, now)
-			items, err := h.items(id, ItemCreated, nil, consents, now)
-			if err != nil {
-				return Result{}, err
-			}
-			_, err = h.write(ctx, id, nil, p, countryOf(nil, in), false, items)
-			if errors.Is(err, errConflict) {
-				// The match key itself may have been taken meanwhile: retry once as an update.
-				if attempt == 0 && mode == ModeAddOrUpdate {
-					continue
-				}
-				code := CodeConflict
-				if mode == ModeAdd {
-					if _, _, ferr := h.findBy(ctx, matchBy, key); ferr == nil {
-						code = CodeDuplicate
-					}
-				}
-				return Result{Outcome: "failed", Code: code}, nil
-			}
-			if err != nil {
-				return Result{}, err
-			}
-			return Result{ID: id, Outcome: "created"}, nil
-		case err != nil:
-			return Result{}, err
-		}
-		if mode == ModeAdd {
-			return Result{ID: old.ID, Outcome: "failed", Code: CodeDuplicate}, nil
-		}
-		p, changed, consents := merge(oldP, in, now)
-		items, err := h.items(old.ID, ItemUpdated, changed, consents, now)
-		if err != nil {
-			return Result{}, err
-		}
-		_, err = h.write(ctx, old.ID, old, p, countryOf(old, in), old.Anonymized, items)
-		switch {
-		case errors.Is(err, errConflict):
-			return Result{ID: old.ID, Outcome: "failed", Code: CodeConflict}, nil
-		case errors.Is(err, ErrVersionConflict) && attempt < 3:
-			continue // changed meanwhile: merge again onto the new version
-		case err != nil:
-			return Result{}, err
-		}
-		return Result{ID: old.ID, Outcome: "updated"}, nil
-	}
-}
-
 // Get returns one contact.
 func (h *Handle) Get(ctx context.Context, id string) (Contact, error) {
 	doc, p, err := h.load(ctx, id)
@@ -687,10 +516,14 @@ func (h *Handle) Lookup(ctx context.Context, kind, value string) ([]Contact, err
 	if !ok {
 		return nil, nil
 	}
-	doc, p, err := h.findBy(ctx, kind, v)
+	doc, err := h.findBy(ctx, kind, v)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	doc, p, err := h.opened(ctx, doc)
 	if err != nil {
 		return nil, err
 	}
@@ -745,29 +578,9 @@ func (h *Handle) Patch(ctx context.Context, id string, expected int64, in Input)
 	if len(errs) > 0 {
 		return Contact{}, &ValidationError{Fields: errs}
 	}
-	old, oldP, err := h.load(ctx, id)
-	if err != nil {
-		return Contact{}, err
-	}
-	if expected != 0 && expected != old.Version {
-		return Contact{}, &VersionConflictError{Current: old.Version}
-	}
-	now := h.nowMs()
-	p, changed, consents := merge(oldP, in, now)
-	items, err := h.items(id, ItemUpdated, changed, consents, now)
-	if err != nil {
-		return Contact{}, err
-	}
-	doc, err := h.write(ctx, id, old, p, countryOf(old, in), old.Anonymized, items)
+	doc, p, err := h.change(ctx, id, expected, h.merging(in))
 	if errors.Is(err, errConflict) {
 		return Contact{}, ErrUniqueConflict
-	}
-	if errors.Is(err, ErrVersionConflict) {
-		latest, _, lerr := h.load(ctx, id)
-		if lerr != nil {
-			return Contact{}, lerr
-		}
-		return Contact{}, &VersionConflictError{Current: latest.Version}
 	}
 	if err != nil {
 		return Contact{}, err
@@ -796,13 +609,13 @@ func (h *Handle) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := h.contacts().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+	// The document goes first: a crash before the entries are released
+	// leaves them naming a contact that is gone, which frees them.
+	if err := h.docs.Delete(ctx, id, doc.Version); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete contact: %w", err)
 	}
-	for k, idx := range doc.Idx {
-		if err := h.release(ctx, k, idx, id); err != nil {
-			return err
-		}
+	if err := h.release(ctx, id, doc.Idx); err != nil {
+		return err
 	}
 	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
 		return fmt.Errorf("delete timeline: %w", err)
@@ -815,30 +628,25 @@ func (h *Handle) Delete(ctx context.Context, id string) error {
 // birth date, gender and channels go; country and consents stay; the texts
 // of its timeline are erased.
 func (h *Handle) Anonymize(ctx context.Context, id string) (Contact, error) {
-	old, oldP, err := h.load(ctx, id)
-	if err != nil {
-		return Contact{}, err
-	}
-	xxx := func(s *string) *string {
-		if s == nil {
-			return nil
+	doc, p, err := h.change(ctx, id, store.AnyVersion, func(old *contactDoc, oldP *personal) (*personal, *string, bool, []timelineDoc, error) {
+		xxx := func(s *string) *string {
+			if s == nil {
+				return nil
+			}
+			v := "XXX"
+			return &v
 		}
-		v := "XXX"
-		return &v
-	}
-	email := "anonymized-" + id + "@example.invalid"
-	p := &personal{FirstName: xxx(oldP.FirstName), LastName: xxx(oldP.LastName), Consents: oldP.Consents}
-	if oldP.Email != nil {
-		p.Email = &email
-	}
-	for _, a := range oldP.CustomAttributes {
-		p.CustomAttributes = append(p.CustomAttributes, Attribute{Name: a.Name, Value: "XXX"})
-	}
-	items, err := h.items(id, ItemAnonymized, nil, nil, h.nowMs())
-	if err != nil {
-		return Contact{}, err
-	}
-	doc, err := h.write(ctx, id, old, p, old.Country, true, items)
+		email := "anonymized-" + id + "@example.invalid"
+		p := &personal{FirstName: xxx(oldP.FirstName), LastName: xxx(oldP.LastName), Consents: oldP.Consents}
+		if oldP.Email != nil {
+			p.Email = &email
+		}
+		for _, a := range oldP.CustomAttributes {
+			p.CustomAttributes = append(p.CustomAttributes, Attribute{Name: a.Name, Value: "XXX"})
+		}
+		items, err := h.items(id, ItemAnonymized, nil, nil, h.nowMs())
+		return p, old.Country, true, items, err
+	})
 	if err != nil {
 		return Contact{}, err
 	}

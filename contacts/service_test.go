@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -101,22 +102,35 @@ func TestLargeBatch(t *testing.T) {
 func TestStaleClaimIsTakenOver(t *testing.T) {
 	h := testHandle(t)
 	ctx := t.Context()
-	stale := lookupDoc{ID: lookupID(KeyEmail, h.index(KeyEmail, "ghost@example.com")), ContactID: "never-written"}
-	if _, err := h.lookups().InsertOne(ctx, stale); err != nil {
+	name := lookupName(KeyEmail, h.index(KeyEmail, "ghost@example.com"))
+	// A claimer that died two minutes ago, before writing its contact.
+	if _, err := h.lookupChain().Take(ctx, name, 1, lookupDoc{ContactID: "never-written", Version: 1, At: h.nowMs().Add(-2 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := h.Lookup(ctx, KeyEmail, "ghost@example.com"); err != nil || len(got) != 0 {
 		t.Fatalf("stale lookup found %v (%v)", got, err)
 	}
-	for _, mode := range []string{ModeAdd} {
-		res, err := h.Upsert(ctx, mode, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "ghost@example.com"}}})
-		if err != nil || res[0].Outcome != "created" {
-			t.Fatalf("%s over a stale claim: %+v %v", mode, res, err)
-		}
+	res, err := h.Upsert(ctx, ModeAdd, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "ghost@example.com"}}})
+	if err != nil || res[0].Outcome != "created" {
+		t.Fatalf("Add over a stale claim: %+v %v", res, err)
 	}
-	var l lookupDoc
-	if err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: stale.ID}}).Decode(&l); err != nil || l.ContactID == "never-written" {
-		t.Fatalf("claim not taken over: %+v %v", l, err)
+	g, err := h.lookupChain().Head(ctx, name)
+	if err != nil || g.N != 2 || g.Body.ContactID != res[0].ID {
+		t.Fatalf("claim not taken over: %+v %v", g, err)
+	}
+	if got, err := h.Lookup(ctx, KeyEmail, "ghost@example.com"); err != nil || len(got) != 1 || got[0].ID != res[0].ID {
+		t.Fatalf("lookup after the take-over: %v (%v)", got, err)
+	}
+
+	// A claim being written right now (young, its contact not there yet)
+	// holds the value: Add is a duplicate, not a second contact.
+	young := lookupName(KeyEmail, h.index(KeyEmail, "busy@example.com"))
+	if _, err := h.lookupChain().Take(ctx, young, 1, lookupDoc{ContactID: "in-flight", Version: 1, At: h.nowMs()}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = h.Upsert(ctx, ModeAdd, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "busy@example.com"}}})
+	if err != nil || res[0].Outcome != "failed" || res[0].Code != CodeDuplicate {
+		t.Fatalf("Add over a pending claim: %+v %v", res, err)
 	}
 }
 
