@@ -173,8 +173,8 @@ func (h *Handle) contacts() *mongo.Collection { return h.db.Collection("contacts
 // contactDocs is the versioned contacts collection: every change of a
 // contact is a claim of "<id>:<version>" in contact_claims (store.Versioned).
 func (h *Handle) contactDocs() *store.Versioned[contactDoc, struct{}] { return h.docs }
-func (h *Handle) lookups() *mongo.Collection  { return h.db.Collection("lookups") }
-func (h *Handle) timeline() *mongo.Collection { return h.db.Collection("timeline") }
+func (h *Handle) lookups() *mongo.Collection                          { return h.db.Collection("lookups") }
+func (h *Handle) timeline() *mongo.Collection                         { return h.db.Collection("timeline") }
 
 func (h *Handle) nowMs() time.Time { return h.now().UTC().Truncate(time.Millisecond) }
 
