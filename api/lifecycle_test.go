@@ -505,3 +505,27 @@ func TestRequestIDAndOperations(t *testing.T) {
 		t.Fatalf("openapi: %d", r.Status)
 	}
 }
+
+// TestTwilio404IsNotACustomer404: Twilio answering 404 for a customer's
+// sub-account is an upstream problem (502, nothing changed), never "no such
+// customer"; closing a sub-account Twilio no longer knows is done.
+func TestTwilio404IsNotACustomer404(t *testing.T) {
+	a := newTestAPI(t)
+	id := a.activate(t, a.register(t, "lost-sub")["id"].(string))["id"].(string)
+	a.twilio.FailNext(1, 404)
+	r := a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/deactivate", key: a.key, body: `{"expectedVersion":2}`})
+	r.problem(t, 502, "twilio_subaccount_missing")
+	got := a.do(t, req{method: "GET", path: "/v1/customers/" + id, key: a.key})
+	wantCustomer(t, got.Body, "ACTIVE", 2)
+
+	a.twilio.FailNext(1, 404)
+	r = a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/terminate", key: a.key,
+		body: `{"expectedVersion":2,"retention":{"strategy":"INDEFINITE"}}`})
+	if r.Status != 200 {
+		t.Fatalf("terminate with the sub-account gone at Twilio: %d %s", r.Status, r.Raw)
+	}
+	wantCustomer(t, r.Body, "TERMINATED", 3)
+	if tw := r.Body["twilio"].(map[string]any); tw["status"] != "closed" {
+		t.Fatalf("twilio after terminate: %v", tw)
+	}
+}

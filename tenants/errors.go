@@ -17,6 +17,14 @@ var (
 	ErrUnauthorized          = errors.New("unauthorized")
 	ErrUpstreamUnavailable   = errors.New("upstream unavailable")
 	ErrTwilioSubaccountLimit = errors.New("twilio sub-account limit reached")
+	// ErrSubaccountNotFound is the Twilio port's "no such sub-account" (a
+	// Twilio 404, or no sub-account of a name). It is never a customer's
+	// not-found: the service decides what it means (closing one that is
+	// gone is done; anything else is ErrSubaccountMissing).
+	ErrSubaccountNotFound = errors.New("twilio: no such sub-account")
+	// ErrSubaccountMissing: Twilio no longer knows the customer's
+	// sub-account, so it cannot be suspended or re-opened (HTTP 502).
+	ErrSubaccountMissing = errors.New("the customer's Twilio sub-account is missing at Twilio")
 	ErrLeaseHeld             = errors.New("lease held by another run")
 	// ErrBusy: another change of the customer is calling Twilio right now.
 	ErrBusy = errors.New("another change is in progress")

@@ -187,7 +187,8 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 		return nil, fmt.Errorf("drop customer data: %w", err)
 	}
 	if doc.Twilio != nil && doc.Twilio.Status != SubaccountClosed {
-		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed); err != nil {
+		err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed)
+		if err != nil && !errors.Is(err, ErrSubaccountNotFound) {
 			return nil, fmt.Errorf("close sub-account: %w", err)
 		}
 	}

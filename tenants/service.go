@@ -316,7 +316,7 @@ func (s *Service) Activate(ctx context.Context, p Partner, id string, expected i
 			}
 			twilio = &twilioDoc{AccountSID: sub.SID, Status: SubaccountActive, AuthToken: token}
 		} else {
-			if err := s.cfg.Twilio.SetSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountActive); err != nil {
+			if err := s.setSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountActive); err != nil {
 				return nil, "", nil, err
 			}
 			t := *cur.Twilio
@@ -339,7 +339,7 @@ func (s *Service) ensureSubaccount(ctx context.Context, customerID string) (Suba
 	name := subaccountName(customerID)
 	sub, err := s.cfg.Twilio.FindSubaccount(ctx, name)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrSubaccountNotFound):
 		return s.cfg.Twilio.CreateSubaccount(ctx, name)
 	case err != nil:
 		return Subaccount{}, err
@@ -367,7 +367,7 @@ func (s *Service) Deactivate(ctx context.Context, p Partner, id string, expected
 		return false, &TransitionError{From: cur.Status, Action: "deactivate"}
 	}
 	doc, err := s.update(ctx, "deactivate customer", p.ID, id, expected, check, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
-		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountSuspended); err != nil {
+		if err := s.setSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountSuspended); err != nil {
 			return nil, "", nil, err
 		}
 		nxt := next(cur, now)
@@ -482,13 +482,26 @@ func (s *Service) shredNow(ctx context.Context, id string) (*customerDoc, error)
 	}
 }
 
+// setSubaccountStatus suspends or re-opens a customer's sub-account. One
+// that Twilio no longer knows is ErrSubaccountMissing: the customer exists,
+// its sub-account does not (an upstream problem, not a 404).
+func (s *Service) setSubaccountStatus(ctx context.Context, sid string, status SubaccountStatus) error {
+	err := s.cfg.Twilio.SetSubaccountStatus(ctx, sid, status)
+	if errors.Is(err, ErrSubaccountNotFound) {
+		return fmt.Errorf("%w: %w", ErrSubaccountMissing, err)
+	}
+	return err
+}
+
 // closeSubaccount closes the customer's sub-account, if it has one (a
 // REGISTERED customer may have one that an activation created before it
-// failed), and returns the customer's Twilio record to store.
+// failed), and returns the customer's Twilio record to store. A sub-account
+// Twilio no longer knows is as closed as it gets.
 func (s *Service) closeSubaccount(ctx context.Context, doc *customerDoc) (*twilioDoc, error) {
 	if doc.Twilio != nil {
 		if doc.Twilio.Status != SubaccountClosed {
-			if err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed); err != nil {
+			err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed)
+			if err != nil && !errors.Is(err, ErrSubaccountNotFound) {
 				return nil, err
 			}
 		}
@@ -497,14 +510,15 @@ func (s *Service) closeSubaccount(ctx context.Context, doc *customerDoc) (*twili
 		return &t, nil
 	}
 	sub, err := s.cfg.Twilio.FindSubaccount(ctx, subaccountName(doc.ID))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrSubaccountNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	if sub.Status != SubaccountClosed {
-		if err := s.cfg.Twilio.SetSubaccountStatus(ctx, sub.SID, SubaccountClosed); err != nil {
+		err := s.cfg.Twilio.SetSubaccountStatus(ctx, sub.SID, SubaccountClosed)
+		if err != nil && !errors.Is(err, ErrSubaccountNotFound) {
 			return nil, err
 		}
 	}

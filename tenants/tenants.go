@@ -159,10 +159,12 @@ type Twilio interface {
 	// CreateSubaccount creates a sub-account with the given FriendlyName.
 	CreateSubaccount(ctx context.Context, friendlyName string) (Subaccount, error)
 	// FindSubaccount returns the sub-account whose FriendlyName is exactly
-	// friendlyName (the most recently created if several), or ErrNotFound.
+	// friendlyName (the most recently created if several), or
+	// ErrSubaccountNotFound.
 	FindSubaccount(ctx context.Context, friendlyName string) (Subaccount, error)
 	// SetSubaccountStatus moves a sub-account to active, suspended or closed.
-	// Setting the status it already has succeeds; closed is final.
+	// Setting the status it already has succeeds; closed is final; a
+	// sub-account Twilio does not know is ErrSubaccountNotFound.
 	SetSubaccountStatus(ctx context.Context, sid string, status SubaccountStatus) error
 }
 

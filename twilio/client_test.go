@@ -87,11 +87,11 @@ func TestClientSpeaksToTheDouble(t *testing.T) {
 		}
 	}
 	// The double lists the master account too; it is never a sub-account.
-	if _, err := c.FindSubaccount(ctx, twiliotest.MasterFriendlyName); !errors.Is(err, tenants.ErrNotFound) {
+	if _, err := c.FindSubaccount(ctx, twiliotest.MasterFriendlyName); !errors.Is(err, tenants.ErrSubaccountNotFound) {
 		t.Fatalf("find the master account's name: %v, want ErrNotFound", err)
 	}
 	// A SID Twilio does not know.
-	if err := c.SetSubaccountStatus(ctx, "AC"+strings.Repeat("0", 32), tenants.SubaccountClosed); !errors.Is(err, tenants.ErrNotFound) {
+	if err := c.SetSubaccountStatus(ctx, "AC"+strings.Repeat("0", 32), tenants.SubaccountClosed); !errors.Is(err, tenants.ErrSubaccountNotFound) {
 		t.Fatalf("unknown SID: %v, want ErrNotFound", err)
 	}
 }
@@ -187,7 +187,7 @@ func TestClientUpstreamFailures(t *testing.T) {
 				}
 				srv.FailNext(1, status)
 				err = call(c, existing.SID)
-				if !errors.Is(err, tenants.ErrUpstreamUnavailable) || errors.Is(err, tenants.ErrNotFound) {
+				if !errors.Is(err, tenants.ErrUpstreamUnavailable) || errors.Is(err, tenants.ErrSubaccountNotFound) {
 					t.Fatalf("Twilio %d: %v, want only ErrUpstreamUnavailable", status, err)
 				}
 				if !strings.Contains(err.Error(), fmt.Sprintf("status %d", status)) {
@@ -280,7 +280,7 @@ func TestClientAnswersThatAreNotTwilios(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			_, err := newClient(t, srv.URL, masterToken, time.Second).CreateSubaccount(context.Background(), "x")
-			if err == nil || errors.Is(err, tenants.ErrUpstreamUnavailable) != tc.upstream || errors.Is(err, tenants.ErrNotFound) {
+			if err == nil || errors.Is(err, tenants.ErrUpstreamUnavailable) != tc.upstream || errors.Is(err, tenants.ErrSubaccountNotFound) {
 				t.Fatalf("HTTP %d %q: %v, want upstream unavailable: %v", tc.status, tc.body, err, tc.upstream)
 			}
 		})

@@ -18,7 +18,7 @@ var (
 // kinds: a refusal the caller must not retry.
 func isPlainRefusal(err error) bool {
 	return err != nil && !errors.Is(err, tenants.ErrUpstreamUnavailable) &&
-		!errors.Is(err, tenants.ErrTwilioSubaccountLimit) && !errors.Is(err, tenants.ErrNotFound)
+		!errors.Is(err, tenants.ErrTwilioSubaccountLimit) && !errors.Is(err, tenants.ErrSubaccountNotFound)
 }
 
 // portContract checks what every adapter of tenants.Twilio promises.
@@ -36,7 +36,7 @@ func portContract(t *testing.T, tw tenants.Twilio, between func()) {
 	}
 
 	t.Run("create and find", func(t *testing.T) {
-		if _, err := tw.FindSubaccount(ctx, "switchboard customer c1"); !errors.Is(err, tenants.ErrNotFound) {
+		if _, err := tw.FindSubaccount(ctx, "switchboard customer c1"); !errors.Is(err, tenants.ErrSubaccountNotFound) {
 			t.Fatalf("find before create: %v, want ErrNotFound", err)
 		}
 		a, err := tw.CreateSubaccount(ctx, "switchboard customer c1")
@@ -56,7 +56,7 @@ func portContract(t *testing.T, tw tenants.Twilio, between func()) {
 		if b.SID == a.SID || b.AuthToken == a.AuthToken {
 			t.Fatal("two sub-accounts share a SID or a token")
 		}
-		if _, err := tw.FindSubaccount(ctx, "switchboard customer c"); !errors.Is(err, tenants.ErrNotFound) {
+		if _, err := tw.FindSubaccount(ctx, "switchboard customer c"); !errors.Is(err, tenants.ErrSubaccountNotFound) {
 			t.Fatalf("a prefix of a name found something: %v", err)
 		}
 	})
@@ -114,7 +114,7 @@ func portContract(t *testing.T, tw tenants.Twilio, between func()) {
 			t.Fatalf("unknown status: %v, want a plain refusal", err)
 		}
 		for _, sid := range []string{"", "AC123", "../Accounts", a.SID + "/Messages", "AC" + "0123456789ABCDEF0123456789ABCDEF"} {
-			if err := tw.SetSubaccountStatus(ctx, sid, tenants.SubaccountSuspended); !errors.Is(err, tenants.ErrNotFound) {
+			if err := tw.SetSubaccountStatus(ctx, sid, tenants.SubaccountSuspended); !errors.Is(err, tenants.ErrSubaccountNotFound) {
 				t.Fatalf("SID %q: %v, want ErrNotFound", sid, err)
 			}
 		}

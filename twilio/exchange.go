@@ -121,7 +121,7 @@ func classify(op string, status, code int, message string, seen int) error {
 	case status >= 500 || status == http.StatusTooManyRequests:
 		return fmt.Errorf("%s: %w (Twilio status %d, error %d)", op, tenants.ErrUpstreamUnavailable, status, code)
 	case status == http.StatusNotFound:
-		return fmt.Errorf("%s: %w (Twilio error %d)", op, tenants.ErrNotFound, code)
+		return fmt.Errorf("%s: %w (Twilio error %d)", op, tenants.ErrSubaccountNotFound, code)
 	default:
 		return fmt.Errorf("%s: Twilio refused (status %d, error %d): %s", op, status, code, message)
 	}

@@ -69,27 +69,27 @@ func (s *Sandbox) CreateSubaccount(_ context.Context, friendlyName string) (tena
 }
 
 // FindSubaccount returns the most recently created sub-account named
-// friendlyName, or an error wrapping tenants.ErrNotFound.
+// friendlyName, or an error wrapping tenants.ErrSubaccountNotFound.
 func (s *Sandbox) FindSubaccount(_ context.Context, friendlyName string) (tenants.Subaccount, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sids := s.byName[friendlyName]
 	if len(sids) == 0 {
-		return tenants.Subaccount{}, fmt.Errorf("find sandbox sub-account: %w", tenants.ErrNotFound)
+		return tenants.Subaccount{}, fmt.Errorf("find sandbox sub-account: %w", tenants.ErrSubaccountNotFound)
 	}
 	return *s.accounts[sids[len(sids)-1]], nil
 }
 
 // SetSubaccountStatus moves a sub-account to active, suspended or closed.
 // Setting the current status succeeds; leaving closed is refused with a
-// plain error. A string that is not an account SID is tenants.ErrNotFound.
+// plain error. A string that is not an account SID is tenants.ErrSubaccountNotFound.
 func (s *Sandbox) SetSubaccountStatus(_ context.Context, sid string, status tenants.SubaccountStatus) error {
 	const op = "set sandbox sub-account status"
 	if !validStatus(status) {
 		return fmt.Errorf("%s: unknown status %q", op, status)
 	}
 	if !isAccountSID(sid) {
-		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrNotFound)
+		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrSubaccountNotFound)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -31,7 +31,7 @@ func TestSandboxRestartedMidLifecycle(t *testing.T) {
 
 	after := twilio.NewSandbox()
 	// It forgot everything...
-	if _, err := after.FindSubaccount(ctx, "switchboard customer r1"); !errors.Is(err, tenants.ErrNotFound) {
+	if _, err := after.FindSubaccount(ctx, "switchboard customer r1"); !errors.Is(err, tenants.ErrSubaccountNotFound) {
 		t.Fatalf("a new sandbox found %v", err)
 	}
 	// ...but the SIDs it hands out are derived from the name, so a retried

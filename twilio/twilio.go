@@ -6,7 +6,7 @@
 //   - every error of the port wraps tenants.ErrUpstreamUnavailable (Twilio
 //     5xx or 429, no answer in time, a connection that failed, an answer that
 //     is not Twilio's), tenants.ErrTwilioSubaccountLimit (Twilio error 21480)
-//     or tenants.ErrNotFound (Twilio 404, no sub-account of that name), or is
+//     or tenants.ErrSubaccountNotFound (Twilio 404, no sub-account of that name), or is
 //     a plain error for any other refusal;
 //   - every request of a Client goes to its configured API URL, never to a
 //     host twilio-go picked;
@@ -223,7 +223,7 @@ func (c *Client) CreateSubaccount(ctx context.Context, friendlyName string) (ten
 // FindSubaccount returns the sub-account whose FriendlyName is exactly
 // friendlyName, the most recently created if several (the later in Twilio's
 // order if created in the same second), or an error wrapping
-// tenants.ErrNotFound. The master account itself is never returned.
+// tenants.ErrSubaccountNotFound. The master account itself is never returned.
 func (c *Client) FindSubaccount(ctx context.Context, friendlyName string) (tenants.Subaccount, error) {
 	const op = "find twilio sub-account"
 	svc, ex := c.begin(ctx)
@@ -254,7 +254,7 @@ func (c *Client) FindSubaccount(ctx context.Context, friendlyName string) (tenan
 		}
 	}
 	if best == nil {
-		return tenants.Subaccount{}, fmt.Errorf("%s: %w", op, tenants.ErrNotFound)
+		return tenants.Subaccount{}, fmt.Errorf("%s: %w", op, tenants.ErrSubaccountNotFound)
 	}
 	return toSubaccount(best), nil
 }
@@ -262,14 +262,14 @@ func (c *Client) FindSubaccount(ctx context.Context, friendlyName string) (tenan
 // SetSubaccountStatus moves a sub-account to active, suspended or closed.
 // Setting the status it already has succeeds, closed included; a SID that
 // is not an account SID, or that Twilio does not know, is
-// tenants.ErrNotFound.
+// tenants.ErrSubaccountNotFound.
 func (c *Client) SetSubaccountStatus(ctx context.Context, sid string, status tenants.SubaccountStatus) error {
 	const op = "set twilio sub-account status"
 	if !validStatus(status) {
 		return fmt.Errorf("%s: unknown status %q", op, status)
 	}
 	if !isAccountSID(sid) {
-		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrNotFound)
+		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrSubaccountNotFound)
 	}
 	svc, ex := c.begin(ctx)
 	defer ex.finish()
