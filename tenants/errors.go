@@ -25,7 +25,7 @@ var (
 	// ErrSubaccountMissing: Twilio no longer knows the customer's
 	// sub-account, so it cannot be suspended or re-opened (HTTP 502).
 	ErrSubaccountMissing = errors.New("the customer's Twilio sub-account is missing at Twilio")
-	ErrLeaseHeld             = errors.New("lease held by another run")
+	ErrLeaseHeld         = errors.New("lease held by another run")
 	// ErrBusy: another change of the customer is calling Twilio right now.
 	ErrBusy = errors.New("another change is in progress")
 )
