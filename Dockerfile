@@ -7,7 +7,9 @@ COPY third_party/ third_party/
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/switchboard ./cmd/switchboard \
+# The production variant: -tags noembedded leaves the embedded engine
+# (FerretDB, SQLite and their drivers) out; it needs SWITCHBOARD_MONGODB_URI.
+RUN CGO_ENABLED=0 go build -tags noembedded -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/switchboard ./cmd/switchboard \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

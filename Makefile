@@ -31,9 +31,12 @@ bench:
 
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 
+# The production variant (no embedded engine, see the Dockerfile) is vetted too.
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags noembedded ./cmd/... ./store/...
 
 fmt:
 	gofmt -w .
