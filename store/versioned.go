@@ -113,6 +113,10 @@ const GateTTL = time.Minute
 // to other writers.
 const maxAttempts = 200
 
+// busyWait bounds how long a change waits for another one's side effects
+// (a Twilio call answers or counts as failed within 15 s).
+const busyWait = 20 * time.Second
+
 func (v *Versioned[T, E]) now() time.Time {
 	if v.Now != nil {
 		return v.Now().UTC().Truncate(time.Millisecond)
@@ -224,8 +228,14 @@ func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E)
 	}
 	if _, err := v.Docs.InsertOne(ctx, state); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
-			// Not our _id (we hold its first claim): another unique index.
-			// The claim is ours alone, so deleting it by _id is safe.
+			// A reader may have applied our claim already (Get rolls a
+			// first claim forward): then the document is ours and here.
+			if _, gerr := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw(); gerr == nil {
+				return nil
+			}
+			// Else another unique index refused it (a name taken). The claim
+			// is ours alone and nothing applied it, so deleting it by _id
+			// is safe: nothing of the refused create stays.
 			if _, derr := v.Claims.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: c.ID}}); derr != nil {
 				return errors.Join(err, derr)
 			}
@@ -255,8 +265,23 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 	if _, err := v.Claims.InsertMany(ctx, claims, options.InsertMany().SetOrdered(false)); err != nil {
 		return fmt.Errorf("claim %d new documents: %w", len(ids), err)
 	}
-	if _, err := v.Docs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+	_, err := v.Docs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	var bwe mongo.BulkWriteException
+	if err == nil {
+		return nil
+	}
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
 		return fmt.Errorf("create %d documents: %w", len(ids), err)
+	}
+	// A duplicate is a document a reader already applied from its claim
+	// (Get rolls first claims forward); anything else is a failure.
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) {
+			return fmt.Errorf("create %s: %w", ids[we.Index], we)
+		}
+		if _, gerr := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: ids[we.Index]}}).Raw(); gerr != nil {
+			return fmt.Errorf("create %s: %w", ids[we.Index], we)
+		}
 	}
 	return nil
 }
@@ -280,14 +305,16 @@ type UpdateOptions[T any] struct {
 // Update applies change to the document's state at version expected
 // (AnyVersion: at whatever version it has, retrying when another writer
 // wins). It returns the state it stored, or the current state when change
-// returns nil. A stale expected version is a *ConflictError; so is, for a
-// gated change, another change of the same version in progress. With
-// AnyVersion a gated change waits for one in progress.
+// returns nil. A stale expected version is a *ConflictError naming the
+// current one. In a gated collection a change waits for another change of
+// the same version that is running its side effects, and is judged by that
+// one's outcome (ErrBusy if it takes longer than busyWait).
 func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64, change Change[T, E], opts UpdateOptions[T]) (*T, error) {
 	cur, err := v.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	busyUntil := time.Now().Add(busyWait)
 	for attempt := 0; ; attempt++ {
 		if opts.Visible != nil {
 			if err := opts.Visible(cur); err != nil {
@@ -318,28 +345,24 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 		gate := ""
 		if v.Gates != nil {
 			gate, err = v.takeGate(ctx, id, nextVersion)
-			if errors.Is(err, ErrBusy) || errors.Is(err, ErrConflict) {
-				if expected != AnyVersion {
-					latest, serr := v.settle(ctx, id, cur, false)
-					if serr != nil {
-						return nil, serr
-					}
-					return nil, &ConflictError{Current: v.Version(latest)}
-				}
-				if attempt >= maxAttempts {
+			switch {
+			case errors.Is(err, ErrBusy):
+				// Another change of this version is running its side
+				// effects: wait for its outcome (it claims the version, or
+				// fails and gives the gate back), then judge again.
+				if time.Now().After(busyUntil) {
 					return nil, ErrBusy
 				}
-				if errors.Is(err, ErrBusy) {
-					if err := sleep(ctx, backoff(attempt)); err != nil {
-						return nil, err
-					}
+				if err := sleep(ctx, backoff(attempt)); err != nil {
+					return nil, err
 				}
+				fallthrough
+			case errors.Is(err, ErrConflict):
 				if cur, err = v.settle(ctx, id, cur, false); err != nil {
 					return nil, err
 				}
 				continue
-			}
-			if err != nil {
+			case err != nil:
 				return nil, err
 			}
 		}
@@ -457,8 +480,8 @@ func (v *Versioned[T, E]) Delete(ctx context.Context, id string, version int64) 
 }
 
 func backoff(attempt int) time.Duration {
-	d := time.Millisecond << min(attempt, 6)
-	return min(d, 50*time.Millisecond)
+	d := time.Millisecond << min(attempt, 4)
+	return min(d, 10*time.Millisecond)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
