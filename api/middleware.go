@@ -185,6 +185,7 @@ func partner(c *gin.Context) tenants.Partner {
 type limiter struct {
 	rate  rate.Limit
 	burst int
+	now   func() time.Time
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -196,13 +197,13 @@ type bucket struct {
 	seen time.Time
 }
 
-func newLimiter(perSecond float64, burst int) *limiter {
-	return &limiter{rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}}
+func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
+	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
 }
 
 // reserve takes a token for caller, or says how long to wait for one.
 func (l *limiter) reserve(caller string) (bool, time.Duration) {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.sweep) > time.Minute {

@@ -1,11 +1,13 @@
 package api
 
 import (
+	"github.com/switchboard/switchboard/internal/fakeclock"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +19,8 @@ import (
 func TestRateLimitPerPartner(t *testing.T) {
 	db := storetest.MustOpen(t)
 	svc := tenants.NewService(tenants.Config{Control: db.Control})
-	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), PartnerRate: 0.5, PartnerBurst: 3})
+	clk := fakeclock.New(time.Now())
+	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), PartnerRate: 0.5, PartnerBurst: 3, Now: clk.Now})
 	_, keyA, _ := svc.CreatePartner(t.Context(), "A")
 	_, keyB, _ := svc.CreatePartner(t.Context(), "B")
 	get := func(key string) *httptest.ResponseRecorder {
@@ -41,6 +44,14 @@ func TestRateLimitPerPartner(t *testing.T) {
 	}
 	if w := get(keyB); w.Code != 200 {
 		t.Fatalf("another partner is limited too: %d", w.Code)
+	}
+	// Two seconds later A has earned one token (0.5 per second), not two.
+	clk.Add(2 * time.Second)
+	if w := get(keyA); w.Code != 200 {
+		t.Fatalf("after refilling: %d", w.Code)
+	}
+	if w := get(keyA); w.Code != 429 {
+		t.Fatalf("a second request after one refill: %d", w.Code)
 	}
 }
 

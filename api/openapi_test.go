@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gin-gonic/gin"
 	"html/template"
 	"io"
 	"net/http"
@@ -27,7 +28,10 @@ import (
 	"github.com/switchboard/switchboard/tenants"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.ReleaseMode) // as main does: no debug route dump
+	storetest.Main(m)
+}
 
 // contractChecker validates requests and answers against openapi.yaml, so
 // every exchange a test makes also tests the contract. Build one per test

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,9 +36,9 @@ type Config struct {
 	// 20) and PartnerBurst its burst (default 40).
 	PartnerRate  float64
 	PartnerBurst int
+	// Now is the clock of the rate limits; nil means time.Now.
+	Now func() time.Time
 }
-
-func init() { gin.SetMode(gin.ReleaseMode) }
 
 // NewRouter returns the HTTP handler of every route.
 func NewRouter(cfg Config) *gin.Engine {
@@ -49,6 +50,9 @@ func NewRouter(cfg Config) *gin.Engine {
 	}
 	if cfg.PartnerBurst == 0 {
 		cfg.PartnerBurst = 40
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
@@ -74,7 +78,7 @@ func NewRouter(cfg Config) *gin.Engine {
 	registerDocs(r)
 
 	h := partnerHandlers{svc: cfg.Tenants}
-	lim := newLimiter(cfg.PartnerRate, cfg.PartnerBurst)
+	lim := newLimiter(cfg.PartnerRate, cfg.PartnerBurst, cfg.Now)
 	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.perPartner())
 	v1.GET("/industries", h.industries)
 	v1.POST("/customers", idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)

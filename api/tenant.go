@@ -107,16 +107,16 @@ func (h tokenHandlers) mint(c *gin.Context) {
 	if n := utf8.RuneCountInString(subject); n < 1 || n > 200 {
 		verr.Add("subject", "must be 1 to 200 characters")
 	}
-	scopes := tokens.AllScopes
+	scopes := tokens.AllScopes()
 	if req.Scopes != nil {
 		scopes = nil
 		for i, s := range req.Scopes {
 			known := false
-			for _, a := range tokens.AllScopes {
+			for _, a := range tokens.AllScopes() {
 				known = known || a == s
 			}
 			if !known {
-				verr.Add("scopes["+strconv.Itoa(i)+"]", "must be one of "+strings.Join(tokens.AllScopes, ", "))
+				verr.Add("scopes["+strconv.Itoa(i)+"]", "must be one of "+strings.Join(tokens.AllScopes(), ", "))
 			}
 			scopes = append(scopes, s)
 		}

@@ -679,7 +679,9 @@ func (h *Handle) scrubTimeline(ctx context.Context, contactID string) error {
 			continue
 		}
 		p.Message, p.SourceURL, p.InitiatedBy = nil, nil, nil
-		b, _ = json.Marshal(p)
+		if b, err = json.Marshal(p); err != nil {
+			return fmt.Errorf("scrub timeline: %w", err)
+		}
 		sealed, err := h.cipher.Seal(timelineField(d.ID), b)
 		if err != nil {
 			return err

@@ -37,8 +37,9 @@ const (
 	MessagesSend  = "messages:send"
 )
 
-// AllScopes is the default grant.
-var AllScopes = []string{ContactsRead, ContactsWrite, MessagesRead, MessagesSend}
+// AllScopes returns every scope: the default grant. Each call returns a new
+// slice, so no caller can change what another one gets.
+func AllScopes() []string { return []string{ContactsRead, ContactsWrite, MessagesRead, MessagesSend} }
 
 // Audience of every token.
 const Audience = "switchboard"
