@@ -14,6 +14,8 @@ import (
 
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
+
+	"github.com/switchboard/switchboard"
 )
 
 func TestRateLimitPerPartner(t *testing.T) {
@@ -81,16 +83,16 @@ func TestProblemTable(t *testing.T) {
 		status int
 		code   string
 	}{
-		{&tenants.VersionConflictError{Current: 4}, 409, "version_conflict"},
+		{&switchboard.VersionConflictError{Current: 4}, 409, "version_conflict"},
 		{&tenants.TransitionError{From: tenants.StatusRegistered, Action: "deactivate"}, 409, "invalid_transition"},
 		{tenants.ErrSpaceTaken, 409, "space_taken"},
 		{tenants.ErrNotFound, 404, "not_found"},
 		{tenants.ErrDataShredded, 410, "data_shredded"},
 		{tenants.ErrUpstreamUnavailable, 503, "upstream_unavailable"},
 		{tenants.ErrTwilioSubaccountLimit, 409, "twilio_subaccount_limit"},
-		{tenants.ErrCustomerNotActive, 409, "customer_not_active"},
+		{switchboard.ErrCustomerNotActive, 409, "customer_not_active"},
 		{tenants.ErrUnauthorized, 401, "unauthorized"},
-		{&tenants.ValidationError{Fields: []tenants.FieldError{{Field: "space", Message: "bad"}}}, 422, "validation_failed"},
+		{&switchboard.ValidationError{Fields: []switchboard.FieldError{{Field: "space", Message: "bad"}}}, 422, "validation_failed"},
 		{badRequest("retention.period", "must be an integer"), 400, "malformed_request"},
 		{errPayloadTooLarge, 413, "payload_too_large"},
 		{http.ErrBodyNotAllowed, 500, "internal_error"},
@@ -101,7 +103,7 @@ func TestProblemTable(t *testing.T) {
 			t.Errorf("%v → %d %s, want %d %s", tt.err, p.Status, p.Code, tt.status, tt.code)
 		}
 	}
-	p, _ := toProblem(&tenants.VersionConflictError{Current: 4})
+	p, _ := toProblem(&switchboard.VersionConflictError{Current: 4})
 	if !strings.Contains(p.Detail, "4") {
 		t.Errorf("version conflict detail %q lacks the current version", p.Detail)
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/tenants"
@@ -51,9 +53,7 @@ func badRequest(field, message string) error {
 	return e
 }
 
-func invalidQuery(field, message string) error {
-	return &tenants.ValidationError{Fields: []tenants.FieldError{{Field: field, Message: message}}}
-}
+func invalidQuery(field, message string) error { return switchboard.Invalid(field, message) }
 
 var (
 	errPayloadTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", detail: "The request body exceeds 1 MiB."}
@@ -72,10 +72,9 @@ var sentinels = []struct {
 	detail string
 }{
 	{tenants.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
-	{tenants.ErrVersionConflict, http.StatusConflict, "version_conflict", ""},
+	{switchboard.ErrVersionConflict, http.StatusConflict, "version_conflict", ""},
 	{tenants.ErrInvalidTransition, http.StatusConflict, "invalid_transition", ""},
 	{tenants.ErrSpaceTaken, http.StatusConflict, "space_taken", "The space is taken."},
-	{tenants.ErrCustomerNotActive, http.StatusConflict, "customer_not_active", "The customer is not ACTIVE."},
 	{tenants.ErrDataShredded, http.StatusGone, "data_shredded", "The customer's data has been shredded and can never be read again."},
 	{tenants.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "A valid API key is required: Authorization: Bearer <key>."},
 	{tenants.ErrUpstreamUnavailable, http.StatusServiceUnavailable, "upstream_unavailable", "Twilio is unavailable; nothing was changed. Retry later."},
@@ -83,9 +82,11 @@ var sentinels = []struct {
 	{tenants.ErrSubaccountMissing, http.StatusBadGateway, "twilio_subaccount_missing", "Twilio no longer knows the customer's sub-account; nothing was changed. Contact support."},
 	{tenants.ErrBusy, http.StatusConflict, "change_in_progress", "Another change of this customer is in progress; nothing was changed. Retry shortly."},
 	{tokens.ErrInvalidToken, http.StatusUnauthorized, "unauthorized", "A valid access token is required: Authorization: Bearer <JWT>."},
+	// A token of a customer that is not ACTIVE is refused (403); any other
+	// call that needs an ACTIVE customer conflicts with its state (409).
 	{tokens.ErrCustomerNotActive, http.StatusForbidden, "customer_not_active", "The token's customer is not ACTIVE."},
+	{switchboard.ErrCustomerNotActive, http.StatusConflict, "customer_not_active", "The customer is not ACTIVE."},
 	{contacts.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
-	{contacts.ErrVersionConflict, http.StatusConflict, "version_conflict", ""},
 	{contacts.ErrUniqueConflict, http.StatusConflict, "conflict", "Another contact already has this email, phone, crmId or externalId."},
 	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."},
 	{idempotency.ErrKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
@@ -98,21 +99,16 @@ func toProblem(err error) (problem, bool) {
 	if errors.As(err, &he) {
 		return problem{Status: he.status, Code: he.code, Detail: he.detail, Errors: he.fields}, true
 	}
-	var fields []problemField
-	var cverr *contacts.ValidationError
-	var verr *tenants.ValidationError
-	switch {
-	case errors.As(err, &cverr):
-		for _, f := range cverr.Fields {
-			fields = append(fields, problemField{Field: f.Field, Message: f.Message})
+	var verr *switchboard.ValidationError
+	if errors.As(err, &verr) && len(verr.Fields) > 0 {
+		fields := make([]problemField, len(verr.Fields))
+		names := make([]string, len(verr.Fields))
+		for i, f := range verr.Fields {
+			fields[i] = problemField{Field: f.Field, Message: f.Message}
+			names[i] = f.Field + " " + f.Message
 		}
-	case errors.As(err, &verr):
-		for _, f := range verr.Fields {
-			fields = append(fields, problemField{Field: f.Field, Message: f.Message})
-		}
-	}
-	if fields != nil {
-		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The request breaks a rule: see errors.", Errors: fields}, true
+		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed",
+			Detail: "The request breaks a rule: " + strings.Join(names, "; ") + ".", Errors: fields}, true
 	}
 	if errors.Is(err, idempotency.ErrInvalidKey) {
 		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The Idempotency-Key header is invalid.",
@@ -121,14 +117,11 @@ func toProblem(err error) (problem, bool) {
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
 			p := problem{Status: s.status, Code: s.code, Detail: s.detail}
-			var vc *tenants.VersionConflictError
-			var cvc *contacts.VersionConflictError
+			var vc *switchboard.VersionConflictError
 			var te *tenants.TransitionError
 			switch {
 			case errors.As(err, &vc):
 				p.Detail = fmt.Sprintf("The resource changed: its current version is %d.", vc.Current)
-			case errors.As(err, &cvc):
-				p.Detail = fmt.Sprintf("The resource changed: its current version is %d.", cvc.Current)
 			case errors.As(err, &te):
 				p.Detail = fmt.Sprintf("Cannot %s a customer in status %s.", te.Action, te.From)
 			}

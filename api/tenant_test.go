@@ -134,20 +134,20 @@ func TestTokenAttacks(t *testing.T) {
 	// Minted by a service of another issuer.
 	otherIss := tokens.NewService(tokens.Config{Keys: a.db.Control.Collection("signing_keys"), Master: a.master,
 		Issuer: "http://evil.test", Status: a.svc.Status})
-	wrongIss, err := otherIss.Mint(t.Context(), claims["tid"].(string), "u", tokens.AllScopes(), time.Hour)
+	wrongIss, err := otherIss.Mint(t.Context(), tokens.MintInput{CustomerID: claims["tid"].(string), Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Minted in the past (expired) and in the future (not yet valid), beyond the 30 s leeway.
 	past := tokens.NewService(tokens.Config{Keys: a.db.Control.Collection("signing_keys"), Master: a.master,
 		Issuer: testIssuer, Status: a.svc.Status, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
-	expired, err := past.Mint(t.Context(), claims["tid"].(string), "u", tokens.AllScopes(), time.Hour)
+	expired, err := past.Mint(t.Context(), tokens.MintInput{CustomerID: claims["tid"].(string), Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	future := tokens.NewService(tokens.Config{Keys: a.db.Control.Collection("signing_keys"), Master: a.master,
 		Issuer: testIssuer, Status: a.svc.Status, Now: func() time.Time { return time.Now().Add(10 * time.Minute) }})
-	early, err := future.Mint(t.Context(), claims["tid"].(string), "u", tokens.AllScopes(), time.Hour)
+	early, err := future.Mint(t.Context(), tokens.MintInput{CustomerID: claims["tid"].(string), Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,4 +515,10 @@ func TestContactIdempotencyAndShredding(t *testing.T) {
 			t.Fatal("the shredded customer's database is still there")
 		}
 	}
+}
+
+// ttlOf is a tokens.MintInput lifetime.
+func ttlOf(d time.Duration) *int {
+	n := int(d / time.Second)
+	return &n
 }

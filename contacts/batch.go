@@ -11,6 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
+
+	"github.com/switchboard/switchboard"
 )
 
 // This file is the one write pipeline of contacts. A change of an existing
@@ -67,7 +69,7 @@ func (h *Handle) change(ctx context.Context, id string, expected int64, m mutati
 	var ce *store.ConflictError
 	switch {
 	case errors.As(err, &ce):
-		return nil, nil, &VersionConflictError{Current: ce.Current}
+		return nil, nil, &switchboard.VersionConflictError{Current: ce.Current}
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, ErrNotFound
 	case err != nil:

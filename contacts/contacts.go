@@ -20,8 +20,7 @@ import (
 
 // Sentinels of the contacts domain.
 var (
-	ErrNotFound        = errors.New("contact not found")
-	ErrVersionConflict = errors.New("contact version conflict")
+	ErrNotFound = errors.New("contact not found")
 )
 
 // Gender values.

@@ -8,8 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-playground/validator/v10"
-	"github.com/nyaruka/phonenumbers"
+	"github.com/switchboard/switchboard"
 )
 
 // Limits of API.md.
@@ -25,30 +24,16 @@ var (
 	namePattern  = regexp.MustCompile(`^[\p{L}\p{M}.'\- ]{1,100}$`)
 	attrPattern  = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 	topicPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
-	countryCheck = validator.New()
 )
 
 // fieldErrors collects errors named by JSON path.
 type fieldErrors struct {
 	prefix string
-	errs   []FieldError
-}
-
-// FieldError names one invalid field.
-type FieldError struct{ Field, Message string }
-
-// ValidationError is a well-typed input that breaks a rule.
-type ValidationError struct{ Fields []FieldError }
-
-func (e *ValidationError) Error() string {
-	if len(e.Fields) == 0 {
-		return "validation failed"
-	}
-	return "validation failed: " + e.Fields[0].Field + ": " + e.Fields[0].Message
+	errs   []switchboard.FieldError
 }
 
 func (f *fieldErrors) add(field, msg string) {
-	f.errs = append(f.errs, FieldError{Field: f.prefix + field, Message: msg})
+	f.errs = append(f.errs, switchboard.FieldError{Field: f.prefix + field, Message: msg})
 }
 
 // NormalizeEmail trims and lower-cases an email address and checks it is
@@ -65,27 +50,6 @@ func NormalizeEmail(s string) (string, bool) {
 	return s, true
 }
 
-// NormalizePhone returns a valid number in E.164. A number without + is
-// parsed only when country (ISO 3166-1 alpha-2) says where it is from.
-func NormalizePhone(s, country string) (string, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", false
-	}
-	region := ""
-	if !strings.HasPrefix(s, "+") {
-		if country == "" {
-			return "", false
-		}
-		region = strings.ToUpper(country)
-	}
-	n, err := phonenumbers.Parse(s, region)
-	if err != nil || !phonenumbers.IsValidNumber(n) {
-		return "", false
-	}
-	return phonenumbers.Format(n, phonenumbers.E164), true
-}
-
 // normalizeID trims an external identifier.
 func normalizeID(s string) (string, bool) {
 	s = strings.TrimSpace(s)
@@ -99,22 +63,21 @@ func normalizeChannel(typ, addr, country string) (string, bool) {
 	case "email":
 		return NormalizeEmail(addr)
 	case "sms", "whatsapp":
-		return NormalizePhone(addr, country)
+		return switchboard.NormalizePhone(addr, country)
 	}
 	return "", false
 }
 
 // normalize validates in and returns it normalised. prefix names the item
 // in errors ("data[3]."). now bounds dateOfBirth.
-func normalize(in Input, prefix string, now time.Time) (Input, []FieldError) {
+func normalize(in Input, prefix string, now time.Time) (Input, []switchboard.FieldError) {
 	fe := &fieldErrors{prefix: prefix}
 	country := ""
 	if in.Country.Set && !in.Country.Null {
-		c := strings.ToUpper(strings.TrimSpace(in.Country.Value))
-		if len(c) != 2 || countryCheck.Var(c, "iso3166_1_alpha2") != nil {
-			fe.add("country", "must be an ISO 3166-1 alpha-2 country code")
-		} else {
+		if c, ok := switchboard.NormalizeCountry(in.Country.Value); ok {
 			in.Country.Value, country = c, c
+		} else {
+			fe.add("country", "must be an ISO 3166-1 alpha-2 country code")
 		}
 	}
 	str := func(f *Field[string], name string, norm func(string) (string, bool), msg string) {
@@ -129,7 +92,7 @@ func normalize(in Input, prefix string, now time.Time) (Input, []FieldError) {
 		f.Value = v
 	}
 	str(&in.Email, "email", NormalizeEmail, "must be an email address")
-	str(&in.Phone, "phone", func(s string) (string, bool) { return NormalizePhone(s, country) },
+	str(&in.Phone, "phone", func(s string) (string, bool) { return switchboard.NormalizePhone(s, country) },
 		"must be a valid phone number in E.164 (+ and country code), or national with a country")
 	str(&in.ExternalID, "externalId", normalizeID, "must be 1 to 200 characters")
 	str(&in.CrmID, "crmId", normalizeID, "must be 1 to 200 characters")

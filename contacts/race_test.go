@@ -11,6 +11,8 @@ import (
 
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
+
+	"github.com/switchboard/switchboard"
 )
 
 // Concurrency tests of the contacts write pipeline: many changes released at
@@ -65,7 +67,7 @@ func raceName(r, i int) string {
 // racePhone is a valid E.164 number, distinct per (test, round, goroutine).
 func racePhone(t *testing.T, k int) string {
 	t.Helper()
-	p, ok := NormalizePhone(fmt.Sprintf("+1650253%04d", k%10000), "")
+	p, ok := switchboard.NormalizePhone(fmt.Sprintf("+1650253%04d", k%10000), "")
 	if !ok {
 		t.Fatalf("test phone %d is not valid", k)
 	}
@@ -408,7 +410,7 @@ func TestRacePatchSameExpectedVersion(t *testing.T) {
 		won, conflicts := -1, 0
 		other := map[string]int{}
 		for i := range raceN {
-			var vce *VersionConflictError
+			var vce *switchboard.VersionConflictError
 			switch {
 			case errs[i] == nil && cs[i].Version == 2:
 				if won >= 0 {
@@ -417,7 +419,7 @@ func TestRacePatchSameExpectedVersion(t *testing.T) {
 				won = i
 			case errs[i] == nil:
 				other[fmt.Sprintf("success at version %d", cs[i].Version)]++
-			case errors.As(errs[i], &vce) && vce.Current == 2 && errors.Is(errs[i], ErrVersionConflict):
+			case errors.As(errs[i], &vce) && vce.Current == 2 && errors.Is(errs[i], switchboard.ErrVersionConflict):
 				conflicts++
 			default:
 				other["error: "+errs[i].Error()]++
@@ -540,8 +542,8 @@ func TestCrashBetweenClaimAndApply(t *testing.T) {
 	}
 
 	_, err = h2.Patch(ctx, id, 1, Input{FirstName: set("Stale")})
-	var vce *VersionConflictError
-	if !errors.As(err, &vce) || vce.Current != 2 || !errors.Is(err, ErrVersionConflict) {
+	var vce *switchboard.VersionConflictError
+	if !errors.As(err, &vce) || vce.Current != 2 || !errors.Is(err, switchboard.ErrVersionConflict) {
 		t.Fatalf("Patch expecting 1: %v, want a version conflict naming 2", err)
 	}
 	c, err = h2.Get(ctx, id)

@@ -2,7 +2,6 @@ package contacts
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/internal/seen"
 	"github.com/switchboard/switchboard/store"
+
+	"github.com/switchboard/switchboard"
 )
 
 // Service opens handles on customers' contacts.
@@ -412,15 +413,15 @@ func (h *Handle) view(doc *contactDoc, p *personal) Contact {
 // its own and reported.
 func (h *Handle) Upsert(ctx context.Context, mode, matchBy string, data []Input) ([]Result, error) {
 	now := h.nowMs()
-	var verr ValidationError
+	var verr switchboard.ValidationError
 	if mode != ModeAdd && mode != ModeUpdate && mode != ModeAddOrUpdate {
-		verr.Fields = append(verr.Fields, FieldError{"mode", "must be Add, Update or AddOrUpdate"})
+		verr.Fields = append(verr.Fields, switchboard.FieldError{Field: "mode", Message: "must be Add, Update or AddOrUpdate"})
 	}
 	if !slices.Contains(lookupKinds, matchBy) {
-		verr.Fields = append(verr.Fields, FieldError{"matchBy", "must be email, phone, crmId or externalId"})
+		verr.Fields = append(verr.Fields, switchboard.FieldError{Field: "matchBy", Message: "must be email, phone, crmId or externalId"})
 	}
 	if len(data) < 1 || len(data) > 1000 {
-		verr.Fields = append(verr.Fields, FieldError{"data", "must hold 1 to 1000 contacts"})
+		verr.Fields = append(verr.Fields, switchboard.FieldError{Field: "data", Message: "must hold 1 to 1000 contacts"})
 	}
 	if len(verr.Fields) > 0 {
 		return nil, &verr
@@ -437,11 +438,11 @@ func (h *Handle) Upsert(ctx context.Context, mode, matchBy string, data []Input)
 		}
 		key := matchField(&n, matchBy)
 		if !key.Set || key.Null {
-			verr.Fields = append(verr.Fields, FieldError{prefix + matchBy, "is required: it is the match key"})
+			verr.Fields = append(verr.Fields, switchboard.FieldError{Field: prefix + matchBy, Message: "is required: it is the match key"})
 			continue
 		}
 		if j, dup := seen[key.Value]; dup {
-			verr.Fields = append(verr.Fields, FieldError{prefix + matchBy, fmt.Sprintf("repeats the match key of data[%d]", j)})
+			verr.Fields = append(verr.Fields, switchboard.FieldError{Field: prefix + matchBy, Message: fmt.Sprintf("repeats the match key of data[%d]", j)})
 			continue
 		}
 		seen[key.Value] = i
@@ -483,7 +484,7 @@ func (h *Handle) Lookup(ctx context.Context, kind, value string) ([]Contact, err
 		if e, ok := NormalizeEmail(value); ok {
 			idxs = append(idxs, h.index("channel", channelKey(Channel{"email", e})))
 		}
-		if ph, ok := NormalizePhone(value, ""); ok {
+		if ph, ok := switchboard.NormalizePhone(value, ""); ok {
 			idxs = append(idxs, h.index("channel", channelKey(Channel{"sms", ph})), h.index("channel", channelKey(Channel{"whatsapp", ph})))
 		}
 		if len(idxs) == 0 {
@@ -509,7 +510,7 @@ func (h *Handle) Lookup(ctx context.Context, kind, value string) ([]Contact, err
 	case KeyEmail:
 		v, ok = NormalizeEmail(value)
 	case KeyPhone:
-		v, ok = NormalizePhone(value, "")
+		v, ok = switchboard.NormalizePhone(value, "")
 	default:
 		v, ok = normalizeID(value)
 	}
@@ -549,11 +550,11 @@ func (h *Handle) views(ctx context.Context, docs []contactDoc) ([]Contact, error
 func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact, string, error) {
 	filter := bson.D{}
 	if cursor != "" {
-		b, err := base64.RawURLEncoding.DecodeString(cursor)
-		if err != nil || len(b) == 0 || !utf8.Valid(b) {
-			return nil, "", &ValidationError{Fields: []FieldError{{"cursor", "is not a cursor this list returned"}}}
+		last, err := switchboard.DecodeCursor(cursor, 1)
+		if err != nil {
+			return nil, "", err
 		}
-		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: string(b)}}}}
+		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: last[0]}}}}
 	}
 	cur, err := h.contacts().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)+1))
 	if err != nil {
@@ -566,7 +567,7 @@ func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact,
 	next := ""
 	if len(docs) > limit {
 		docs = docs[:limit]
-		next = base64.RawURLEncoding.EncodeToString([]byte(docs[limit-1].ID))
+		next = switchboard.EncodeCursor(docs[limit-1].ID)
 	}
 	out, err := h.views(ctx, docs)
 	return out, next, err
@@ -576,7 +577,7 @@ func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact,
 func (h *Handle) Patch(ctx context.Context, id string, expected int64, in Input) (Contact, error) {
 	in, errs := normalize(in, "", h.nowMs())
 	if len(errs) > 0 {
-		return Contact{}, &ValidationError{Fields: errs}
+		return Contact{}, &switchboard.ValidationError{Fields: errs}
 	}
 	doc, p, err := h.change(ctx, id, expected, h.merging(in))
 	if errors.Is(err, errConflict) {
@@ -591,17 +592,6 @@ func (h *Handle) Patch(ctx context.Context, id string, expected int64, in Input)
 // ErrUniqueConflict: a patch would give the contact another contact's
 // email, phone, crmId or externalId.
 var ErrUniqueConflict = errors.New("value belongs to another contact")
-
-// VersionConflictError is a stale expectedVersion; it matches
-// ErrVersionConflict.
-type VersionConflictError struct{ Current int64 }
-
-func (e *VersionConflictError) Error() string {
-	return fmt.Sprintf("contact version conflict: current version is %d", e.Current)
-}
-
-// Is makes errors.Is(err, ErrVersionConflict) true.
-func (e *VersionConflictError) Is(target error) bool { return target == ErrVersionConflict }
 
 // Delete removes a contact, its lookups and its timeline for good.
 func (h *Handle) Delete(ctx context.Context, id string) error {
@@ -701,13 +691,15 @@ func (h *Handle) Timeline(ctx context.Context, id string, limit int, cursor stri
 	filter := bson.D{{Key: "contactId", Value: id}}
 	if cursor != "" {
 		// The cursor is the last item's (at, id): items sort by both.
-		b, err := base64.RawURLEncoding.DecodeString(cursor)
-		atMs, lastID, ok := strings.Cut(string(b), "|")
-		ms, perr := strconv.ParseInt(atMs, 10, 64)
-		if err != nil || !ok || perr != nil {
-			return nil, "", &ValidationError{Fields: []FieldError{{"cursor", "is not a cursor this list returned"}}}
+		last, err := switchboard.DecodeCursor(cursor, 2)
+		if err != nil {
+			return nil, "", err
 		}
-		at := time.UnixMilli(ms).UTC()
+		ms, err := strconv.ParseInt(last[0], 10, 64)
+		if err != nil {
+			return nil, "", switchboard.Invalid("cursor", "is not a cursor this list returned")
+		}
+		at, lastID := time.UnixMilli(ms).UTC(), last[1]
 		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
 			bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: at}}}},
 			bson.D{{Key: "at", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: lastID}}}},
@@ -725,7 +717,7 @@ func (h *Handle) Timeline(ctx context.Context, id string, limit int, cursor stri
 	if len(docs) > limit {
 		docs = docs[:limit]
 		last := docs[limit-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last.At.UnixMilli(), 10) + "|" + last.ID))
+		next = switchboard.EncodeCursor(strconv.FormatInt(last.At.UnixMilli(), 10), last.ID)
 	}
 	out := make([]TimelineItem, len(docs))
 	for i, d := range docs {
@@ -753,22 +745,22 @@ func (h *Handle) item(d timelineDoc) (TimelineItem, error) {
 
 // AddEvent records an external event on a contact's timeline.
 func (h *Handle) AddEvent(ctx context.Context, id string, ev ExternalEvent) (TimelineItem, error) {
-	var errs []FieldError
+	var errs []switchboard.FieldError
 	if n := utf8.RuneCountInString(ev.Type); n < 1 || n > 100 {
-		errs = append(errs, FieldError{"type", "must be 1 to 100 characters"})
+		errs = append(errs, switchboard.FieldError{Field: "type", Message: "must be 1 to 100 characters"})
 	}
 	if n := utf8.RuneCountInString(ev.Message); n < 1 || n > 2000 {
-		errs = append(errs, FieldError{"message", "must be 1 to 2000 characters"})
+		errs = append(errs, switchboard.FieldError{Field: "message", Message: "must be 1 to 2000 characters"})
 	}
 	if ev.SourceURL != nil {
 		u, err := url.Parse(*ev.SourceURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(*ev.SourceURL) > 2000 {
-			errs = append(errs, FieldError{"sourceUrl", "must be an http(s) URL"})
+			errs = append(errs, switchboard.FieldError{Field: "sourceUrl", Message: "must be an http(s) URL"})
 		}
 	}
 	if ev.InitiatedBy != nil {
 		if n := utf8.RuneCountInString(strings.TrimSpace(*ev.InitiatedBy)); n < 1 || n > 200 {
-			errs = append(errs, FieldError{"initiatedBy", "must be 1 to 200 characters"})
+			errs = append(errs, switchboard.FieldError{Field: "initiatedBy", Message: "must be 1 to 200 characters"})
 		}
 	}
 	now := h.nowMs()
@@ -776,11 +768,11 @@ func (h *Handle) AddEvent(ctx context.Context, id string, ev ExternalEvent) (Tim
 	if ev.OccurredAt != nil {
 		at = ev.OccurredAt.UTC().Truncate(time.Millisecond)
 		if at.After(now.Add(5 * time.Minute)) {
-			errs = append(errs, FieldError{"occurredAt", "must not be in the future"})
+			errs = append(errs, switchboard.FieldError{Field: "occurredAt", Message: "must not be in the future"})
 		}
 	}
 	if len(errs) > 0 {
-		return TimelineItem{}, &ValidationError{Fields: errs}
+		return TimelineItem{}, &switchboard.ValidationError{Fields: errs}
 	}
 	if _, _, err := h.load(ctx, id); err != nil {
 		return TimelineItem{}, err

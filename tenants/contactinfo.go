@@ -5,7 +5,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
-	"github.com/nyaruka/phonenumbers"
+
+	"github.com/switchboard/switchboard"
 )
 
 // maxContactText is the longest a contact info string may be, in
@@ -20,7 +21,7 @@ type ContactInfoInput struct {
 }
 
 // Validate trims every string, checks each rule of API.md and returns the
-// normalised ContactInfo, or a *ValidationError naming every bad field by
+// normalised ContactInfo, or a *switchboard.ValidationError naming every bad field by
 // its JSON name, in the order of the body. Every string is 1 to 200
 // characters after trimming; businessName, addressLine1, postalCode and
 // country are required, and an optional field that was sent must be valid
@@ -34,12 +35,12 @@ func (in ContactInfoInput) Validate() (ContactInfo, error) {
 	// Built per call (about 20 µs) rather than kept in a package variable:
 	// contact info changes are rare, and the package keeps no state.
 	v := validator.New()
-	var verr ValidationError
+	var verr switchboard.ValidationError
 
 	// The country comes first: the province and postal code depend on it.
 	country, countryErr := textField(in.Country, true)
 	if country != nil && countryErr == "" {
-		if c, ok := countryCode(v, *country); ok {
+		if c, ok := switchboard.NormalizeCountry(*country); ok {
 			country = &c
 		} else {
 			countryErr = "must be an ISO 3166-1 alpha-2 country code, like CA"
@@ -111,16 +112,6 @@ func textField(p *string, required bool) (*string, string) {
 	return &s, ""
 }
 
-// countryCode upper-cases an ISO 3166-1 alpha-2 code and reports whether it
-// is one.
-func countryCode(v *validator.Validate, s string) (string, bool) {
-	if len(s) != 2 || !isASCIILetters(s) {
-		return "", false
-	}
-	c := strings.ToUpper(s)
-	return c, v.Var(c, "iso3166_1_alpha2") == nil
-}
-
 // provinceCode upper-cases the subdivision part of an ISO 3166-2 code and
 // checks that country has it. A whole code (CA-ON) is refused: the country
 // is its own field.
@@ -148,23 +139,14 @@ func postalCode(v *validator.Validate, s, country string) (string, string) {
 	return p, ""
 }
 
-// phoneNumber parses an international number and returns it in E.164. It
-// must start with + (a number without its country calling code is
-// ambiguous) and be a valid number with no extension, which E.164 cannot
-// express.
+// phoneNumber returns an international number in E.164. It must start
+// with + (a number without its country calling code is ambiguous) and be a
+// valid number with no extension, which E.164 cannot express.
 func phoneNumber(s string) (string, string) {
-	const want = "must be a valid phone number in E.164 form: + and the country calling code, like +14165550100"
-	if !strings.HasPrefix(s, "+") {
-		return "", want
+	if e164, ok := switchboard.NormalizePhone(s, ""); ok {
+		return e164, ""
 	}
-	num, err := phonenumbers.Parse(s, "")
-	if err != nil || !phonenumbers.IsValidNumber(num) {
-		return "", want
-	}
-	if num.GetExtension() != "" {
-		return "", "must not carry an extension"
-	}
-	return phonenumbers.Format(num, phonenumbers.E164), ""
+	return "", "must be a valid phone number in E.164 form: + and the country calling code, like +14165550100, with no extension"
 }
 
 func isASCIILetters(s string) bool {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/go-playground/validator/v10"
+
+	"github.com/switchboard/switchboard"
 )
 
 func contactStr(s string) *string { return &s }
@@ -160,9 +162,9 @@ func TestContactInfoInvalid(t *testing.T) {
 			in := validContact()
 			tc.change(&in)
 			got, err := in.Validate()
-			var verr *ValidationError
+			var verr *switchboard.ValidationError
 			if !errors.As(err, &verr) {
-				t.Fatalf("Validate: %v, want a *ValidationError", err)
+				t.Fatalf("Validate: %v, want a *switchboard.ValidationError", err)
 			}
 			var fields []string
 			for _, f := range verr.Fields {

@@ -17,6 +17,8 @@ import (
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard"
 )
 
 // A partner API key is "sbp_<id>_<secret>": the id (12 base32 characters)
@@ -56,7 +58,7 @@ func hashKey(key string) []byte {
 func (s *Service) CreatePartner(ctx context.Context, name string) (Partner, string, error) {
 	name = strings.TrimSpace(name)
 	if n := utf8.RuneCountInString(name); n < 1 || n > 200 {
-		return Partner{}, "", &ValidationError{Fields: []FieldError{{Field: "name", Message: "must be 1 to 200 characters"}}}
+		return Partner{}, "", switchboard.Invalid("name", "must be 1 to 200 characters")
 	}
 	id, err := uuid.NewV7()
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
+
+	"github.com/switchboard/switchboard"
 )
 
 // Collections of the control database that this package owns.
@@ -125,12 +127,12 @@ func storeErr(op string, err error) error {
 	var ce *store.ConflictError
 	switch {
 	case errors.As(err, &ce):
-		return &VersionConflictError{Current: ce.Current}
+		return &switchboard.VersionConflictError{Current: ce.Current}
 	case errors.Is(err, store.ErrNotFound):
 		return ErrNotFound
 	case errors.Is(err, store.ErrBusy):
 		return fmt.Errorf("%s: %w", op, ErrBusy)
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrVersionConflict):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidTransition), errors.Is(err, switchboard.ErrVersionConflict):
 		return err
 	}
 	return fmt.Errorf("%s: %w", op, err)

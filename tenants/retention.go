@@ -1,12 +1,16 @@
 package tenants
 
-import "time"
+import (
+	"time"
+
+	"github.com/switchboard/switchboard"
+)
 
 // validate checks a retention request and returns the retention to store
 // for a customer terminated at terminatedAt. A period sent with
 // NO_RETENTION or INDEFINITE is accepted and ignored.
 func (in RetentionInput) validate(terminatedAt time.Time) (Retention, error) {
-	var verr ValidationError
+	var verr switchboard.ValidationError
 	r := Retention{Strategy: Strategy(in.Strategy)}
 	switch r.Strategy {
 	case NoRetention:

@@ -3,6 +3,8 @@ package tenants
 import (
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard"
 )
 
 func TestAddMonths(t *testing.T) {
@@ -59,7 +61,7 @@ func TestRetentionValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := tt.in.validate(now)
 			if tt.wantField != "" {
-				verr, ok := err.(*ValidationError)
+				verr, ok := err.(*switchboard.ValidationError)
 				if !ok || len(verr.Fields) != 1 || verr.Fields[0].Field != tt.wantField {
 					t.Fatalf("err = %v, want a validation error on %s", err, tt.wantField)
 				}

@@ -3,13 +3,13 @@ package tenants
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +22,8 @@ import (
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
+
+	"github.com/switchboard/switchboard"
 )
 
 // Config holds what a Service needs. Control is the control database
@@ -159,7 +161,7 @@ func newEvent(typ string, at time.Time, data map[string]any) (eventDoc, error) {
 
 // Register creates a customer of p in status REGISTERED, with its own key.
 func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Customer, error) {
-	var verr ValidationError
+	var verr switchboard.ValidationError
 	if !spacePattern.MatchString(in.Space) {
 		verr.Add("space", "must match ^[a-z0-9][a-z0-9-]{1,62}$")
 	}
@@ -229,11 +231,11 @@ func (s *Service) Customers(ctx context.Context, p Partner, q ListQuery) ([]Cust
 		filter = append(filter, bson.E{Key: "status", Value: q.Status})
 	}
 	if q.Cursor != "" {
-		last, err := decodeCursor(q.Cursor)
+		last, err := switchboard.DecodeCursor(q.Cursor, 1)
 		if err != nil {
 			return nil, "", err
 		}
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: last}}})
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: last[0]}}})
 	}
 	docs, more, err := page[customerDoc](ctx, s.customersColl(), filter, bson.D{{Key: "_id", Value: -1}}, q.Limit)
 	if err != nil {
@@ -249,20 +251,9 @@ func (s *Service) Customers(ctx context.Context, p Partner, q ListQuery) ([]Cust
 	}
 	next := ""
 	if more {
-		next = encodeCursor(docs[len(docs)-1].ID)
+		next = switchboard.EncodeCursor(docs[len(docs)-1].ID)
 	}
 	return out, next, nil
-}
-
-// Cursors are opaque to clients: the last item's sort key, base64url.
-func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
-
-func decodeCursor(cur string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(cur)
-	if err != nil || len(b) == 0 || !utf8.Valid(b) {
-		return "", &ValidationError{Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this list returned"}}}
-	}
-	return string(b), nil
 }
 
 // Customer returns one of p's customers.
@@ -535,13 +526,13 @@ func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery)
 	}
 	from := int64(1)
 	if q.Cursor != "" {
-		last, err := decodeCursor(q.Cursor)
+		last, err := switchboard.DecodeCursor(q.Cursor, 1)
 		if err != nil {
 			return nil, "", err
 		}
-		var v int64
-		if _, err := fmt.Sscanf(last, "v%d", &v); err != nil || v < 1 {
-			return nil, "", &ValidationError{Fields: []FieldError{{Field: "cursor", Message: "is not a cursor this list returned"}}}
+		v, err := strconv.ParseInt(last[0], 10, 64)
+		if err != nil || v < 1 {
+			return nil, "", switchboard.Invalid("cursor", "is not a cursor this list returned")
 		}
 		from = v + 1
 	}
@@ -586,7 +577,7 @@ func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery)
 	nextCursor := ""
 	if len(out) == q.Limit {
 		if _, err := s.customers.Claim(ctx, id, to+1); err == nil {
-			nextCursor = encodeCursor(fmt.Sprintf("v%d", to))
+			nextCursor = switchboard.EncodeCursor(strconv.FormatInt(to, 10))
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, "", fmt.Errorf("list events: %w", err)
 		}

@@ -18,6 +18,8 @@ import (
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
+
+	"github.com/switchboard/switchboard"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -268,8 +270,8 @@ func TestVersionConflictChangesNothing(t *testing.T) {
 	ctx := t.Context()
 	c := h.register(t, "stale")
 	_, err := h.svc.Activate(ctx, h.partner, c.ID, 7)
-	var vc *tenants.VersionConflictError
-	if !errors.As(err, &vc) || vc.Current != 1 || !errors.Is(err, tenants.ErrVersionConflict) {
+	var vc *switchboard.VersionConflictError
+	if !errors.As(err, &vc) || vc.Current != 1 || !errors.Is(err, switchboard.ErrVersionConflict) {
 		t.Fatalf("stale activate: %v", err)
 	}
 	if h.twilio.CreateCount() != 0 {
@@ -414,7 +416,7 @@ func TestRegisterValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := h.svc.Register(t.Context(), h.partner, tt.in)
-		var verr *tenants.ValidationError
+		var verr *switchboard.ValidationError
 		if !errors.As(err, &verr) || verr.Fields[0].Field != tt.field {
 			t.Errorf("register %+v: %v, want a validation error on %s", tt.in, err, tt.field)
 		}
@@ -463,7 +465,7 @@ func TestListNewestFirstWithCursorAndFilter(t *testing.T) {
 }
 
 func errorsAsValidation(err error, field string) bool {
-	var verr *tenants.ValidationError
+	var verr *switchboard.ValidationError
 	return errors.As(err, &verr) && len(verr.Fields) > 0 && verr.Fields[0].Field == field
 }
 

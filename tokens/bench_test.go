@@ -14,7 +14,7 @@ import (
 func BenchmarkVerify(b *testing.B) {
 	s, _, _ := newService(b)
 	ctx := b.Context()
-	tok, err := s.Mint(ctx, cust, "u", AllScopes(), time.Hour)
+	tok, err := s.Mint(ctx, MintInput{CustomerID: cust, Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		b.Fatal(err)
 	}

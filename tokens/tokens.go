@@ -15,10 +15,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
@@ -27,6 +30,8 @@ import (
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/tenants"
+
+	"github.com/switchboard/switchboard"
 )
 
 // Scopes a token may carry.
@@ -59,8 +64,9 @@ const (
 var (
 	// ErrInvalidToken is the one answer to anything wrong with a token itself.
 	ErrInvalidToken = errors.New("invalid token")
-	// ErrCustomerNotActive: the token is fine, its customer is not ACTIVE.
-	ErrCustomerNotActive = errors.New("customer not active")
+	// ErrCustomerNotActive: the token is fine, its customer is not ACTIVE
+	// (it matches switchboard.ErrCustomerNotActive too).
+	ErrCustomerNotActive = fmt.Errorf("token refused: %w", switchboard.ErrCustomerNotActive)
 )
 
 // StatusFunc reads a customer's lifecycle status.
@@ -250,9 +256,62 @@ type Token struct {
 	ExpiresIn   int
 }
 
-// Mint signs a token for a user of an ACTIVE customer (the caller checks
-// the status and the inputs' rules).
-func (s *Service) Mint(ctx context.Context, customerID, subject string, scopes []string, ttl time.Duration) (Token, error) {
+// MintInput is a token request: Scopes nil means every scope, TTLSeconds
+// nil the default lifetime.
+type MintInput struct {
+	CustomerID string
+	Subject    string
+	Scopes     []string
+	TTLSeconds *int
+}
+
+// validate checks a request against the contract and returns its subject
+// (trimmed), scopes and lifetime, or a ValidationError naming each bad field.
+func (in MintInput) validate() (string, []string, time.Duration, error) {
+	var verr switchboard.ValidationError
+	subject := strings.TrimSpace(in.Subject)
+	if n := utf8.RuneCountInString(subject); n < 1 || n > 200 {
+		verr.Add("subject", "must be 1 to 200 characters")
+	}
+	scopes := AllScopes()
+	if in.Scopes != nil {
+		scopes = in.Scopes
+		if len(scopes) == 0 {
+			verr.Add("scopes", "must name at least one scope")
+		}
+		for i, sc := range scopes {
+			if !slices.Contains(AllScopes(), sc) {
+				verr.Add("scopes["+strconv.Itoa(i)+"]", "must be one of "+strings.Join(AllScopes(), ", "))
+			}
+		}
+	}
+	ttl := DefaultTTL
+	if in.TTLSeconds != nil {
+		ttl = time.Duration(*in.TTLSeconds) * time.Second
+		if ttl < MinTTL || ttl > MaxTTL {
+			verr.Add("ttlSeconds", "must be between 60 and 86400")
+		}
+	}
+	return subject, scopes, ttl, verr.Err()
+}
+
+// Mint signs a token for a user of an ACTIVE customer. A request that
+// breaks the contract's rules is a *switchboard.ValidationError; a customer
+// that is not ACTIVE (read now, not through the cache) is
+// switchboard.ErrCustomerNotActive.
+func (s *Service) Mint(ctx context.Context, in MintInput) (Token, error) {
+	subject, scopes, ttl, err := in.validate()
+	if err != nil {
+		return Token{}, err
+	}
+	st, err := s.status(ctx, in.CustomerID)
+	if err != nil {
+		return Token{}, fmt.Errorf("mint token: %w", err)
+	}
+	if st != tenants.StatusActive {
+		return Token{}, switchboard.ErrCustomerNotActive
+	}
+	customerID := in.CustomerID
 	k, err := s.current(ctx)
 	if err != nil {
 		return Token{}, fmt.Errorf("mint token: %w", err)

@@ -90,14 +90,14 @@ func TestClaimsAreChecked(t *testing.T) {
 func TestRotationKeepsTokensValid(t *testing.T) {
 	s, clk, again := newService(t)
 	ctx := t.Context()
-	first, err := s.Mint(ctx, cust, "u", AllScopes(), time.Hour)
+	first, err := s.Mint(ctx, MintInput{CustomerID: cust, Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldKid := mustKid(t, first.AccessToken)
 	// An hour before rotation, a day-long token is signed with the old key.
 	clk.Add(RotateEvery - time.Hour)
-	late, err := s.Mint(ctx, cust, "u", AllScopes(), MaxTTL)
+	late, err := s.Mint(ctx, MintInput{CustomerID: cust, Subject: "u", TTLSeconds: ttlOf(MaxTTL)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestRotationKeepsTokensValid(t *testing.T) {
 	}
 	// Past 30 days, minting rotates to a new key...
 	clk.Add(time.Hour + time.Second)
-	fresh, err := s.Mint(ctx, cust, "u", AllScopes(), time.Hour)
+	fresh, err := s.Mint(ctx, MintInput{CustomerID: cust, Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestStoredKeyIsWrapped(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	s, clk, _ := newService(f)
-	good, err := s.Mint(context.Background(), cust, "u", AllScopes(), time.Hour)
+	good, err := s.Mint(context.Background(), MintInput{CustomerID: cust, Subject: "u", TTLSeconds: ttlOf(time.Hour)})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -186,4 +186,10 @@ func FuzzVerify(f *testing.F) {
 		}
 		_ = clk
 	})
+}
+
+// ttlOf is a MintInput lifetime.
+func ttlOf(d time.Duration) *int {
+	n := int(d / time.Second)
+	return &n
 }
