@@ -1,12 +1,14 @@
 package tenants
 
 import (
+	"encoding/json"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 
 	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/crypto"
 )
 
 // maxContactText is the longest a contact info string may be, in
@@ -177,4 +179,39 @@ func hasPostcodeFormat(country string) bool {
 		return true
 	}
 	return false
+}
+
+// storedContactInfo is the sealed form of contact info. Its JSON names are
+// a stored format, fixed here (they are the Go names the first format used),
+// so renaming a field of ContactInfo cannot turn stored values into nulls.
+type storedContactInfo struct {
+	BusinessName  string  `json:"BusinessName"`
+	SecondaryName *string `json:"SecondaryName"`
+	PhoneNumber   *string `json:"PhoneNumber"`
+	AddressLine1  string  `json:"AddressLine1"`
+	AddressLine2  *string `json:"AddressLine2"`
+	PostalCode    string  `json:"PostalCode"`
+	Province      *string `json:"Province"`
+	Country       string  `json:"Country"`
+}
+
+func sealContactInfo(c *crypto.Cipher, id string, info ContactInfo) ([]byte, error) {
+	plain, err := json.Marshal(storedContactInfo(info))
+	if err != nil {
+		return nil, err
+	}
+	return c.Seal(contactInfoField(id), plain)
+}
+
+func openContactInfo(c *crypto.Cipher, id string, sealed []byte) (*ContactInfo, error) {
+	b, err := c.Open(contactInfoField(id), sealed)
+	if err != nil {
+		return nil, err
+	}
+	var st storedContactInfo
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	info := ContactInfo(st)
+	return &info, nil
 }

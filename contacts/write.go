@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -406,4 +408,130 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Upsert adds or updates a batch. The whole batch is validated first
+// (nothing is written if any item is invalid); then each item is applied on
+// its own and reported.
+func (h *Handle) Upsert(ctx context.Context, mode, matchBy string, data []Input) ([]Result, error) {
+	now := h.nowMs()
+	var verr switchboard.ValidationError
+	if mode != ModeAdd && mode != ModeUpdate && mode != ModeAddOrUpdate {
+		verr.Fields = append(verr.Fields, switchboard.FieldError{Field: "mode", Message: "must be Add, Update or AddOrUpdate"})
+	}
+	if !slices.Contains(lookupKinds, matchBy) {
+		verr.Fields = append(verr.Fields, switchboard.FieldError{Field: "matchBy", Message: "must be email, phone, crmId or externalId"})
+	}
+	if len(data) < 1 || len(data) > 1000 {
+		verr.Fields = append(verr.Fields, switchboard.FieldError{Field: "data", Message: "must hold 1 to 1000 contacts"})
+	}
+	if len(verr.Fields) > 0 {
+		return nil, &verr
+	}
+	norm := make([]Input, len(data))
+	seen := map[string]int{}
+	for i, in := range data {
+		prefix := "data[" + fmt.Sprint(i) + "]."
+		n, errs := normalize(in, prefix, now)
+		verr.Fields = append(verr.Fields, errs...)
+		norm[i] = n
+		if len(errs) > 0 {
+			continue
+		}
+		key := matchField(&n, matchBy)
+		if !key.Set || key.Null {
+			verr.Fields = append(verr.Fields, switchboard.FieldError{Field: prefix + matchBy, Message: "is required: it is the match key"})
+			continue
+		}
+		if j, dup := seen[key.Value]; dup {
+			verr.Fields = append(verr.Fields, switchboard.FieldError{Field: prefix + matchBy, Message: fmt.Sprintf("repeats the match key of data[%d]", j)})
+			continue
+		}
+		seen[key.Value] = i
+	}
+	if len(verr.Fields) > 0 {
+		return nil, &verr
+	}
+	return h.applyBatch(ctx, mode, matchBy, norm, now)
+}
+
+func matchField(in *Input, kind string) Field[string] {
+	switch kind {
+	case KeyEmail:
+		return in.Email
+	case KeyPhone:
+		return in.Phone
+	case KeyCrmID:
+		return in.CrmID
+	}
+	return in.ExternalID
+}
+
+// Patch applies a JSON merge patch to a contact.
+func (h *Handle) Patch(ctx context.Context, id string, expected int64, in Input) (Contact, error) {
+	in, errs := normalize(in, "", h.nowMs())
+	if len(errs) > 0 {
+		return Contact{}, &switchboard.ValidationError{Fields: errs}
+	}
+	doc, p, err := h.change(ctx, id, expected, h.merging(in))
+	if errors.Is(err, errConflict) {
+		return Contact{}, ErrUniqueConflict
+	}
+	if err != nil {
+		return Contact{}, err
+	}
+	return h.view(doc, p), nil
+}
+
+// Delete removes a contact, its lookups and its timeline for good.
+func (h *Handle) Delete(ctx context.Context, id string) error {
+	doc, _, err := h.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	// The document goes first: a crash before the entries are released
+	// leaves them naming a contact that is gone, which frees them.
+	if err := h.docs.Delete(ctx, id, doc.Version); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("delete contact: %w", err)
+	}
+	if err := h.release(ctx, id, doc.Idx); err != nil {
+		return err
+	}
+	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
+		return fmt.Errorf("delete timeline: %w", err)
+	}
+	return nil
+}
+
+// Anonymize keeps a contact as a record without a person: names and
+// attribute values become XXX, the email a placeholder, identifiers, phone,
+// birth date, gender and channels go; country and consents stay; the texts
+// of its timeline are erased.
+func (h *Handle) Anonymize(ctx context.Context, id string) (Contact, error) {
+	doc, p, err := h.change(ctx, id, store.AnyVersion, func(old *contactDoc, oldP *personal) (*personal, *string, bool, []timelineDoc, error) {
+		xxx := func(s *string) *string {
+			if s == nil {
+				return nil
+			}
+			v := "XXX"
+			return &v
+		}
+		email := "anonymized-" + id + "@example.invalid"
+		p := &personal{FirstName: xxx(oldP.FirstName), LastName: xxx(oldP.LastName), Consents: oldP.Consents}
+		if oldP.Email != nil {
+			p.Email = &email
+		}
+		for _, a := range oldP.CustomAttributes {
+			p.CustomAttributes = append(p.CustomAttributes, Attribute{Name: a.Name, Value: "XXX"})
+		}
+		items, err := h.items(id, ItemAnonymized, nil, nil, h.nowMs())
+		return p, old.Country, true, items, err
+	})
+	if err != nil {
+		return Contact{}, err
+	}
+	if err := h.scrubTimeline(ctx, id); err != nil {
+		return Contact{}, err
+	}
+	return h.view(doc, p), nil
 }

@@ -1,0 +1,133 @@
+package contacts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/switchboard/switchboard"
+)
+
+func (h *Handle) view(doc *contactDoc, p *personal) Contact {
+	c := Contact{
+		ID: doc.ID, Version: doc.Version, ExternalID: p.ExternalID, CrmID: p.CrmID, Email: p.Email, Phone: p.Phone,
+		FirstName: p.FirstName, LastName: p.LastName, DateOfBirth: p.DateOfBirth, Gender: p.Gender, Country: doc.Country,
+		Channels: p.Channels, CustomAttributes: p.CustomAttributes, Consents: p.Consents,
+		Anonymized: doc.Anonymized, CreatedAt: doc.CreatedAt.UTC(), UpdatedAt: doc.UpdatedAt.UTC(),
+	}
+	for i := range c.Consents {
+		c.Consents[i].UpdatedAt = c.Consents[i].UpdatedAt.UTC()
+	}
+	return c
+}
+
+// Get returns one contact.
+func (h *Handle) Get(ctx context.Context, id string) (Contact, error) {
+	doc, p, err := h.load(ctx, id)
+	if err != nil {
+		return Contact{}, err
+	}
+	return h.view(doc, p), nil
+}
+
+// Lookup finds contacts by one exact value: kind is email, phone, crmId,
+// externalId or channel. The value is normalised first; a value that cannot
+// be normalised finds nothing.
+func (h *Handle) Lookup(ctx context.Context, kind, value string) ([]Contact, error) {
+	switch kind {
+	case "channel":
+		var idxs [][]byte
+		if e, ok := NormalizeEmail(value); ok {
+			idxs = append(idxs, h.index("channel", channelKey(Channel{"email", e})))
+		}
+		if ph, ok := switchboard.NormalizePhone(value, ""); ok {
+			idxs = append(idxs, h.index("channel", channelKey(Channel{"sms", ph})), h.index("channel", channelKey(Channel{"whatsapp", ph})))
+		}
+		if len(idxs) == 0 {
+			return nil, nil
+		}
+		cur, err := h.contacts().Find(ctx, bson.D{{Key: "channelIdx", Value: bson.D{{Key: "$in", Value: idxs}}}},
+			options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(200))
+		if err != nil {
+			return nil, fmt.Errorf("lookup contacts: %w", err)
+		}
+		var docs []contactDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, fmt.Errorf("lookup contacts: %w", err)
+		}
+		return h.views(ctx, docs)
+	case KeyEmail, KeyPhone, KeyCrmID, KeyExternalID:
+	default:
+		return nil, fmt.Errorf("lookup kind %q", kind)
+	}
+	var v string
+	var ok bool
+	switch kind {
+	case KeyEmail:
+		v, ok = NormalizeEmail(value)
+	case KeyPhone:
+		v, ok = switchboard.NormalizePhone(value, "")
+	default:
+		v, ok = normalizeID(value)
+	}
+	if !ok {
+		return nil, nil
+	}
+	doc, err := h.findBy(ctx, kind, v)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	doc, p, err := h.opened(ctx, doc)
+	if err != nil {
+		return nil, err
+	}
+	return []Contact{h.view(doc, p)}, nil
+}
+
+func (h *Handle) views(ctx context.Context, docs []contactDoc) ([]Contact, error) {
+	out := make([]Contact, 0, len(docs))
+	for i := range docs {
+		if err := h.flush(ctx, docs[i].Pending); err != nil {
+			return nil, err
+		}
+		p, err := h.open(&docs[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h.view(&docs[i], p))
+	}
+	return out, nil
+}
+
+// List returns a page of contacts, newest first, and the next cursor.
+func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact, string, error) {
+	filter := bson.D{}
+	if cursor != "" {
+		last, err := switchboard.DecodeCursor(cursor, 1)
+		if err != nil {
+			return nil, "", err
+		}
+		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: last[0]}}}}
+	}
+	cur, err := h.contacts().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("list contacts: %w", err)
+	}
+	var docs []contactDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", fmt.Errorf("list contacts: %w", err)
+	}
+	next := ""
+	if len(docs) > limit {
+		docs = docs[:limit]
+		next = switchboard.EncodeCursor(docs[limit-1].ID)
+	}
+	out, err := h.views(ctx, docs)
+	return out, next, err
+}
