@@ -65,17 +65,19 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tok *tokens.Service
 	svc := tenants.NewService(tenants.Config{
 		Control: db.Control, Keyring: keyring, Twilio: client,
 		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(),
+		OnChange: func(id string) { tok.Forget(id) },
 	})
 	clk := fakeclock.New(time.Now())
-	tok := tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
+	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
 		Issuer: testIssuer, Status: svc.Status, Now: clk.Now})
 	router := NewRouter(Config{
 		Tenants:      svc,
 		Tokens:       tok,
-		Contacts:     &contacts.Service{Cipher: svc.Cipher, Database: db.Customer},
+		Contacts:     &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
 		Idempotency:  idempotency.NewStore(db.Control.Collection("idempotency")),
 		Logger:       storetest.Logger(),
 		Registry:     prometheus.NewRegistry(),

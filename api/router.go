@@ -98,8 +98,9 @@ func NewRouter(cfg Config) *gin.Engine {
 	v1.POST("/customers/:id/tokens", th.mint)
 
 	var ch contactHandlers
-	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens, cfg.Contacts), lim.perTenant(),
-		scope(tokens.ContactsRead, tokens.ContactsWrite))
+	// Cheap refusals first: verify, limit, scope; only then open the data.
+	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens), lim.perTenant(),
+		scope(tokens.ContactsRead, tokens.ContactsWrite), openContacts(cfg.Contacts))
 	tenantScope := func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }
 	tenant.POST("", idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)
 	tenant.GET("", ch.list)

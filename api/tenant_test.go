@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -179,21 +180,38 @@ func TestTokenAttacks(t *testing.T) {
 	a.do(t, req{method: "GET", path: "/v1/customers", key: good, invalid: true}).problem(t, 401, "unauthorized")
 }
 
-func TestDeactivationReachesTokensWithin5s(t *testing.T) {
+// TestDeactivationRefusesTokens: the instance that deactivates refuses the
+// customer's tokens on the very next request; another instance (its own
+// status cache) within 5 s.
+func TestDeactivationRefusesTokens(t *testing.T) {
 	a := newTestAPI(t)
 	id, tok := a.activeCustomer(t, a.key, "toggled")
 	get := func() response { return a.do(t, req{method: "GET", path: "/v1/contacts", key: tok, invalid: true}) }
 	if r := get(); r.Status != 200 {
 		t.Fatalf("active: %d", r.Status)
 	}
+	other := tokens.NewService(tokens.Config{Keys: a.db.Control.Collection("signing_keys"), Master: a.master,
+		Issuer: testIssuer, Status: a.svc.Status, Now: a.clock.Now})
+	if _, err := other.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("another instance, active: %v", err)
+	}
 	a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/deactivate", key: a.key, body: `{}`})
-	a.clock.Add(5 * time.Second)
 	get().problem(t, 403, "customer_not_active")
-	a.activate(t, id)
+	if _, err := other.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("another instance within its 5 s: %v", err)
+	}
 	a.clock.Add(5 * time.Second)
+	if _, err := other.Verify(t.Context(), tok); !errors.Is(err, tokens.ErrCustomerNotActive) {
+		t.Fatalf("another instance after 5 s: %v", err)
+	}
+	a.activate(t, id)
 	if r := get(); r.Status != 200 {
 		t.Fatalf("re-activated: %d %s", r.Status, r.Raw)
 	}
+	// Terminated with NO_RETENTION: shredded, so 410 at once.
+	a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/terminate", key: a.key,
+		body: `{"retention":{"strategy":"NO_RETENTION"}}`})
+	get().problem(t, 410, "data_shredded")
 }
 
 func TestScopes(t *testing.T) {
@@ -504,8 +522,8 @@ func TestContactIdempotencyAndShredding(t *testing.T) {
 	if r.Body["status"] != "SHREDDED" {
 		t.Fatalf("terminate: %s", r.Raw)
 	}
-	a.clock.Add(5 * time.Second)
-	a.do(t, req{method: "GET", path: "/v1/contacts", key: tok, invalid: true}).problem(t, 403, "customer_not_active")
+	// SHREDDED: 410, as API.md says, at once on this instance.
+	a.do(t, req{method: "GET", path: "/v1/contacts", key: tok, invalid: true}).problem(t, 410, "data_shredded")
 	names, err := a.db.Client.ListDatabaseNames(t.Context(), bson.D{})
 	if err != nil {
 		t.Fatal(err)

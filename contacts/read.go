@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -130,4 +132,34 @@ func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact,
 	}
 	out, err := h.views(ctx, docs)
 	return out, next, err
+}
+
+// Query selects contacts: an exact lookup when Lookups names one kind
+// (email, phone, crmId, externalId or channel) with its value, else a page
+// of the list (Limit already within 1..200, Cursor "" for the first).
+type Query struct {
+	Limit   int
+	Cursor  string
+	Lookups map[string]string
+}
+
+// Find answers a Query: a lookup (never more than one kind at a time: a
+// ValidationError) finds at most the matching contacts and has no next
+// page; the list is newest first with the cursor of the next page.
+func (h *Handle) Find(ctx context.Context, q Query) ([]Contact, string, error) {
+	switch len(q.Lookups) {
+	case 0:
+		return h.List(ctx, q.Limit, q.Cursor)
+	case 1:
+		for kind, value := range q.Lookups {
+			list, err := h.Lookup(ctx, kind, value)
+			return list, "", err
+		}
+	}
+	var verr switchboard.ValidationError
+	for kind := range q.Lookups {
+		verr.Add(kind, "only one lookup parameter at a time")
+	}
+	slices.SortFunc(verr.Fields, func(a, b switchboard.FieldError) int { return strings.Compare(a.Field, b.Field) })
+	return nil, "", &verr
 }

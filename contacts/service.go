@@ -11,7 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
-	"github.com/switchboard/switchboard/internal/seen"
+	"github.com/switchboard/switchboard/internal/ttl"
 	"github.com/switchboard/switchboard/store"
 )
 
@@ -24,8 +24,9 @@ type Service struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	indexed sync.Map // customer id → struct{}: indexes ensured by this process
-	flushed seen.Set // timeline items known to be in the timeline collection
+	once    sync.Once
+	indexed *ttl.Cache[string, struct{}] // customers whose indexes this process ensured
+	flushed *ttl.Cache[string, struct{}] // timeline items known to be in the timeline collection
 }
 
 // Handle is bound to one customer's database and key: every method is
@@ -34,7 +35,7 @@ type Handle struct {
 	db      *mongo.Database
 	cipher  *crypto.Cipher
 	now     func() time.Time
-	flushed *seen.Set
+	flushed *ttl.Cache[string, struct{}]
 	docs    *store.Versioned[contactDoc, struct{}]
 }
 
@@ -48,18 +49,23 @@ func (s *Service) Open(ctx context.Context, customerID string) (*Handle, error) 
 	if now == nil {
 		now = time.Now
 	}
+	s.once.Do(func() {
+		// Forgetting either only costs an idempotent write.
+		s.indexed = ttl.New[string, struct{}](100_000, 24*time.Hour, now)
+		s.flushed = ttl.New[string, struct{}](10_000, time.Hour, now)
+	})
 	db := s.Database(customerID)
-	h := &Handle{db: db, cipher: c, now: now, flushed: &s.flushed, docs: &store.Versioned[contactDoc, struct{}]{
+	h := &Handle{db: db, cipher: c, now: now, flushed: s.flushed, docs: &store.Versioned[contactDoc, struct{}]{
 		Docs:    db.Collection("contacts"),
 		Claims:  db.Collection("contact_claims"),
 		Version: func(d *contactDoc) int64 { return d.Version },
 		Now:     now,
 	}}
-	if _, done := s.indexed.Load(customerID); !done {
+	if _, done := s.indexed.Get(customerID); !done {
 		if err := h.ensureIndexes(ctx); err != nil {
 			return nil, err
 		}
-		s.indexed.Store(customerID, struct{}{})
+		s.indexed.Add(customerID, struct{}{})
 	}
 	return h, nil
 }

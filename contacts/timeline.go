@@ -22,13 +22,13 @@ import (
 // an item this process already copied is not tried again.
 func (h *Handle) flush(ctx context.Context, items []timelineDoc) error {
 	for _, it := range items {
-		if h.flushed.Has(it.ID) {
+		if _, done := h.flushed.Get(it.ID); done {
 			continue
 		}
 		if _, err := h.timeline().InsertOne(ctx, it); err != nil && !mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("record timeline: %w", err)
 		}
-		h.flushed.Add(it.ID)
+		h.flushed.Add(it.ID, struct{}{})
 	}
 	return nil
 }

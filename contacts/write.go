@@ -225,7 +225,7 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 			return nil, fmt.Errorf("record timeline: %w", err)
 		}
 		for _, id := range written {
-			h.flushed.Add(id)
+			h.flushed.Add(id, struct{}{})
 		}
 	}
 

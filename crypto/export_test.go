@@ -5,9 +5,7 @@ package crypto
 
 // CachedLen is how many unwrapped keys the keyring holds.
 func (k *Keyring) CachedLen() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.cache)
+	return k.cache.Len()
 }
 
 // Sweep runs one pass of the cache sweeper now.

@@ -11,6 +11,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard/internal/ttl"
 )
 
 // MaxCacheTTL bounds how long the keyring keeps an unwrapped key in memory,
@@ -72,8 +74,8 @@ type Keyring struct {
 	now    func() time.Time
 	ttl    time.Duration
 
-	mu    sync.Mutex
-	cache map[string]cacheEntry
+	mu    sync.Mutex // orders cache writes with destroys
+	cache *ttl.Cache[string, *Cipher]
 	// destroys counts Destroy calls: a load that started before one may
 	// have read a key that is now gone, so it must not cache it.
 	destroys uint64
@@ -82,11 +84,6 @@ type Keyring struct {
 	once     sync.Once
 
 	loadHook func() // tests: runs between reading a key and caching it
-}
-
-type cacheEntry struct {
-	cipher  *Cipher
-	expires time.Time
 }
 
 // KeyringOption configures a Keyring.
@@ -106,10 +103,11 @@ func WithCacheTTL(d time.Duration) KeyringOption {
 // current identity. Close stops its cache sweeper.
 func NewKeyring(coll *mongo.Collection, master *MasterKey, opts ...KeyringOption) *Keyring {
 	k := &Keyring{coll: coll, master: master, now: time.Now, ttl: DefaultCacheTTL,
-		cache: map[string]cacheEntry{}, stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(k)
 	}
+	k.cache = ttl.New[string, *Cipher](100_000, max(k.ttl, 0), k.now)
 	if k.ttl > 0 {
 		go k.sweeper(max(k.ttl/4, time.Millisecond))
 	} else {
@@ -139,16 +137,7 @@ func (k *Keyring) sweeper(every time.Duration) {
 	}
 }
 
-func (k *Keyring) sweep() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := k.now()
-	for id, e := range k.cache {
-		if !now.Before(e.expires) {
-			delete(k.cache, id)
-		}
-	}
-}
+func (k *Keyring) sweep() { k.cache.DropExpired() }
 
 // Close stops the sweeper and forgets every cached key. The keyring must
 // not be used afterwards.
@@ -156,9 +145,7 @@ func (k *Keyring) Close() {
 	k.once.Do(func() {
 		close(k.stop)
 		<-k.done
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		clear(k.cache)
+		k.cache.Purge()
 	})
 }
 
@@ -216,7 +203,7 @@ func (k *Keyring) store(customerID string, c *Cipher, gen uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.destroys == gen {
-		k.cache[customerID] = cacheEntry{cipher: c, expires: k.now().Add(k.ttl)}
+		k.cache.Add(customerID, c)
 	}
 }
 
@@ -228,14 +215,11 @@ func (k *Keyring) store(customerID string, c *Cipher, gen uint64) {
 func (k *Keyring) Cipher(ctx context.Context, customerID string) (*Cipher, error) {
 	k.mu.Lock()
 	gen := k.destroys
-	if e, ok := k.cache[customerID]; ok {
-		if k.now().Before(e.expires) {
-			k.mu.Unlock()
-			return e.cipher, nil
-		}
-		delete(k.cache, customerID)
-	}
+	c, ok := k.cache.Get(customerID)
 	k.mu.Unlock()
+	if ok {
+		return c, nil
+	}
 
 	var doc keyDoc
 	err := k.coll.FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
@@ -245,7 +229,7 @@ func (k *Keyring) Cipher(ctx context.Context, customerID string) (*Cipher, error
 	if err != nil {
 		return nil, fmt.Errorf("load customer key: %w", err)
 	}
-	c, err := k.open(doc)
+	c, err = k.open(doc)
 	if err != nil {
 		return nil, fmt.Errorf("load customer key: %w", err)
 	}
@@ -288,7 +272,7 @@ func (k *Keyring) forget(customerID string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.destroys++
-	delete(k.cache, customerID)
+	k.cache.Remove(customerID)
 }
 
 // Rewrap re-wraps every key wrapped under another master identity than the

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -75,37 +74,6 @@ func (s *Service) CreatePartner(ctx context.Context, name string) (Partner, stri
 // authTTL is how long a verified API key is remembered (by its hash).
 const authTTL = 30 * time.Second
 
-// partnerCache remembers recently verified keys, by the SHA-256 of the
-// whole key, so every request does not cost a database read.
-type partnerCache struct {
-	mu      sync.Mutex
-	entries map[string]cachedPartner
-}
-
-type cachedPartner struct {
-	p       Partner
-	expires time.Time
-}
-
-func (c *partnerCache) get(h string, now time.Time) (Partner, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[h]
-	if !ok || now.After(e.expires) {
-		return Partner{}, false
-	}
-	return e.p, true
-}
-
-func (c *partnerCache) put(h string, p Partner, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil || len(c.entries) > 10000 {
-		c.entries = map[string]cachedPartner{}
-	}
-	c.entries[h] = cachedPartner{p, now.Add(authTTL)}
-}
-
 // AuthenticatePartner returns the partner that owns apiKey, or ErrUnauthorized.
 func (s *Service) AuthenticatePartner(ctx context.Context, apiKey string) (Partner, error) {
 	prefix := keyPrefix(apiKey)
@@ -113,7 +81,7 @@ func (s *Service) AuthenticatePartner(ctx context.Context, apiKey string) (Partn
 		return Partner{}, ErrUnauthorized
 	}
 	sum := string(hashKey(apiKey))
-	if p, ok := s.partners.get(sum, s.cfg.Now()); ok {
+	if p, ok := s.partners.Get(sum); ok {
 		return p, nil
 	}
 	var doc partnerDoc
@@ -128,6 +96,6 @@ func (s *Service) AuthenticatePartner(ctx context.Context, apiKey string) (Partn
 		return Partner{}, ErrUnauthorized
 	}
 	p := Partner{ID: doc.ID, Name: doc.Name, CreatedAt: doc.CreatedAt}
-	s.partners.put(sum, p, s.cfg.Now())
+	s.partners.Add(sum, p)
 	return p, nil
 }

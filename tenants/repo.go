@@ -169,6 +169,9 @@ func (s *Service) update(ctx context.Context, op, partnerID, id string, expected
 	if err != nil {
 		return nil, storeErr(op, err)
 	}
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange(id)
+	}
 	return doc, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/ttl"
 	"github.com/switchboard/switchboard/store"
 
 	"github.com/switchboard/switchboard"
@@ -33,13 +34,18 @@ type Config struct {
 	Now func() time.Time
 	// LeaseTTL bounds how long a purge lease blocks other runs; 0 means 5 minutes.
 	LeaseTTL time.Duration
+	// OnChange, if set, is told the id of every customer whose state this
+	// service changed (token checks forget its cached status at once).
+	OnChange func(customerID string)
 }
 
 // Service runs the customer lifecycle. It is safe for concurrent use.
 type Service struct {
 	cfg       Config
 	customers *store.Versioned[customerDoc, eventDoc]
-	partners  partnerCache
+	// partners remembers recently verified API keys, by the SHA-256 of the
+	// whole key, so every request does not cost a database read.
+	partners *ttl.Cache[string, Partner]
 }
 
 // NewService returns a Service over cfg.
@@ -53,7 +59,8 @@ func NewService(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, customers: newCustomers(cfg.Control, cfg.Now)}
+	return &Service{cfg: cfg, customers: newCustomers(cfg.Control, cfg.Now),
+		partners: ttl.New[string, Partner](10_000, authTTL, cfg.Now)}
 }
 
 // now is the clock at the precision the database keeps (milliseconds, UTC).
@@ -241,6 +248,20 @@ func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher
 	if doc.Status == StatusShredded {
 		return nil, ErrDataShredded
 	}
+	c, err := s.cfg.Keyring.Cipher(ctx, customerID)
+	if errors.Is(err, crypto.ErrKeyNotFound) {
+		return nil, ErrDataShredded
+	}
+	if err != nil {
+		return nil, fmt.Errorf("customer cipher: %w", err)
+	}
+	return c, nil
+}
+
+// KeyCipher returns a customer's cipher for a caller that has just checked
+// the customer is ACTIVE (a verified tenant token): it reads only the key,
+// and a key that is gone is ErrDataShredded.
+func (s *Service) KeyCipher(ctx context.Context, customerID string) (*crypto.Cipher, error) {
 	c, err := s.cfg.Keyring.Cipher(ctx, customerID)
 	if errors.Is(err, crypto.ErrKeyNotFound) {
 		return nil, ErrDataShredded

@@ -29,6 +29,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/ttl"
 	"github.com/switchboard/switchboard/tenants"
 
 	"github.com/switchboard/switchboard"
@@ -117,12 +118,7 @@ type Service struct {
 	mu          sync.Mutex
 	keys        map[string]*signingKey
 	lastRefresh time.Time
-	statuses    map[string]cachedStatus
-}
-
-type cachedStatus struct {
-	status tenants.Status
-	at     time.Time
+	statuses    *ttl.Cache[string, tenants.Status] // customer statuses, at most statusMaxAge old
 }
 
 // Config holds what a Service needs.
@@ -140,7 +136,7 @@ func NewService(cfg Config) *Service {
 		cfg.Now = time.Now
 	}
 	return &Service{coll: cfg.Keys, master: cfg.Master, issuer: cfg.Issuer, status: cfg.Status, now: cfg.Now,
-		keys: map[string]*signingKey{}, statuses: map[string]cachedStatus{}}
+		keys: map[string]*signingKey{}, statuses: ttl.New[string, tenants.Status](100_000, statusMaxAge, cfg.Now)}
 }
 
 func wrapLabel(kid string) string { return "switchboard token signing key " + kid }
@@ -363,7 +359,8 @@ func (s *Service) publicKey(ctx context.Context, kid string) (ed25519.PublicKey,
 
 // Verify checks a token (EdDSA only, known kid, iss, aud, exp, nbf, iat
 // with 30 s leeway) and that its customer is ACTIVE. Anything wrong with the
-// token is ErrInvalidToken; an inactive customer is ErrCustomerNotActive.
+// token is ErrInvalidToken; an inactive customer is ErrCustomerNotActive,
+// a shredded one tenants.ErrDataShredded.
 func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 	var claims tokenClaims
 	var lookupErr error
@@ -397,7 +394,11 @@ func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 		}
 		return Claims{}, err
 	}
-	if st != tenants.StatusActive {
+	switch st {
+	case tenants.StatusActive:
+	case tenants.StatusShredded:
+		return Claims{}, tenants.ErrDataShredded
+	default:
 		return Claims{}, ErrCustomerNotActive
 	}
 	return Claims{CustomerID: claims.TenantID, Subject: claims.Subject, Scopes: strings.Fields(claims.Scope),
@@ -407,25 +408,22 @@ func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 // customerStatus reads through a cache no older than 5 seconds, so a
 // deactivation reaches tokens already issued within that time.
 func (s *Service) customerStatus(ctx context.Context, customerID string) (tenants.Status, error) {
-	now := s.now()
-	s.mu.Lock()
-	c, ok := s.statuses[customerID]
-	s.mu.Unlock()
-	if ok && now.Sub(c.at) < statusMaxAge {
-		return c.status, nil
+	if st, ok := s.statuses.Get(customerID); ok {
+		return st, nil
 	}
 	st, err := s.status(ctx, customerID)
 	if err != nil {
 		return "", err
 	}
-	s.mu.Lock()
-	if len(s.statuses) > 100000 {
-		s.statuses = map[string]cachedStatus{}
-	}
-	s.statuses[customerID] = cachedStatus{st, now}
-	s.mu.Unlock()
+	s.statuses.Add(customerID, st)
 	return st, nil
 }
+
+// Forget drops what the service remembers of a customer's status, so its
+// tokens are judged by the next read: the instance that changes a
+// customer's status calls it at once (other instances catch up within
+// statusMaxAge).
+func (s *Service) Forget(customerID string) { s.statuses.Remove(customerID) }
 
 // JWK is one public key as /.well-known/jwks.json publishes it.
 type JWK struct {

@@ -89,17 +89,23 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 
 	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
+	var tok *tokens.Service
 	svc := tenants.NewService(tenants.Config{
 		Control:          db.Control,
 		Keyring:          keyring,
 		Twilio:           tw,
 		DropCustomerData: db.DropCustomer,
 		Logger:           log,
+		// A deactivation, termination or shred refuses the customer's tokens
+		// at once here; other instances within the status cache's 5 s.
+		OnChange: func(customerID string) { tok.Forget(customerID) },
 	})
-	tok := tokens.NewService(tokens.Config{
+	tok = tokens.NewService(tokens.Config{
 		Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: cfg.PublicURL, Status: svc.Status,
 	})
-	cs := &contacts.Service{Cipher: svc.Cipher, Database: db.Customer}
+	// Tenant routes verify the token (and with it that the customer is
+	// ACTIVE) first, so opening its contacts needs only its key.
+	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
 	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs}, nil
 }
 
