@@ -45,7 +45,9 @@ import (
 	"fmt"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
@@ -194,7 +196,14 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		}
 		g, err := s.chain.Take(ctx, name, n, record{Fingerprint: fingerprint, State: stateInProgress, CreatedAt: now})
 		if err == nil {
-			return &Claim{gen: g}, nil, nil
+			ok, err := s.settleTake(ctx, g)
+			if err != nil {
+				return nil, nil, fmt.Errorf("idempotency begin: %w", err)
+			}
+			if ok {
+				return &Claim{gen: g}, nil, nil
+			}
+			continue // a newer generation exists: ours was below it
 		}
 		if !errors.Is(err, store.ErrExists) {
 			return nil, nil, fmt.Errorf("idempotency begin: %w", err)
@@ -204,6 +213,99 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	// Every round lost to other requests with the same key: one of them
 	// holds it now.
 	return nil, nil, ErrInProgress
+}
+
+// settleTake keeps a chain whole around generation g that this request
+// just took, against a concurrent Sweep: if the generations below g were
+// swept meanwhile, they come back as released tombstones (a walker must
+// never stop at a gap below the current generation); and if a generation
+// above g exists (a request took it while ours walked a swept chain), ours
+// is released and the request walks again.
+func (s *Store) settleTake(ctx context.Context, g *store.Gen[record]) (bool, error) {
+	if g.N > 1 {
+		if _, err := s.chain.Get(ctx, g.Name, g.N-1); errors.Is(err, store.ErrNotFound) {
+			if err := s.restore(ctx, g.Name, g.N-1); err != nil {
+				return false, err
+			}
+		} else if err != nil {
+			return false, err
+		}
+	}
+	if _, err := s.chain.Get(ctx, g.Name, g.N+1); errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	g.Body.State = stateReleased
+	return false, s.chain.Put(ctx, g)
+}
+
+// restore puts released tombstones at generations 1..n of name where none
+// is.
+func (s *Store) restore(ctx context.Context, name string, n int64) error {
+	for i := int64(1); i <= n; i++ {
+		if _, err := s.chain.Take(ctx, name, i, record{State: stateReleased}); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepAfter is how old a key's newest record must be before Sweep deletes
+// the key's records: twice Retention, so a sweep never races a request
+// that could still replay.
+const SweepAfter = 2 * Retention
+
+// Sweep deletes the records of every key whose newest record is older than
+// SweepAfter (the embedded engine has no TTL indexes) and returns how many
+// keys it removed. It scans the collection: run it from a background job.
+// A key taken again while it is being swept keeps a whole chain (see
+// settleTake; Sweep also restores what it deleted below a generation that
+// appeared meanwhile).
+func (s *Store) Sweep(ctx context.Context) (int, error) {
+	cur, err := s.chain.Coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{
+		{Key: "name", Value: 1}, {Key: "gen", Value: 1}, {Key: "body.createdAt", Value: 1}}))
+	if err != nil {
+		return 0, fmt.Errorf("idempotency sweep: %w", err)
+	}
+	var gens []store.Gen[record]
+	if err := cur.All(ctx, &gens); err != nil {
+		return 0, fmt.Errorf("idempotency sweep: %w", err)
+	}
+	type chainInfo struct {
+		top    int64
+		newest time.Time
+	}
+	chains := map[string]*chainInfo{}
+	for _, g := range gens {
+		c := chains[g.Name]
+		if c == nil {
+			c = &chainInfo{}
+			chains[g.Name] = c
+		}
+		c.top = max(c.top, g.N)
+		if g.Body.CreatedAt.After(c.newest) {
+			c.newest = g.Body.CreatedAt
+		}
+	}
+	cutoff := s.now().Add(-SweepAfter)
+	swept := 0
+	for name, c := range chains {
+		if !c.newest.Before(cutoff) {
+			continue
+		}
+		if err := s.chain.DeleteAll(ctx, name, c.top); err != nil {
+			return swept, fmt.Errorf("idempotency sweep: %w", err)
+		}
+		if _, err := s.chain.Get(ctx, name, c.top+1); err == nil {
+			if err := s.restore(ctx, name, c.top); err != nil {
+				return swept, fmt.Errorf("idempotency sweep: %w", err)
+			}
+			continue
+		}
+		swept++
+	}
+	return swept, nil
 }
 
 // decide says what the current generation head means for a request with

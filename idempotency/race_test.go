@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/idempotency"
 )
@@ -134,5 +135,61 @@ func TestRaceClaimAfterRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 		oneClaim(t, r, race(t, f, key, fp))
+	}
+}
+
+// TestSweep removes the records of keys last used more than SweepAfter ago,
+// keeps the others, and a sweep racing requests that take an old key again
+// leaves exactly one claim.
+func TestSweep(t *testing.T) {
+	f := setup(t)
+	ctx := t.Context()
+	fp := idempotency.Fingerprint("POST", "/v1/customers", []byte(`{}`))
+	cl, _, err := f.store.Begin(ctx, "p", "old", fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Complete(ctx, cl, 201, "", []byte(`{"id":"x"}`), f.cipher); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(idempotency.SweepAfter)
+	if _, _, err := f.store.Begin(ctx, "p", "recent", fp); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(time.Minute)
+	n, err := f.store.Sweep(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d keys, %v; want 1", n, err)
+	}
+	if docs := f.docs(t); len(docs) != 1 {
+		t.Fatalf("%d records after the sweep, want the recent key's 1", len(docs))
+	}
+
+	for round := range 5 {
+		key := fmt.Sprintf("reused-%d", round)
+		for range 3 { // a chain of a few generations
+			cl, _, err := f.store.Begin(ctx, "p", key, fp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.store.Release(ctx, cl); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.clock.Add(idempotency.SweepAfter + time.Minute)
+		var sweepErr error
+		done := make(chan struct{})
+		go func() { defer close(done); _, sweepErr = f.store.Sweep(ctx) }()
+		out := race(t, f, key, fp)
+		<-done
+		if sweepErr != nil {
+			t.Fatal(sweepErr)
+		}
+		oneClaim(t, round, out)
+		// And the chain stays whole: a retry now is in progress, not a
+		// second claim.
+		if _, _, err := f.store.Begin(ctx, "p", key, fp); !errors.Is(err, idempotency.ErrInProgress) {
+			t.Fatalf("round %d: retry after the sweep race: %v", round, err)
+		}
 	}
 }

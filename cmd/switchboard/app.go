@@ -141,11 +141,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	idem := idempotency.NewStore(a.db.Control.Collection("idempotency"))
+	go sweepEvery(ctx, time.Hour, idem, log)
 	router := api.NewRouter(api.Config{
 		Tenants:     a.tenants,
 		Tokens:      a.tokens,
 		Contacts:    a.contacts,
-		Idempotency: idempotency.NewStore(a.db.Control.Collection("idempotency")),
+		Idempotency: idem,
 		Logger:      log,
 		Registry:    reg,
 		Ready:       a.db.Ping,
@@ -179,6 +181,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// sweepEvery deletes expired Idempotency-Key records every interval until
+// ctx ends (the embedded engine has no TTL indexes). Several instances
+// sweeping at once is safe, only redundant.
+func sweepEvery(ctx context.Context, interval time.Duration, idem *idempotency.Store, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := idem.Sweep(ctx)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("idempotency sweep", "err", err)
+				continue
+			}
+			log.Debug("idempotency sweep", "keys", n)
+		}
+	}
 }
 
 // createPartner prints exactly one JSON line on stdout: the partner and its
