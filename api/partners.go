@@ -74,11 +74,7 @@ func (h partnerHandlers) list(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	items := make([]customerJSON, len(custs))
-	for i, cu := range custs {
-		items[i] = toCustomerJSON(cu)
-	}
-	reply(c, http.StatusOK, newList(items, next))
+	replyList(c, custs, next, toCustomerJSON)
 }
 
 func (h partnerHandlers) get(c *gin.Context) {
@@ -186,9 +182,5 @@ func (h partnerHandlers) events(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	items := make([]eventJSON, len(evs))
-	for i, e := range evs {
-		items[i] = toEventJSON(e)
-	}
-	reply(c, http.StatusOK, newList(items, next))
+	replyList(c, evs, next, toEventJSON)
 }

@@ -168,11 +168,7 @@ func (contactHandlers) list(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	items := make([]contactJSON, len(list))
-	for i, ct := range list {
-		items[i] = toContactJSON(ct)
-	}
-	reply(c, http.StatusOK, newList(items, next))
+	replyList(c, list, next, toContactJSON)
 }
 
 func (contactHandlers) get(c *gin.Context) {
@@ -235,11 +231,7 @@ func (contactHandlers) timeline(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	out := make([]map[string]any, len(items))
-	for i, it := range items {
-		out[i] = toTimelineJSON(it)
-	}
-	reply(c, http.StatusOK, newList(out, next))
+	replyList(c, items, next, toTimelineJSON)
 }
 
 func (contactHandlers) event(c *gin.Context) {

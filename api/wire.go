@@ -1,9 +1,12 @@
 package api
 
 import (
+	"net/http"
 	"time"
 
 	"github.com/switchboard/switchboard/tenants"
+
+	"github.com/gin-gonic/gin"
 )
 
 // timeFormat is API.md's: RFC 3339 in UTC with milliseconds.
@@ -34,6 +37,15 @@ func newList[T any](items []T, next string) list[T] {
 		l.NextCursor = &next
 	}
 	return l
+}
+
+// replyList answers a page of domain values in their wire form.
+func replyList[V, W any](c *gin.Context, page []V, next string, wire func(V) W) {
+	items := make([]W, len(page))
+	for i, v := range page {
+		items[i] = wire(v)
+	}
+	reply(c, http.StatusOK, newList(items, next))
 }
 
 type customerJSON struct {

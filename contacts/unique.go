@@ -84,24 +84,14 @@ func (h *Handle) judge(ctx context.Context, kind string, idx []byte, g *lookupGe
 // findBy finds the contact holding a unique value, or ErrNotFound. It walks
 // the value's generations; the usual case is one entry and its contact.
 func (h *Handle) findBy(ctx context.Context, kind, value string) (*contactDoc, error) {
-	idx := h.index(kind, value)
-	name := lookupName(kind, idx)
-	for n := int64(1); ; n++ {
-		g, err := h.lookupChain().Get(ctx, name, n)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, ErrNotFound
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lookup %s: %w", kind, err)
-		}
-		st, doc, err := h.judge(ctx, kind, idx, g)
-		if err != nil {
-			return nil, err
-		}
-		if st == entryLive {
-			return doc, nil
-		}
+	held, err := h.holderOf(ctx, kind, h.index(kind, value))
+	if err != nil {
+		return nil, err
 	}
+	if held == nil || held.doc == nil {
+		return nil, ErrNotFound
+	}
+	return held.doc, nil
 }
 
 // holder is the outcome of claiming a value: the contact that holds it

@@ -289,8 +289,10 @@ func (h *Handle) resolveMatch(ctx context.Context, mode, matchBy string, idx []b
 			res.Outcome, res.Code = "failed", CodeConflict
 			return nil
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
@@ -397,17 +399,6 @@ func allDuplicates(bwe mongo.BulkWriteException) bool {
 		}
 	}
 	return true
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Upsert adds or updates a batch. The whole batch is validated first

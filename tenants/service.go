@@ -248,14 +248,7 @@ func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher
 	if doc.Status == StatusShredded {
 		return nil, ErrDataShredded
 	}
-	c, err := s.cfg.Keyring.Cipher(ctx, customerID)
-	if errors.Is(err, crypto.ErrKeyNotFound) {
-		return nil, ErrDataShredded
-	}
-	if err != nil {
-		return nil, fmt.Errorf("customer cipher: %w", err)
-	}
-	return c, nil
+	return s.KeyCipher(ctx, customerID)
 }
 
 // KeyCipher returns a customer's cipher for a caller that has just checked

@@ -85,11 +85,8 @@ func (s *Sandbox) FindSubaccount(_ context.Context, friendlyName string) (tenant
 // plain error. A string that is not an account SID is tenants.ErrSubaccountNotFound.
 func (s *Sandbox) SetSubaccountStatus(_ context.Context, sid string, status tenants.SubaccountStatus) error {
 	const op = "set sandbox sub-account status"
-	if !validStatus(status) {
-		return fmt.Errorf("%s: unknown status %q", op, status)
-	}
-	if !isAccountSID(sid) {
-		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrSubaccountNotFound)
+	if err := checkStatusChange(op, sid, status); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

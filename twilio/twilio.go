@@ -265,11 +265,8 @@ func (c *Client) FindSubaccount(ctx context.Context, friendlyName string) (tenan
 // tenants.ErrSubaccountNotFound.
 func (c *Client) SetSubaccountStatus(ctx context.Context, sid string, status tenants.SubaccountStatus) error {
 	const op = "set twilio sub-account status"
-	if !validStatus(status) {
-		return fmt.Errorf("%s: unknown status %q", op, status)
-	}
-	if !isAccountSID(sid) {
-		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrSubaccountNotFound)
+	if err := checkStatusChange(op, sid, status); err != nil {
+		return err
 	}
 	svc, ex := c.begin(ctx)
 	defer ex.finish()
@@ -290,12 +287,18 @@ func (c *Client) SetSubaccountStatus(ctx context.Context, sid string, status ten
 	return failed
 }
 
-func validStatus(s tenants.SubaccountStatus) bool {
-	switch s {
+// checkStatusChange refuses, before any call, a status Twilio does not
+// have and a string that is not an account SID (no sub-account has it).
+func checkStatusChange(op, sid string, status tenants.SubaccountStatus) error {
+	switch status {
 	case tenants.SubaccountActive, tenants.SubaccountSuspended, tenants.SubaccountClosed:
-		return true
+	default:
+		return fmt.Errorf("%s: unknown status %q", op, status)
 	}
-	return false
+	if !isAccountSID(sid) {
+		return fmt.Errorf("%s: %w: not an account SID", op, tenants.ErrSubaccountNotFound)
+	}
+	return nil
 }
 
 func toSubaccount(a *api.ApiV2010Account) tenants.Subaccount {
