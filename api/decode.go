@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -118,6 +119,31 @@ func (v *expectedVersion) get() (int64, error) {
 		return 0, invalidQuery("expectedVersion", `must be a version (1 or more) or "any"`)
 	}
 	return v.value, nil
+}
+
+// query refuses a query parameter the route does not know, or one given
+// twice (400 naming it, before anything happens): a typo such as
+// ?anonymise=true must never be read as "not set".
+func query(known ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		params := c.Request.URL.Query()
+		names := make([]string, 0, len(params))
+		for name := range params {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			switch {
+			case !slices.Contains(known, name):
+				writeProblem(c, badQuery(name, "is not a query parameter of this route"))
+				return
+			case len(params[name]) > 1:
+				writeProblem(c, badQuery(name, "is given more than once"))
+				return
+			}
+		}
+		c.Next()
+	}
 }
 
 // limitParam parses ?limit= (1..200, default 50).

@@ -53,6 +53,12 @@ func badRequest(field, message string) error {
 	return e
 }
 
+// badQuery is a query parameter the route cannot take at all (400).
+func badQuery(name, message string) error {
+	return &httpError{status: http.StatusBadRequest, code: "malformed_request",
+		detail: "The query parameter " + name + " " + message + ".", fields: []problemField{{Field: name, Message: message}}}
+}
+
 func invalidQuery(field, message string) error { return switchboard.Invalid(field, message) }
 
 var (

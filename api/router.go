@@ -65,8 +65,8 @@ func NewRouter(cfg Config) *gin.Engine {
 	r.NoRoute(func(c *gin.Context) { writeProblem(c, errNoRoute) })
 	r.NoMethod(func(c *gin.Context) { writeProblem(c, errNoMethod) })
 
-	r.GET("/healthz", func(c *gin.Context) { reply(c, http.StatusOK, map[string]string{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
+	r.GET("/healthz", query(), func(c *gin.Context) { reply(c, http.StatusOK, map[string]string{"status": "ok"}) })
+	r.GET("/readyz", query(), func(c *gin.Context) {
 		if err := cfg.Ready(c.Request.Context()); err != nil {
 			logger(c).WarnContext(c.Request.Context(), "not ready", "err", err)
 			writeProblem(c, errNotReady)
@@ -74,40 +74,40 @@ func NewRouter(cfg Config) *gin.Engine {
 		}
 		reply(c, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	r.GET("/metrics", query(), gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	registerDocs(r)
 
 	h := partnerHandlers{svc: cfg.Tenants}
 	lim := newLimiter(cfg.PartnerRate, cfg.PartnerBurst, cfg.Now)
 	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.perPartner())
-	v1.GET("/industries", h.industries)
-	v1.POST("/customers", idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)
-	v1.GET("/customers", h.list)
-	v1.GET("/customers/:id", h.get)
-	v1.POST("/customers/:id/activate", h.transition(activate))
-	v1.PUT("/customers/:id/contact-info", h.contactInfo)
-	v1.POST("/customers/:id/deactivate", h.transition(deactivate))
-	v1.POST("/customers/:id/terminate", h.terminate)
-	v1.GET("/customers/:id/events", h.events)
+	v1.GET("/industries", query(), h.industries)
+	v1.POST("/customers", query(), idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)
+	v1.GET("/customers", query("limit", "cursor", "status"), h.list)
+	v1.GET("/customers/:id", query(), h.get)
+	v1.POST("/customers/:id/activate", query(), h.transition(activate))
+	v1.PUT("/customers/:id/contact-info", query(), h.contactInfo)
+	v1.POST("/customers/:id/deactivate", query(), h.transition(deactivate))
+	v1.POST("/customers/:id/terminate", query(), h.terminate)
+	v1.GET("/customers/:id/events", query("limit", "cursor"), h.events)
 
 	if cfg.Tokens == nil || cfg.Contacts == nil {
 		return r
 	}
 	th := tokenHandlers{tenants: cfg.Tenants, tokens: cfg.Tokens}
-	r.GET("/.well-known/jwks.json", th.jwks)
-	v1.POST("/customers/:id/tokens", th.mint)
+	r.GET("/.well-known/jwks.json", query(), th.jwks)
+	v1.POST("/customers/:id/tokens", query(), th.mint)
 
 	var ch contactHandlers
 	// Cheap refusals first: verify, limit, scope; only then open the data.
 	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens), lim.perTenant(),
 		scope(tokens.ContactsRead, tokens.ContactsWrite), openContacts(cfg.Contacts))
 	tenantScope := func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }
-	tenant.POST("", idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)
-	tenant.GET("", ch.list)
-	tenant.GET("/:id", ch.get)
-	tenant.PATCH("/:id", ch.patch)
-	tenant.DELETE("/:id", ch.delete)
-	tenant.GET("/:id/timeline", ch.timeline)
-	tenant.POST("/:id/events", idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.event)
+	tenant.POST("", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)
+	tenant.GET("", query(append([]string{"limit", "cursor"}, lookupParams...)...), ch.list)
+	tenant.GET("/:id", query(), ch.get)
+	tenant.PATCH("/:id", query(), ch.patch)
+	tenant.DELETE("/:id", query("anonymize"), ch.delete)
+	tenant.GET("/:id/timeline", query("limit", "cursor"), ch.timeline)
+	tenant.POST("/:id/events", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.event)
 	return r
 }

@@ -1,0 +1,48 @@
+package api
+
+import (
+	"testing"
+)
+
+// TestStrictQueryParameters: a parameter the route does not know is 400
+// naming it and nothing happens (a typo must not hard-delete); one that
+// does not parse is 422.
+func TestStrictQueryParameters(t *testing.T) {
+	a := newTestAPI(t)
+	_, tok := a.activeCustomer(t, a.key, "strict")
+	r := a.do(t, req{method: "POST", path: "/v1/contacts", key: tok,
+		body: `{"mode":"Add","matchBy":"email","data":[{"email":"ann@example.com","firstName":"Ann"}]}`})
+	id := r.Body["results"].([]any)[0].(map[string]any)["id"].(string)
+
+	for _, tc := range []struct {
+		method, path, field string
+		status              int
+		code                string
+	}{
+		{"DELETE", "/v1/contacts/" + id + "?anonymise=true", "anonymise", 400, "malformed_request"},
+		{"DELETE", "/v1/contacts/" + id + "?anonymize=yes", "anonymize", 422, "validation_failed"},
+		{"DELETE", "/v1/contacts/" + id + "?anonymize=true&anonymize=false", "anonymize", 400, "malformed_request"},
+		{"GET", "/v1/contacts?emial=ann@example.com", "emial", 400, "malformed_request"},
+		{"GET", "/v1/contacts?limit=abc", "limit", 422, "validation_failed"},
+		{"GET", "/v1/contacts/" + id + "?verbose=1", "verbose", 400, "malformed_request"},
+		{"GET", "/v1/contacts/" + id + "/timeline?limit=0", "limit", 422, "validation_failed"},
+	} {
+		r := a.do(t, req{method: tc.method, path: tc.path, key: tok, invalid: true})
+		r.problem(t, tc.status, tc.code)
+		r.field(t, tc.field)
+	}
+	for _, tc := range []struct{ path, field string }{
+		{"/v1/customers?statuss=ACTIVE", "statuss"},
+		{"/v1/industries?page=2", "page"},
+		{"/healthz?x=1", "x"},
+	} {
+		r := a.do(t, req{method: "GET", path: tc.path, key: a.key, invalid: true})
+		r.problem(t, 400, "malformed_request")
+		r.field(t, tc.field)
+	}
+	// Nothing happened: Ann is still there, as she was.
+	got := a.do(t, req{method: "GET", path: "/v1/contacts/" + id, key: tok})
+	if got.Status != 200 || got.Body["firstName"] != "Ann" || got.Body["anonymized"] != false {
+		t.Fatalf("after the refused requests: %d %s", got.Status, got.Raw)
+	}
+}
