@@ -24,8 +24,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./crypto/
 	$(GO) test -run '^$$' -bench IDAccess -benchtime 200x ./store/
 	$(GO) test -run '^$$' -bench RegisterActivate -benchtime 200x ./api/
+	$(GO) test -run '^$$' -bench 'ContactInfoAtScale|EventsAtScale' -benchtime 50x ./api/
 	$(GO) test -run '^$$' -bench Shred -benchtime 5x ./tenants/
-	$(GO) test -run '^$$' -bench Upsert1000 -benchtime 3x ./contacts/
+	$(GO) test -run '^$$' -bench 'Upsert1000$$' -benchtime 5x ./contacts/
+	$(GO) test -run '^$$' -bench UpsertIntoLargeCustomer -benchtime 10x -timeout 30m ./contacts/
 	$(GO) test -run '^$$' -bench LookupByEmail -benchtime 500x ./contacts/
 	$(GO) test -run '^$$' -bench Verify ./tokens/
 
