@@ -168,20 +168,41 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// levelFilter drops records below min.
+// levelFilter drops records below min. It applies attributes and groups
+// only to records it lets through: the engine derives a logger with the
+// arguments of every SQL statement, and formatting those eagerly (as a
+// handler's WithAttrs does) cost a sixth of the CPU of a bulk insert.
 type levelFilter struct {
-	min slog.Level
-	slog.Handler
+	min     slog.Level
+	handler slog.Handler
+	derive  []func(slog.Handler) slog.Handler // WithAttrs and WithGroup, in order
+}
+
+func newLevelFilter(min slog.Level, h slog.Handler) levelFilter {
+	return levelFilter{min: min, handler: h}
 }
 
 func (h levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
+	return l >= h.min && h.handler.Enabled(ctx, l)
+}
+
+func (h levelFilter) Handle(ctx context.Context, r slog.Record) error {
+	out := h.handler
+	for _, d := range h.derive {
+		out = d(out)
+	}
+	return out.Handle(ctx, r)
+}
+
+func (h levelFilter) with(d func(slog.Handler) slog.Handler) slog.Handler {
+	h.derive = append(h.derive[:len(h.derive):len(h.derive)], d)
+	return h
 }
 
 func (h levelFilter) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return levelFilter{h.min, h.Handler.WithAttrs(attrs)}
+	return h.with(func(next slog.Handler) slog.Handler { return next.WithAttrs(attrs) })
 }
 
 func (h levelFilter) WithGroup(name string) slog.Handler {
-	return levelFilter{h.min, h.Handler.WithGroup(name)}
+	return h.with(func(next slog.Handler) slog.Handler { return next.WithGroup(name) })
 }

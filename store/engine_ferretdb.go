@@ -25,7 +25,7 @@ func run(ctx context.Context, dataDir string, lock *os.File, logger *slog.Logger
 	}
 	// FerretDB logs every connection at info level and dumps failed
 	// commands' wire messages as warnings; our code logs the errors it gets.
-	engineLog := slog.New(levelFilter{min: slog.LevelError, Handler: logger.Handler()})
+	engineLog := slog.New(newLevelFilter(slog.LevelError, logger.Handler()))
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{Unix: sock},
 		Handler:   "sqlite",

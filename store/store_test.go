@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,3 +135,25 @@ func TestLongDataDirUsesShortSocket(t *testing.T) {
 		t.Fatalf("socket %q should be short and outside the data dir", sock)
 	}
 }
+
+// TestLevelFilter: records below the level are dropped without the
+// attributes of their logger ever being formatted; records at or above it
+// carry every attribute and group.
+func TestLevelFilter(t *testing.T) {
+	var buf strings.Builder
+	h := store.NewLevelFilterForTest(slog.LevelError, slog.NewTextHandler(&buf, nil))
+	formatted := 0
+	l := slog.New(h).With("stmt", logValuer(func() slog.Value { formatted++; return slog.StringValue("SELECT") }))
+	l.Debug("query")
+	if buf.Len() != 0 || formatted != 0 {
+		t.Fatalf("a debug record was formatted: %q (%d)", buf.String(), formatted)
+	}
+	l.WithGroup("g").Error("failed", "k", "v")
+	if got := buf.String(); !strings.Contains(got, "stmt=SELECT") || !strings.Contains(got, "g.k=v") {
+		t.Fatalf("error record: %q", got)
+	}
+}
+
+type logValuer func() slog.Value
+
+func (f logValuer) LogValue() slog.Value { return f() }
