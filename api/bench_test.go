@@ -49,7 +49,7 @@ func newBenchPlatform(tb testing.TB) *benchPlatform {
 	svc := tenants.NewService(tenants.Config{Control: db.Control, Keyring: keyring, Twilio: twilio.NewSandbox(),
 		DropCustomerData: db.DropCustomer, Logger: storetest.Logger()})
 	srv := httptest.NewServer(NewRouter(Config{Tenants: svc, Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
-		Logger: storetest.Logger(), Registry: prometheus.NewRegistry(), Ready: db.Ping, PartnerRate: 1e6, PartnerBurst: 1e6}))
+		Logger: storetest.Logger(), Registry: prometheus.NewRegistry(), Ready: db.Ping, RateLimit: 1e6, RateBurst: 1e6}))
 	tb.Cleanup(srv.Close)
 	p, key, err := svc.CreatePartner(context.Background(), "Bench")
 	if err != nil {

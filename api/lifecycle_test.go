@@ -75,15 +75,15 @@ func newTestAPI(t *testing.T) *testAPI {
 	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
 		Issuer: testIssuer, Status: svc.Status, Now: clk.Now})
 	router := NewRouter(Config{
-		Tenants:      svc,
-		Tokens:       tok,
-		Contacts:     &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
-		Idempotency:  idempotency.NewStore(db.Control.Collection("idempotency")),
-		Logger:       storetest.Logger(),
-		Registry:     prometheus.NewRegistry(),
-		Ready:        db.Ping,
-		PartnerRate:  1000,
-		PartnerBurst: 1000,
+		Tenants:     svc,
+		Tokens:      tok,
+		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
+		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
+		Logger:      storetest.Logger(),
+		Registry:    prometheus.NewRegistry(),
+		Ready:       db.Ping,
+		RateLimit:   1000,
+		RateBurst:   1000,
 	})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)

@@ -201,8 +201,10 @@ func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
 	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
 }
 
-// reserve takes a token for caller, or says how long to wait for one.
-func (l *limiter) reserve(caller string) (bool, time.Duration) {
+// reserve takes a token for caller, or says how long to wait for one
+// (wait > 0). It also returns what the RateLimit headers tell: the tokens
+// left and the seconds until the bucket is full again.
+func (l *limiter) reserve(caller string) (wait time.Duration, remaining, reset int) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -223,16 +225,23 @@ func (l *limiter) reserve(caller string) (bool, time.Duration) {
 	r := b.lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return false, d
+		wait = d
 	}
-	return true, 0
+	tokens := max(b.lim.TokensAt(now), 0)
+	remaining = int(math.Floor(tokens))
+	reset = int(math.Ceil((float64(l.burst) - tokens) / float64(l.rate)))
+	return wait, remaining, reset
 }
 
-// perPartner rate-limits each partner separately.
-func (l *limiter) perPartner() gin.HandlerFunc {
+// limit rate-limits each caller (as named by who) separately, and tells
+// every answer how much of its allowance is left.
+func (l *limiter) limit(who func(*gin.Context) string) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ok, wait := l.reserve("partner:" + partner(c).ID)
-		if !ok {
+		wait, remaining, reset := l.reserve(who(c))
+		c.Header("RateLimit-Limit", strconv.Itoa(l.burst))
+		c.Header("RateLimit-Remaining", strconv.Itoa(remaining))
+		c.Header("RateLimit-Reset", strconv.Itoa(reset))
+		if wait > 0 {
 			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			writeProblem(c, errRateLimited)
 			return

@@ -22,7 +22,7 @@ func TestRateLimitPerPartner(t *testing.T) {
 	db := storetest.MustOpen(t)
 	svc := tenants.NewService(tenants.Config{Control: db.Control})
 	clk := fakeclock.New(time.Now())
-	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), PartnerRate: 0.5, PartnerBurst: 3, Now: clk.Now})
+	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), RateLimit: 0.5, RateBurst: 3, Now: clk.Now})
 	_, keyA, _ := svc.CreatePartner(t.Context(), "A")
 	_, keyB, _ := svc.CreatePartner(t.Context(), "B")
 	get := func(key string) *httptest.ResponseRecorder {
@@ -54,6 +54,54 @@ func TestRateLimitPerPartner(t *testing.T) {
 	}
 	if w := get(keyA); w.Code != 429 {
 		t.Fatalf("a second request after one refill: %d", w.Code)
+	}
+}
+
+// TestRateLimitDefaults: 250 requests within one (frozen) second from one
+// partner: the default burst of 200 passes with RateLimit-Remaining counting
+// down, then 429 with Retry-After; another partner is not limited by it.
+func TestRateLimitDefaults(t *testing.T) {
+	db := storetest.MustOpen(t)
+	svc := tenants.NewService(tenants.Config{Control: db.Control})
+	clk := fakeclock.New(time.Now())
+	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), Now: clk.Now})
+	_, keyA, _ := svc.CreatePartner(t.Context(), "A")
+	_, keyB, _ := svc.CreatePartner(t.Context(), "B")
+	get := func(key string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/v1/industries", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		r.ServeHTTP(w, req)
+		return w
+	}
+	for i := range 250 {
+		w := get(keyA)
+		h := w.Header()
+		if h.Get("RateLimit-Limit") != "200" {
+			t.Fatalf("request %d: RateLimit-Limit %q", i, h.Get("RateLimit-Limit"))
+		}
+		remaining, _ := strconv.Atoi(h.Get("RateLimit-Remaining"))
+		reset, err := strconv.Atoi(h.Get("RateLimit-Reset"))
+		if err != nil || reset < 0 || reset > 2 {
+			t.Fatalf("request %d: RateLimit-Reset %q", i, h.Get("RateLimit-Reset"))
+		}
+		if i < 200 {
+			if w.Code != 200 || remaining != 199-i {
+				t.Fatalf("request %d within the burst: %d, remaining %d", i, w.Code, remaining)
+			}
+			continue
+		}
+		if w.Code != 429 || remaining != 0 || h.Get("Retry-After") != "1" {
+			t.Fatalf("request %d past the burst: %d, remaining %d, Retry-After %q", i, w.Code, remaining, h.Get("Retry-After"))
+		}
+	}
+	if w := get(keyB); w.Code != 200 || w.Header().Get("RateLimit-Remaining") != "199" {
+		t.Fatalf("another partner: %d %q", w.Code, w.Header().Get("RateLimit-Remaining"))
+	}
+	// A tenth of a second later, 10 requests' worth has come back.
+	clk.Add(100 * time.Millisecond)
+	if w := get(keyA); w.Code != 200 || w.Header().Get("RateLimit-Remaining") != "9" {
+		t.Fatalf("after 100 ms: %d, remaining %q", w.Code, w.Header().Get("RateLimit-Remaining"))
 	}
 }
 

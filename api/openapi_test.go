@@ -422,7 +422,7 @@ func TestProblemCodesAreDocumented(t *testing.T) {
 	if !slices.Equal(sorted, described) {
 		t.Fatalf("Problem.code enum %v\ndescribed codes %v", sorted, described)
 	}
-	answered := []error{errPayloadTooLarge, errMediaType, errNoRoute, errNoMethod, errRateLimited, errNotReady, errForbidden,
+	answered := []error{errPayloadTooLarge, errMediaType, errNoRoute, errNoMethod, errRateLimited, errNotReady, errMissingScope("contacts:read"),
 		badRequest("", ""), invalidQuery("limit", "m"), idempotency.ErrInvalidKey, errors.New("anything else")}
 	for _, s := range sentinels {
 		answered = append(answered, s.err)

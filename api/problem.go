@@ -125,7 +125,10 @@ func toProblem(err error) (problem, bool) {
 			p := problem{Status: s.status, Code: s.code, Detail: s.detail}
 			var vc *switchboard.VersionConflictError
 			var te *tenants.TransitionError
+			var ite *tokens.InvalidTokenError
 			switch {
+			case errors.As(err, &ite):
+				p.Detail = "The access token failed the " + ite.Check + " check: send a valid token as Authorization: Bearer <JWT>."
 			case errors.As(err, &vc):
 				p.Detail = fmt.Sprintf("The resource changed: its current version is %d.", vc.Current)
 			case errors.As(err, &te):

@@ -32,10 +32,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Ready reports whether the service can serve (database reachable).
 	Ready func(context.Context) error
-	// PartnerRate is each partner's sustained requests per second (default
-	// 20) and PartnerBurst its burst (default 40).
-	PartnerRate  float64
-	PartnerBurst int
+	// RateLimit is the sustained requests per second of each partner and of
+	// each customer's apps together (default 100), RateBurst their burst
+	// (default 200).
+	RateLimit float64
+	RateBurst int
 	// Now is the clock of the rate limits; nil means time.Now.
 	Now func() time.Time
 }
@@ -45,11 +46,11 @@ func NewRouter(cfg Config) *gin.Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.PartnerRate == 0 {
-		cfg.PartnerRate = 20
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 100
 	}
-	if cfg.PartnerBurst == 0 {
-		cfg.PartnerBurst = 40
+	if cfg.RateBurst == 0 {
+		cfg.RateBurst = 200
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -78,8 +79,8 @@ func NewRouter(cfg Config) *gin.Engine {
 	registerDocs(r)
 
 	h := partnerHandlers{svc: cfg.Tenants}
-	lim := newLimiter(cfg.PartnerRate, cfg.PartnerBurst, cfg.Now)
-	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.perPartner())
+	lim := newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
+	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.limit(func(c *gin.Context) string { return "partner:" + partner(c).ID }))
 	v1.GET("/industries", query(), h.industries)
 	v1.POST("/customers", query(), idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)
 	v1.GET("/customers", query("limit", "cursor", "status"), h.list)
@@ -99,7 +100,7 @@ func NewRouter(cfg Config) *gin.Engine {
 
 	var ch contactHandlers
 	// Cheap refusals first: verify, limit, scope; only then open the data.
-	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens), lim.perTenant(),
+	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens), lim.limit(func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }),
 		scope(tokens.ContactsRead, tokens.ContactsWrite), openContacts(cfg.Contacts))
 	tenantScope := func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }
 	tenant.POST("", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)

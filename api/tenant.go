@@ -1,9 +1,7 @@
 package api
 
 import (
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,8 +17,6 @@ const (
 	handleKey = "switchboard.contacts"
 )
 
-var errForbidden = &httpError{status: http.StatusForbidden, code: "forbidden", detail: "The token lacks the scope this route needs."}
-
 // tenantAuth verifies a tenant app's JWT, and with it that the customer is
 // ACTIVE. It opens nothing: the cheap refusals (rate limit, scope) come
 // before openContacts.
@@ -29,7 +25,7 @@ func tenantAuth(tok *tokens.Service) gin.HandlerFunc {
 		h := c.GetHeader("Authorization")
 		const prefix = "Bearer "
 		if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-			writeProblem(c, tokens.ErrInvalidToken)
+			writeProblem(c, &tokens.InvalidTokenError{Check: "malformed"})
 			return
 		}
 		claims, err := tok.Verify(c.Request.Context(), h[len(prefix):])
@@ -59,6 +55,14 @@ func tenantClaims(c *gin.Context) tokens.Claims { return c.MustGet(claimsKey).(t
 
 func contactsOf(c *gin.Context) *contacts.Handle { return c.MustGet(handleKey).(*contacts.Handle) }
 
+// errMissingScope is a token without the scope a route needs (403, naming
+// it).
+func errMissingScope(scope string) error {
+	return &httpError{status: http.StatusForbidden, code: "forbidden",
+		detail: "The token lacks the scope " + scope + " that this route needs.",
+		fields: []problemField{{Field: "scope", Message: "must include " + scope}}}
+}
+
 // scope refuses a token without the route's scope: GET needs :read, every
 // other method the write scope; one never implies the other.
 func scope(read, write string) gin.HandlerFunc {
@@ -68,20 +72,7 @@ func scope(read, write string) gin.HandlerFunc {
 			need = read
 		}
 		if !tenantClaims(c).Has(need) {
-			writeProblem(c, errForbidden)
-			return
-		}
-		c.Next()
-	}
-}
-
-// perTenant rate-limits each customer's apps together.
-func (l *limiter) perTenant() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ok, wait := l.reserve("tenant:" + tenantClaims(c).CustomerID)
-		if !ok {
-			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			writeProblem(c, errRateLimited)
+			writeProblem(c, errMissingScope(need))
 			return
 		}
 		c.Next()

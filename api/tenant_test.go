@@ -116,15 +116,15 @@ func TestTokenAttacks(t *testing.T) {
 	jwks := a.do(t, req{method: "GET", path: "/.well-known/jwks.json"})
 	x, _ := base64.RawURLEncoding.DecodeString(jwks.Body["keys"].([]any)[0].(map[string]any)["x"].(string))
 	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims))
-	hs.Header["kid"] = kid
+	hs.Header["kid"], hs.Header["typ"] = kid, tokens.TokenType
 	hsToken, _ := hs.SignedString(x)
 	// Signed by a key nobody published.
 	_, rogue, _ := ed25519.GenerateKey(rand.Reader)
 	unknown := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims(claims))
-	unknown.Header["kid"] = "not-a-kid"
+	unknown.Header["kid"], unknown.Header["typ"] = "not-a-kid", tokens.TokenType
 	unknownToken, _ := unknown.SignedString(rogue)
 	sameKid := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims(claims))
-	sameKid.Header["kid"] = kid
+	sameKid.Header["kid"], sameKid.Header["typ"] = kid, tokens.TokenType
 	forgedToken, _ := sameKid.SignedString(rogue)
 	// Payload edited after signing: more scopes, another tenant.
 	edited := map[string]any{}
@@ -166,12 +166,22 @@ func TestTokenAttacks(t *testing.T) {
 		"empty":            "",
 		"truncated":        good[:len(good)-5],
 	}
+	// Which check each fails, as the detail says (never echoing the token).
+	checks := map[string]string{
+		"alg none": "signature", "HS256 public key": "signature", "unknown kid": "unknown key", "forged signature": "signature",
+		"edited payload": "signature", "wrong issuer": "issuer", "expired": "expired", "not yet valid": "not yet valid",
+		"garbage": "malformed", "empty": "malformed", "truncated": "malformed",
+	}
 	for name, tok := range attacks {
 		t.Run(name, func(t *testing.T) {
 			r := get(tok)
 			r.problem(t, 401, "unauthorized")
-			if !strings.Contains(r.Header.Get("WWW-Authenticate"), "Bearer") {
-				t.Fatal("no WWW-Authenticate: Bearer")
+			if !strings.Contains(r.Header.Get("WWW-Authenticate"), `Bearer realm="switchboard", error="invalid_token"`) {
+				t.Fatalf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
+			}
+			detail, _ := r.Body["detail"].(string)
+			if !strings.Contains(detail, "the "+checks[name]+" check") || (len(tok) > 8 && strings.Contains(detail, tok[:8])) {
+				t.Fatalf("detail %q, want the %s check named and no token", detail, checks[name])
 			}
 		})
 	}
@@ -220,7 +230,11 @@ func TestScopes(t *testing.T) {
 	writeOnly := a.mint(t, a.key, id, tokens.ContactsWrite)
 	messagesOnly := a.mint(t, a.key, id, tokens.MessagesRead, tokens.MessagesSend)
 	upsert := `{"mode":"Add","matchBy":"email","data":[{"email":"a@example.com"}]}`
-	a.do(t, req{method: "POST", path: "/v1/contacts", key: readOnly, body: upsert}).problem(t, 403, "forbidden")
+	r := a.do(t, req{method: "POST", path: "/v1/contacts", key: readOnly, body: upsert})
+	r.problem(t, 403, "forbidden")
+	if !strings.Contains(r.Body["detail"].(string), "contacts:write") {
+		t.Fatalf("403 does not name the scope: %s", r.Raw)
+	}
 	if r := a.do(t, req{method: "POST", path: "/v1/contacts", key: writeOnly, body: upsert}); r.Status != 200 {
 		t.Fatalf("write scope: %d %s", r.Status, r.Raw)
 	}

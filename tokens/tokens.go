@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -63,7 +64,8 @@ const (
 
 // Sentinel errors.
 var (
-	// ErrInvalidToken is the one answer to anything wrong with a token itself.
+	// ErrInvalidToken is anything wrong with a token itself; the error is an
+	// *InvalidTokenError saying which check failed.
 	ErrInvalidToken = errors.New("invalid token")
 	// ErrCustomerNotActive: the token is fine, its customer is not ACTIVE
 	// (it matches switchboard.ErrCustomerNotActive too).
@@ -325,6 +327,7 @@ func (s *Service) Mint(ctx context.Context, in MintInput) (Token, error) {
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	t.Header["kid"] = k.id
+	t.Header["typ"] = TokenType
 	signed, err := t.SignedString(k.priv)
 	if err != nil {
 		return Token{}, fmt.Errorf("mint token: %w", err)
@@ -357,10 +360,78 @@ func (s *Service) publicKey(ctx context.Context, kid string) (ed25519.PublicKey,
 	return k.pub, nil
 }
 
-// Verify checks a token (EdDSA only, known kid, iss, aud, exp, nbf, iat
-// with 30 s leeway) and that its customer is ACTIVE. Anything wrong with the
-// token is ErrInvalidToken; an inactive customer is ErrCustomerNotActive,
-// a shredded one tenants.ErrDataShredded.
+// InvalidTokenError says which check a token failed (never echoing the
+// token). It matches ErrInvalidToken.
+type InvalidTokenError struct {
+	// Check is one of: malformed, type, critical header, unknown key,
+	// signature, expired, not yet valid, issuer, audience, lifetime, claims,
+	// customer.
+	Check string
+}
+
+func (e *InvalidTokenError) Error() string { return "invalid token: " + e.Check }
+
+// Is makes errors.Is(err, ErrInvalidToken) true.
+func (e *InvalidTokenError) Is(target error) bool { return target == ErrInvalidToken }
+
+func invalid(check string) error { return &InvalidTokenError{Check: check} }
+
+// numericTimes reports whether the token's exp, nbf and iat are JSON
+// numbers: the JWT library also takes a number written as a string
+// ("exp":"123"), which RFC 7519 does not allow.
+func numericTimes(raw string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var times struct {
+		Exp, Nbf, Iat json.RawMessage
+	}
+	if err := json.Unmarshal(payload, &times); err != nil {
+		return false
+	}
+	for _, t := range []json.RawMessage{times.Exp, times.Nbf, times.Iat} {
+		if len(t) == 0 || (t[0] != '-' && (t[0] < '0' || t[0] > '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// TokenType is the JWT typ of access tokens (RFC 9068), minted and required.
+const TokenType = "at+jwt"
+
+// parseFailure names the check a jwt parse error failed.
+func parseFailure(err error) error {
+	var ite *InvalidTokenError
+	switch {
+	case errors.As(err, &ite):
+		return ite
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return invalid("malformed")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return invalid("signature")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return invalid("expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return invalid("not yet valid")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return invalid("issuer")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return invalid("audience")
+	}
+	return invalid("claims")
+}
+
+// Verify checks a token (typ at+jwt, no crit, EdDSA only, a known kid, iss,
+// aud, exp, nbf and iat with 30 s leeway, a lifetime of at most MaxTTL,
+// every claim present and of its type) and that its customer is ACTIVE.
+// Anything wrong with the token is an *InvalidTokenError; an inactive
+// customer is ErrCustomerNotActive, a shredded one tenants.ErrDataShredded.
 func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 	var claims tokenClaims
 	var lookupErr error
@@ -371,12 +442,21 @@ func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 		jwt.WithTimeFunc(s.now),
 	)
 	_, err := parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); typ != TokenType {
+			return nil, invalid("type")
+		}
+		if _, ok := t.Header["crit"]; ok {
+			return nil, invalid("critical header")
+		}
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
-			return nil, ErrInvalidToken
+			return nil, invalid("unknown key")
 		}
 		k, err := s.publicKey(ctx, kid)
-		if err != nil && !errors.Is(err, ErrInvalidToken) {
+		if errors.Is(err, ErrInvalidToken) {
+			return nil, invalid("unknown key")
+		}
+		if err != nil {
 			lookupErr = err
 		}
 		return k, err
@@ -384,13 +464,22 @@ func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 	if lookupErr != nil {
 		return Claims{}, lookupErr
 	}
-	if err != nil || claims.TenantID == "" || claims.Subject == "" || claims.NotBefore == nil || claims.ID == "" {
-		return Claims{}, ErrInvalidToken
+	if err != nil {
+		return Claims{}, parseFailure(err)
+	}
+	if claims.TenantID == "" || claims.Subject == "" || claims.NotBefore == nil || claims.IssuedAt == nil || claims.ID == "" {
+		return Claims{}, invalid("claims")
+	}
+	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > MaxTTL {
+		return Claims{}, invalid("lifetime")
+	}
+	if !numericTimes(raw) {
+		return Claims{}, invalid("claims")
 	}
 	st, err := s.customerStatus(ctx, claims.TenantID)
 	if err != nil {
 		if errors.Is(err, tenants.ErrNotFound) {
-			return Claims{}, ErrInvalidToken
+			return Claims{}, invalid("customer")
 		}
 		return Claims{}, err
 	}

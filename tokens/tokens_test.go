@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +36,8 @@ func newService(t testing.TB) (*Service, *fakeclock.Clock, func() *Service) {
 }
 
 // sign makes a token with arbitrary claims under the service's current key.
-func sign(t *testing.T, s *Service, claims jwt.MapClaims) string {
+// header entries replace the token's own (nil deletes one).
+func sign(t *testing.T, s *Service, claims jwt.MapClaims, header ...map[string]any) string {
 	t.Helper()
 	k, err := s.current(t.Context())
 	if err != nil {
@@ -42,6 +45,16 @@ func sign(t *testing.T, s *Service, claims jwt.MapClaims) string {
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = k.id
+	tok.Header["typ"] = TokenType
+	for _, h := range header {
+		for name, v := range h {
+			if v == nil {
+				delete(tok.Header, name)
+			} else {
+				tok.Header[name] = v
+			}
+		}
+	}
 	out, err := tok.SignedString(k.priv)
 	if err != nil {
 		t.Fatal(err)
@@ -72,11 +85,39 @@ func TestClaimsAreChecked(t *testing.T) {
 		"no nbf":           func(c jwt.MapClaims) { delete(c, "nbf") },
 		"no jti":           func(c jwt.MapClaims) { delete(c, "jti") },
 		"tid not a string": func(c jwt.MapClaims) { c["tid"] = 7 },
+		"exp a string":     func(c jwt.MapClaims) { c["exp"] = fmt.Sprint(now + 600) },
+		"iat a string":     func(c jwt.MapClaims) { c["iat"] = fmt.Sprint(now) },
+		"lives too long":   func(c jwt.MapClaims) { c["exp"] = now + int64(MaxTTL/time.Second) + 1 },
 	} {
 		c := base()
 		edit(c)
-		if _, err := s.Verify(t.Context(), sign(t, s, c)); err != ErrInvalidToken {
+		if _, err := s.Verify(t.Context(), sign(t, s, c)); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("%s: %v, want ErrInvalidToken", name, err)
+		}
+	}
+	for name, h := range map[string]map[string]any{
+		"no typ":    {"typ": nil},
+		"typ JWT":   {"typ": "JWT"},
+		"crit":      {"crit": []string{"exp"}},
+		"no kid":    {"kid": nil},
+		"other kid": {"kid": "nope"},
+	} {
+		if _, err := s.Verify(t.Context(), sign(t, s, base(), h)); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: %v, want ErrInvalidToken", name, err)
+		}
+	}
+	// Each failure says which check failed.
+	for check, tok := range map[string]string{
+		"type":            sign(t, s, base(), map[string]any{"typ": nil}),
+		"critical header": sign(t, s, base(), map[string]any{"crit": []string{"exp"}}),
+		"unknown key":     sign(t, s, base(), map[string]any{"kid": "nope"}),
+		"malformed":       "not.a.token",
+		"lifetime":        sign(t, s, func() jwt.MapClaims { c := base(); c["exp"] = now + 86401; return c }()),
+	} {
+		_, err := s.Verify(t.Context(), tok)
+		var ite *InvalidTokenError
+		if !errors.As(err, &ite) || ite.Check != check {
+			t.Errorf("%s: %v", check, err)
 		}
 	}
 	// Within the 30 s leeway: still valid.
@@ -137,7 +178,7 @@ func TestRotationKeepsTokensValid(t *testing.T) {
 			t.Fatal("a retired key outlived its tokens in the JWKS")
 		}
 	}
-	if _, err := other.Verify(ctx, late.AccessToken); err != ErrInvalidToken {
+	if _, err := other.Verify(ctx, late.AccessToken); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("expired token: %v", err)
 	}
 }

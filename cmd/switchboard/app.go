@@ -125,6 +125,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + cfg.Addr
 	}
+	if cfg.RateLimit <= 0 || cfg.RateBurst < 1 {
+		fmt.Fprintln(stderr, "serve: --rate-limit must be above 0 and --rate-burst at least 1")
+		return exitError{2, errSilent}
+	}
 	log := newLogger(stderr, cfg.LogLevel)
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
@@ -151,6 +155,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Logger:      log,
 		Registry:    reg,
 		Ready:       a.db.Ping,
+		RateLimit:   cfg.RateLimit,
+		RateBurst:   cfg.RateBurst,
 	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,

@@ -20,6 +20,8 @@ type config struct {
 	TwilioAuthToken  secret
 	TwilioAPIURL     string
 	LogLevel         slog.Level
+	RateLimit        float64
+	RateBurst        int
 }
 
 // secret is a string that never prints.
@@ -56,6 +58,8 @@ func newFlagSet(name string, cfg *config, serving bool, stderr io.Writer) *flag.
 	if serving {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "the address Twilio calls back and tokens are issued for (default: http:// + addr)")
+		fs.Float64Var(&cfg.RateLimit, "rate-limit", 100, "requests per second, per partner and per customer's apps")
+		fs.IntVar(&cfg.RateBurst, "rate-burst", 200, "burst of requests, per partner and per customer's apps")
 	}
 	return fs
 }
