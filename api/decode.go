@@ -95,8 +95,12 @@ type expectedVersion struct {
 	any, set bool
 }
 
-// UnmarshalJSON accepts an integer or the string "any".
+// UnmarshalJSON accepts an integer or the string "any"; null is refused
+// (leave the member out to mean "any").
 func (v *expectedVersion) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return errors.New(`expectedVersion must be an integer or "any", not null`)
+	}
 	if string(b) == `"any"` {
 		*v = expectedVersion{any: true, set: true}
 		return nil
@@ -111,8 +115,8 @@ func (v *expectedVersion) UnmarshalJSON(b []byte) error {
 
 // get returns the version to check, or a validation error for a version no
 // resource can have.
-func (v *expectedVersion) get() (int64, error) {
-	if v == nil || !v.set || v.any {
+func (v expectedVersion) get() (int64, error) {
+	if !v.set || v.any {
 		return tenants.AnyVersion, nil
 	}
 	if v.value < 1 {

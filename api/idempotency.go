@@ -69,6 +69,9 @@ func idempotent(store *idempotency.Store, svc *tenants.Service, scope func(*gin.
 		fingerprint := idempotency.Fingerprint(c.Request.Method, c.Request.URL.Path, body)
 		claim, replay, err := store.Begin(ctx, scope(c), keys[0], fingerprint)
 		if err != nil {
+			if errors.Is(err, idempotency.ErrInProgress) {
+				c.Header("Retry-After", "1")
+			}
 			writeProblem(c, err)
 			return
 		}

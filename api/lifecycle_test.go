@@ -473,6 +473,11 @@ func TestIdempotentRegistration(t *testing.T) {
 	if again.Header.Get("Location") != first.Header.Get("Location") {
 		t.Fatal("replay lost the Location header")
 	}
+	// The same request re-formatted, its members reordered: still a replay.
+	reordered := fmt.Sprintf("{\n  \"label\": \"Only once\",\n  \"industryId\": %q, \"space\":\"once\" }", testIndustry)
+	if r := a.do(t, req{method: "POST", path: "/v1/customers", key: a.key, body: reordered, header: hdr}); r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("reordered replay: %d %s", r.Status, r.Raw)
+	}
 	other := fmt.Sprintf(`{"space":"twice","industryId":%q,"label":"Other"}`, testIndustry)
 	a.do(t, req{method: "POST", path: "/v1/customers", key: a.key, body: other, header: hdr}).problem(t, 422, "idempotency_key_reused")
 	// The key is scoped to the caller: another partner may use it.

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,8 +148,9 @@ func limitBody() gin.HandlerFunc {
 			if r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
 				break // no body at all: the handler decides whether it needs one
 			}
-			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-			if err != nil || mt != "application/json" {
+			mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			cs, hasCharset := params["charset"]
+			if err != nil || mt != "application/json" || (hasCharset && !strings.EqualFold(cs, "utf-8")) {
 				writeProblem(c, errMediaType)
 				return
 			}
@@ -157,16 +159,26 @@ func limitBody() gin.HandlerFunc {
 	}
 }
 
+// bearer returns the credentials of Authorization: Bearer <credentials>,
+// the scheme matched case-insensitively (RFC 9110).
+func bearer(c *gin.Context) (string, bool) {
+	h := c.GetHeader("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
 // partnerAuth authenticates Authorization: Bearer <partner API key>.
 func partnerAuth(svc *tenants.Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		const prefix = "Bearer "
-		if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
+		key, ok := bearer(c)
+		if !ok {
 			writeProblem(c, tenants.ErrUnauthorized)
 			return
 		}
-		p, err := svc.AuthenticatePartner(c.Request.Context(), h[len(prefix):])
+		p, err := svc.AuthenticatePartner(c.Request.Context(), key)
 		if err != nil {
 			writeProblem(c, err)
 			return

@@ -25,6 +25,6 @@ func registerDocs(r *gin.Engine) {
 		// build defect, like a template.Must.
 		panic(fmt.Sprintf("api: openapi.yaml does not render: %v", err))
 	}
-	r.GET("/openapi.yaml", query(), func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapiYAML) })
-	r.GET("/docs", query(), func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
+	getAndHead(r, "/openapi.yaml", query(), func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapiYAML) })
+	getAndHead(r, "/docs", query(), func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
 }

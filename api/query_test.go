@@ -1,6 +1,9 @@
 package api
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +47,43 @@ func TestStrictQueryParameters(t *testing.T) {
 	got := a.do(t, req{method: "GET", path: "/v1/contacts/" + id, key: tok})
 	if got.Status != 200 || got.Body["firstName"] != "Ann" || got.Body["anonymized"] != false {
 		t.Fatalf("after the refused requests: %d %s", got.Status, got.Raw)
+	}
+}
+
+// TestHeadAnswersLikeGet: HEAD on a GET route has GET's status and headers
+// and no body; the Bearer scheme is matched case-insensitively.
+func TestHeadAnswersLikeGet(t *testing.T) {
+	a := newTestAPI(t)
+	for _, path := range []string{"/v1/customers", "/v1/industries", "/healthz"} {
+		hr, _ := http.NewRequest("HEAD", a.srv.URL+path, nil)
+		hr.Header.Set("Authorization", "bearer "+a.key)
+		res, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || len(body) != 0 || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+			t.Fatalf("HEAD %s: %d %q %q", path, res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+	}
+}
+
+// TestCharsetAndNullVersion: a body in another charset is 415; an explicit
+// null expectedVersion is 400 (leave it out to mean "any").
+func TestCharsetAndNullVersion(t *testing.T) {
+	a := newTestAPI(t)
+	id := a.register(t, "charset")["id"].(string)
+	path := "/v1/customers/" + id + "/activate"
+	r := a.do(t, req{method: "POST", path: path, key: a.key, body: `{}`, invalid: true,
+		header: map[string]string{"Content-Type": "application/json; charset=iso-8859-1"}})
+	r.problem(t, 415, "unsupported_media_type")
+	r = a.do(t, req{method: "POST", path: path, key: a.key, body: `{"expectedVersion":null}`, invalid: true})
+	r.problem(t, 400, "malformed_request")
+	r.field(t, "expectedVersion")
+	r = a.do(t, req{method: "POST", path: path, key: a.key, body: `{"expectedVersion":1}`,
+		header: map[string]string{"Content-Type": "application/json; charset=UTF-8"}})
+	if r.Status != 200 || r.Body["version"] != float64(2) {
+		t.Fatalf("activate with charset=UTF-8: %d %s", r.Status, r.Raw)
 	}
 }

@@ -66,8 +66,8 @@ func NewRouter(cfg Config) *gin.Engine {
 	r.NoRoute(func(c *gin.Context) { writeProblem(c, errNoRoute) })
 	r.NoMethod(func(c *gin.Context) { writeProblem(c, errNoMethod) })
 
-	r.GET("/healthz", query(), func(c *gin.Context) { reply(c, http.StatusOK, map[string]string{"status": "ok"}) })
-	r.GET("/readyz", query(), func(c *gin.Context) {
+	getAndHead(r, "/healthz", query(), func(c *gin.Context) { reply(c, http.StatusOK, map[string]string{"status": "ok"}) })
+	getAndHead(r, "/readyz", query(), func(c *gin.Context) {
 		if err := cfg.Ready(c.Request.Context()); err != nil {
 			logger(c).WarnContext(c.Request.Context(), "not ready", "err", err)
 			writeProblem(c, errNotReady)
@@ -75,27 +75,27 @@ func NewRouter(cfg Config) *gin.Engine {
 		}
 		reply(c, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	r.GET("/metrics", query(), gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	getAndHead(r, "/metrics", query(), gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	registerDocs(r)
 
 	h := partnerHandlers{svc: cfg.Tenants}
 	lim := newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
 	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.limit(func(c *gin.Context) string { return "partner:" + partner(c).ID }))
-	v1.GET("/industries", query(), h.industries)
+	getAndHead(v1, "/industries", query(), h.industries)
 	v1.POST("/customers", query(), idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)
-	v1.GET("/customers", query("limit", "cursor", "status"), h.list)
-	v1.GET("/customers/:id", query(), h.get)
+	getAndHead(v1, "/customers", query("limit", "cursor", "status"), h.list)
+	getAndHead(v1, "/customers/:id", query(), h.get)
 	v1.POST("/customers/:id/activate", query(), h.transition(activate))
 	v1.PUT("/customers/:id/contact-info", query(), h.contactInfo)
 	v1.POST("/customers/:id/deactivate", query(), h.transition(deactivate))
 	v1.POST("/customers/:id/terminate", query(), h.terminate)
-	v1.GET("/customers/:id/events", query("limit", "cursor"), h.events)
+	getAndHead(v1, "/customers/:id/events", query("limit", "cursor"), h.events)
 
 	if cfg.Tokens == nil || cfg.Contacts == nil {
 		return r
 	}
 	th := tokenHandlers{tenants: cfg.Tenants, tokens: cfg.Tokens}
-	r.GET("/.well-known/jwks.json", query(), th.jwks)
+	getAndHead(r, "/.well-known/jwks.json", query(), th.jwks)
 	v1.POST("/customers/:id/tokens", query(), th.mint)
 
 	var ch contactHandlers
@@ -104,11 +104,18 @@ func NewRouter(cfg Config) *gin.Engine {
 		scope(tokens.ContactsRead, tokens.ContactsWrite), openContacts(cfg.Contacts))
 	tenantScope := func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }
 	tenant.POST("", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)
-	tenant.GET("", query(append([]string{"limit", "cursor"}, lookupParams...)...), ch.list)
-	tenant.GET("/:id", query(), ch.get)
+	getAndHead(tenant, "", query(append([]string{"limit", "cursor"}, lookupParams...)...), ch.list)
+	getAndHead(tenant, "/:id", query(), ch.get)
 	tenant.PATCH("/:id", query(), ch.patch)
 	tenant.DELETE("/:id", query("anonymize"), ch.delete)
-	tenant.GET("/:id/timeline", query("limit", "cursor"), ch.timeline)
+	getAndHead(tenant, "/:id/timeline", query("limit", "cursor"), ch.timeline)
 	tenant.POST("/:id/events", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.event)
 	return r
+}
+
+// getAndHead registers a GET route and its HEAD (RFC 9110: HEAD answers as
+// GET would, headers and status, without the body, which net/http drops).
+func getAndHead(g gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
+	g.GET(path, handlers...)
+	g.HEAD(path, handlers...)
 }

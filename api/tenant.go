@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,13 +21,12 @@ const (
 // before openContacts.
 func tenantAuth(tok *tokens.Service) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		h := c.GetHeader("Authorization")
-		const prefix = "Bearer "
-		if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		raw, ok := bearer(c)
+		if !ok {
 			writeProblem(c, &tokens.InvalidTokenError{Check: "malformed"})
 			return
 		}
-		claims, err := tok.Verify(c.Request.Context(), h[len(prefix):])
+		claims, err := tok.Verify(c.Request.Context(), raw)
 		if err != nil {
 			writeProblem(c, err)
 			return

@@ -59,7 +59,7 @@ type upsertRequest struct {
 
 type patchRequest struct {
 	contactInput
-	ExpectedVersion *expectedVersion `json:"expectedVersion"`
+	ExpectedVersion expectedVersion `json:"expectedVersion"`
 }
 
 type eventRequest struct {

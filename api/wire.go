@@ -148,23 +148,23 @@ type registerRequest struct {
 }
 
 type versionRequest struct {
-	ExpectedVersion *expectedVersion `json:"expectedVersion"`
+	ExpectedVersion expectedVersion `json:"expectedVersion"`
 }
 
 type contactInfoRequest struct {
-	ExpectedVersion *expectedVersion `json:"expectedVersion"`
-	BusinessName    *string          `json:"businessName"`
-	SecondaryName   *string          `json:"secondaryName"`
-	PhoneNumber     *string          `json:"phoneNumber"`
-	AddressLine1    *string          `json:"addressLine1"`
-	AddressLine2    *string          `json:"addressLine2"`
-	PostalCode      *string          `json:"postalCode"`
-	Province        *string          `json:"province"`
-	Country         *string          `json:"country"`
+	ExpectedVersion expectedVersion `json:"expectedVersion"`
+	BusinessName    *string         `json:"businessName"`
+	SecondaryName   *string         `json:"secondaryName"`
+	PhoneNumber     *string         `json:"phoneNumber"`
+	AddressLine1    *string         `json:"addressLine1"`
+	AddressLine2    *string         `json:"addressLine2"`
+	PostalCode      *string         `json:"postalCode"`
+	Province        *string         `json:"province"`
+	Country         *string         `json:"country"`
 }
 
 type terminateRequest struct {
-	ExpectedVersion *expectedVersion  `json:"expectedVersion"`
+	ExpectedVersion expectedVersion   `json:"expectedVersion"`
 	Retention       *retentionRequest `json:"retention"`
 }
 

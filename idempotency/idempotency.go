@@ -38,6 +38,7 @@
 package idempotency
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -47,7 +48,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
@@ -121,6 +123,7 @@ const (
 	stateInProgress = "in_progress"
 	stateDone       = "done"
 	stateReleased   = "released"
+	stateCompacted  = "compacted" // swept: nothing but the generation stays
 )
 
 // Response is a stored answer to replay. Body is still sealed: Open it with
@@ -154,10 +157,15 @@ func ValidKey(key string) bool {
 }
 
 // Fingerprint identifies a request: the SHA-256 of its method, its path as
-// requested (with its ids, so the same key on two resources is two requests)
-// and its body, each but the last length-prefixed so no two requests share
-// one.
+// requested (with its ids, so the same key on two resources is two
+// requests) and its body, each but the last length-prefixed so no two
+// requests share one. A JSON body counts by its canonical form (RFC 8785):
+// the same JSON re-formatted or with its members reordered is the same
+// request.
 func Fingerprint(method, path string, body []byte) []byte {
+	if v := jsontext.Value(bytes.Clone(body)); v.Canonicalize() == nil {
+		body = v
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%d:%s%d:%s", len(method), method, len(path), path)
 	h.Write(body)
@@ -196,14 +204,7 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		}
 		g, err := s.chain.Take(ctx, name, n, record{Fingerprint: fingerprint, State: stateInProgress, CreatedAt: now})
 		if err == nil {
-			ok, err := s.settleTake(ctx, g)
-			if err != nil {
-				return nil, nil, fmt.Errorf("idempotency begin: %w", err)
-			}
-			if ok {
-				return &Claim{gen: g}, nil, nil
-			}
-			continue // a newer generation exists: ours was below it
+			return &Claim{gen: g}, nil, nil
 		}
 		if !errors.Is(err, store.ErrExists) {
 			return nil, nil, fmt.Errorf("idempotency begin: %w", err)
@@ -215,56 +216,23 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	return nil, nil, ErrInProgress
 }
 
-// settleTake keeps a chain whole around generation g that this request
-// just took, against a concurrent Sweep: if the generations below g were
-// swept meanwhile, they come back as released tombstones (a walker must
-// never stop at a gap below the current generation); and if a generation
-// above g exists (a request took it while ours walked a swept chain), ours
-// is released and the request walks again.
-func (s *Store) settleTake(ctx context.Context, g *store.Gen[record]) (bool, error) {
-	if g.N > 1 {
-		if _, err := s.chain.Get(ctx, g.Name, g.N-1); errors.Is(err, store.ErrNotFound) {
-			if err := s.restore(ctx, g.Name, g.N-1); err != nil {
-				return false, err
-			}
-		} else if err != nil {
-			return false, err
-		}
-	}
-	if _, err := s.chain.Get(ctx, g.Name, g.N+1); errors.Is(err, store.ErrNotFound) {
-		return true, nil
-	} else if err != nil {
-		return false, err
-	}
-	g.Body.State = stateReleased
-	return false, s.chain.Put(ctx, g)
-}
-
-// restore puts released tombstones at generations 1..n of name where none
-// is.
-func (s *Store) restore(ctx context.Context, name string, n int64) error {
-	for i := int64(1); i <= n; i++ {
-		if _, err := s.chain.Take(ctx, name, i, record{State: stateReleased}); err != nil && !errors.Is(err, store.ErrExists) {
-			return err
-		}
-	}
-	return nil
-}
-
-// SweepAfter is how old a key's newest record must be before Sweep deletes
-// the key's records: twice Retention, so a sweep never races a request
-// that could still replay.
+// SweepAfter is how old a record must be before Sweep compacts it: twice
+// Retention, so no request can still replay it.
 const SweepAfter = 2 * Retention
 
-// Sweep deletes the records of every key whose newest record is older than
-// SweepAfter (the embedded engine has no TTL indexes) and returns how many
-// keys it removed. It scans the collection: run it from a background job.
-// A key taken again while it is being swept keeps a whole chain (see
-// settleTake; Sweep also restores what it deleted below a generation that
-// appeared meanwhile).
+// Sweep compacts every record older than SweepAfter (the embedded engine
+// has no TTL indexes): its stored answer and fingerprint are deleted and a
+// released tombstone of a few bytes stays in its place. Records are never
+// deleted one by one: a gap in a key's chain of generations would let a
+// later request claim below the current generation (see store.Chain). It
+// returns how many records it compacted, and scans the collection: run it
+// from a background job.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	cur, err := s.chain.Coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{
-		{Key: "name", Value: 1}, {Key: "gen", Value: 1}, {Key: "body.createdAt", Value: 1}}))
+	cutoff := s.now().Add(-SweepAfter)
+	cur, err := s.chain.Coll.Find(ctx, bson.D{
+		{Key: "body.createdAt", Value: bson.D{{Key: "$lt", Value: cutoff}}},
+		{Key: "body.state", Value: bson.D{{Key: "$ne", Value: stateCompacted}}},
+	})
 	if err != nil {
 		return 0, fmt.Errorf("idempotency sweep: %w", err)
 	}
@@ -272,40 +240,15 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	if err := cur.All(ctx, &gens); err != nil {
 		return 0, fmt.Errorf("idempotency sweep: %w", err)
 	}
-	type chainInfo struct {
-		top    int64
-		newest time.Time
-	}
-	chains := map[string]*chainInfo{}
-	for _, g := range gens {
-		c := chains[g.Name]
-		if c == nil {
-			c = &chainInfo{}
-			chains[g.Name] = c
-		}
-		c.top = max(c.top, g.N)
-		if g.Body.CreatedAt.After(c.newest) {
-			c.newest = g.Body.CreatedAt
+	for i := range gens {
+		// Only a request older than SweepAfter could still write this
+		// generation; none runs that long.
+		gens[i].Body = record{State: stateCompacted, CreatedAt: gens[i].Body.CreatedAt}
+		if err := s.chain.Put(ctx, &gens[i]); err != nil {
+			return i, fmt.Errorf("idempotency sweep: %w", err)
 		}
 	}
-	cutoff := s.now().Add(-SweepAfter)
-	swept := 0
-	for name, c := range chains {
-		if !c.newest.Before(cutoff) {
-			continue
-		}
-		if err := s.chain.DeleteAll(ctx, name, c.top); err != nil {
-			return swept, fmt.Errorf("idempotency sweep: %w", err)
-		}
-		if _, err := s.chain.Get(ctx, name, c.top+1); err == nil {
-			if err := s.restore(ctx, name, c.top); err != nil {
-				return swept, fmt.Errorf("idempotency sweep: %w", err)
-			}
-			continue
-		}
-		swept++
-	}
-	return swept, nil
+	return len(gens), nil
 }
 
 // decide says what the current generation head means for a request with
@@ -315,7 +258,7 @@ func decide(head *store.Gen[record], fingerprint []byte, now time.Time) (*Respon
 	rec := head.Body
 	age := now.Sub(rec.CreatedAt)
 	switch {
-	case age >= Retention, rec.State == stateReleased:
+	case age >= Retention, rec.State == stateReleased, rec.State == stateCompacted:
 		// Expired, or released by a request that failed: the key is free,
 		// for any request.
 		return nil, nil
