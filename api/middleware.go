@@ -245,6 +245,38 @@ func (l *limiter) reserve(caller string) (wait time.Duration, remaining, reset i
 	return wait, remaining, reset
 }
 
+// authFailures limits failed authentications per client address: once a
+// client has spent its allowance of 401s, its requests are 429 before any
+// credential is checked, so keys and tokens cannot be guessed at speed.
+func (l *limiter) authFailures() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		who := "addr:" + c.ClientIP()
+		if wait := l.waitFor(who); wait > 0 {
+			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeProblem(c, errRateLimited)
+			return
+		}
+		c.Next()
+		if c.Writer.Status() == http.StatusUnauthorized {
+			l.reserve(who)
+		}
+	}
+}
+
+// waitFor says how long caller must wait for a token, without taking one.
+func (l *limiter) waitFor(caller string) time.Duration {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[caller]
+	if !ok || b.lim.TokensAt(now) >= 1 {
+		return 0
+	}
+	r := b.lim.ReserveN(now, 1)
+	defer r.CancelAt(now)
+	return r.DelayFrom(now)
+}
+
 // limit rate-limits each caller (as named by who) separately, and tells
 // every answer how much of its allowance is left.
 func (l *limiter) limit(who func(*gin.Context) string) gin.HandlerFunc {

@@ -202,3 +202,40 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestFailedAuthenticationIsLimitedPerAddress: after 20 failed
+// authentications a client address gets 429 before any key is checked,
+// one more attempt a second later.
+func TestFailedAuthenticationIsLimitedPerAddress(t *testing.T) {
+	db := storetest.MustOpen(t)
+	svc := tenants.NewService(tenants.Config{Control: db.Control})
+	clk := fakeclock.New(time.Now())
+	r := NewRouter(Config{Tenants: svc, Registry: prometheus.NewRegistry(), Logger: storetest.Logger(), Now: clk.Now})
+	_, key, _ := svc.CreatePartner(t.Context(), "A")
+	get := func(key, addr string) int {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/v1/industries", nil)
+		req.RemoteAddr = addr + ":40000"
+		req.Header.Set("Authorization", "Bearer "+key)
+		r.ServeHTTP(w, req)
+		return w.Code
+	}
+	for i := range 20 {
+		if code := get("sbp_guess_"+strconv.Itoa(i), "192.0.2.1"); code != 401 {
+			t.Fatalf("guess %d: %d", i, code)
+		}
+	}
+	if code := get("sbp_guess_21", "192.0.2.1"); code != 429 {
+		t.Fatalf("guess past the allowance: %d", code)
+	}
+	if code := get(key, "192.0.2.1"); code != 429 {
+		t.Fatalf("the blocked address with a good key: %d", code)
+	}
+	if code := get(key, "192.0.2.2"); code != 200 {
+		t.Fatalf("another address: %d", code)
+	}
+	clk.Add(time.Second)
+	if code := get(key, "192.0.2.1"); code != 200 {
+		t.Fatalf("a second later: %d", code)
+	}
+}

@@ -11,7 +11,8 @@ import (
 // partnerHandlers serve the partner admin API: decode, call the service,
 // encode.
 type partnerHandlers struct {
-	svc *tenants.Service
+	svc     *tenants.Service
+	cursors cursors
 }
 
 func reply(c *gin.Context, status int, v any) {
@@ -61,7 +62,12 @@ func (h partnerHandlers) list(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	q := tenants.ListQuery{Limit: limit, Cursor: c.Query("cursor")}
+	cursor, err := h.cursors.open(c)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	q := tenants.ListQuery{Limit: limit, Cursor: cursor}
 	if s, ok := c.GetQuery("status"); ok {
 		q.Status = tenants.Status(s)
 		if !q.Status.Valid() {
@@ -74,7 +80,7 @@ func (h partnerHandlers) list(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	replyList(c, custs, next, toCustomerJSON)
+	replyList(c, custs, h.cursors.seal(c, next), toCustomerJSON)
 }
 
 func (h partnerHandlers) get(c *gin.Context) {
@@ -177,10 +183,15 @@ func (h partnerHandlers) events(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	evs, next, err := h.svc.Events(c.Request.Context(), partner(c), c.Param("id"), tenants.PageQuery{Limit: limit, Cursor: c.Query("cursor")})
+	cursor, err := h.cursors.open(c)
 	if err != nil {
 		writeProblem(c, err)
 		return
 	}
-	replyList(c, evs, next, toEventJSON)
+	evs, next, err := h.svc.Events(c.Request.Context(), partner(c), c.Param("id"), tenants.PageQuery{Limit: limit, Cursor: cursor})
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	replyList(c, evs, h.cursors.seal(c, next), toEventJSON)
 }

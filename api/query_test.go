@@ -87,3 +87,33 @@ func TestCharsetAndNullVersion(t *testing.T) {
 		t.Fatalf("activate with charset=UTF-8: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestCursorsAreBoundToTheCaller: a cursor works for the caller and list it
+// was issued for; forged, edited or another caller's cursor is 422.
+func TestCursorsAreBoundToTheCaller(t *testing.T) {
+	a := newTestAPI(t)
+	for _, s := range []string{"cur-a", "cur-b", "cur-c"} {
+		a.register(t, s)
+	}
+	first := a.do(t, req{method: "GET", path: "/v1/customers?limit=1", key: a.key})
+	next, _ := first.Body["nextCursor"].(string)
+	if first.Status != 200 || next == "" {
+		t.Fatalf("first page: %d %s", first.Status, first.Raw)
+	}
+	if r := a.do(t, req{method: "GET", path: "/v1/customers?limit=1&cursor=" + next, key: a.key}); r.Status != 200 || len(r.Body["items"].([]any)) != 1 {
+		t.Fatalf("next page: %d %s", r.Status, r.Raw)
+	}
+	edited := []byte(next)
+	edited[0] ^= 1
+	for name, tc := range map[string]struct{ key, cursor, path string }{
+		"another partner": {a.other, next, "/v1/customers?limit=1&cursor="},
+		"edited":          {a.key, string(edited), "/v1/customers?limit=1&cursor="},
+		"forged":          {a.key, "MDE5M2EwYzQ", "/v1/customers?limit=1&cursor="},
+		"another list":    {a.key, next, "/v1/customers/" + first.Body["items"].([]any)[0].(map[string]any)["id"].(string) + "/events?cursor="},
+	} {
+		r := a.do(t, req{method: "GET", path: tc.path + tc.cursor, key: tc.key})
+		if r.Status != 422 || r.Body["code"] != "validation_failed" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Raw)
+		}
+	}
+}

@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"time"
@@ -39,6 +40,9 @@ type Config struct {
 	RateBurst int
 	// Now is the clock of the rate limits; nil means time.Now.
 	Now func() time.Time
+	// CursorKey authenticates list cursors (crypto.MasterKey.DeriveKey);
+	// nil means a random key, good for this process only.
+	CursorKey []byte
 }
 
 // NewRouter returns the HTTP handler of every route.
@@ -55,6 +59,11 @@ func NewRouter(cfg Config) *gin.Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CursorKey == nil {
+		cfg.CursorKey = make([]byte, 32)
+		rand.Read(cfg.CursorKey)
+	}
+	cur := cursors{key: cfg.CursorKey}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.RedirectTrailingSlash = false
@@ -78,9 +87,11 @@ func NewRouter(cfg Config) *gin.Engine {
 	getAndHead(r, "/metrics", query(), gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	registerDocs(r)
 
-	h := partnerHandlers{svc: cfg.Tenants}
+	h := partnerHandlers{svc: cfg.Tenants, cursors: cur}
 	lim := newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
-	v1 := r.Group("/v1", partnerAuth(cfg.Tenants), lim.limit(func(c *gin.Context) string { return "partner:" + partner(c).ID }))
+	// 20 failed authentications in a row per client address, then 1 a second.
+	fails := newLimiter(1, 20, cfg.Now)
+	v1 := r.Group("/v1", fails.authFailures(), partnerAuth(cfg.Tenants), lim.limit(func(c *gin.Context) string { return "partner:" + partner(c).ID }))
 	getAndHead(v1, "/industries", query(), h.industries)
 	v1.POST("/customers", query(), idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)
 	getAndHead(v1, "/customers", query("limit", "cursor", "status"), h.list)
@@ -98,9 +109,9 @@ func NewRouter(cfg Config) *gin.Engine {
 	getAndHead(r, "/.well-known/jwks.json", query(), th.jwks)
 	v1.POST("/customers/:id/tokens", query(), th.mint)
 
-	var ch contactHandlers
+	ch := contactHandlers{cursors: cur}
 	// Cheap refusals first: verify, limit, scope; only then open the data.
-	tenant := r.Group("/v1/contacts", tenantAuth(cfg.Tokens), lim.limit(func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }),
+	tenant := r.Group("/v1/contacts", fails.authFailures(), tenantAuth(cfg.Tokens), lim.limit(func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }),
 		scope(tokens.ContactsRead, tokens.ContactsWrite), openContacts(cfg.Contacts))
 	tenantScope := func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }
 	tenant.POST("", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.upsert)

@@ -112,9 +112,9 @@ func (h tokenHandlers) mint(c *gin.Context) {
 	reply(c, http.StatusCreated, tokenJSON{AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn, ExpiresAt: wireTime(t.ExpiresAt)})
 }
 
-type contactHandlers struct{}
+type contactHandlers struct{ cursors cursors }
 
-func (contactHandlers) upsert(c *gin.Context) {
+func (h contactHandlers) upsert(c *gin.Context) {
 	var req upsertRequest
 	if err := decodeJSON(c, &req); err != nil {
 		writeProblem(c, err)
@@ -140,13 +140,18 @@ func (contactHandlers) upsert(c *gin.Context) {
 // lookupParams are the exact lookups of GET /v1/contacts; at most one.
 var lookupParams = []string{"email", "phone", "crmId", "externalId", "channel"}
 
-func (contactHandlers) list(c *gin.Context) {
+func (h contactHandlers) list(c *gin.Context) {
 	limit, err := limitParam(c)
 	if err != nil {
 		writeProblem(c, err)
 		return
 	}
-	q := contacts.Query{Limit: limit, Cursor: c.Query("cursor"), Lookups: map[string]string{}}
+	cursor, err := h.cursors.open(c)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	q := contacts.Query{Limit: limit, Cursor: cursor, Lookups: map[string]string{}}
 	for _, p := range lookupParams {
 		if v, ok := c.GetQuery(p); ok {
 			q.Lookups[p] = v
@@ -157,10 +162,10 @@ func (contactHandlers) list(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	replyList(c, list, next, toContactJSON)
+	replyList(c, list, h.cursors.seal(c, next), toContactJSON)
 }
 
-func (contactHandlers) get(c *gin.Context) {
+func (h contactHandlers) get(c *gin.Context) {
 	ct, err := contactsOf(c).Get(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		writeProblem(c, err)
@@ -169,7 +174,7 @@ func (contactHandlers) get(c *gin.Context) {
 	reply(c, http.StatusOK, toContactJSON(ct))
 }
 
-func (contactHandlers) patch(c *gin.Context) {
+func (h contactHandlers) patch(c *gin.Context) {
 	var req patchRequest
 	if err := decodeJSON(c, &req); err != nil {
 		writeProblem(c, err)
@@ -209,21 +214,26 @@ func (contactHandlers) delete(c *gin.Context) {
 	}
 }
 
-func (contactHandlers) timeline(c *gin.Context) {
+func (h contactHandlers) timeline(c *gin.Context) {
 	limit, err := limitParam(c)
 	if err != nil {
 		writeProblem(c, err)
 		return
 	}
-	items, next, err := contactsOf(c).Timeline(c.Request.Context(), c.Param("id"), limit, c.Query("cursor"))
+	cursor, err := h.cursors.open(c)
 	if err != nil {
 		writeProblem(c, err)
 		return
 	}
-	replyList(c, items, next, toTimelineJSON)
+	items, next, err := contactsOf(c).Timeline(c.Request.Context(), c.Param("id"), limit, cursor)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	replyList(c, items, h.cursors.seal(c, next), toTimelineJSON)
 }
 
-func (contactHandlers) event(c *gin.Context) {
+func (h contactHandlers) event(c *gin.Context) {
 	var req eventRequest
 	if err := decodeJSON(c, &req); err != nil {
 		writeProblem(c, err)

@@ -3,6 +3,7 @@ package crypto
 import (
 	"bufio"
 	"bytes"
+	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -176,6 +177,17 @@ func (m *MasterKey) ID() string { return m.ids[0] }
 
 // IDs identifies every identity, newest first, as ID does the newest.
 func (m *MasterKey) IDs() []string { return append([]string(nil), m.ids...) }
+
+// DeriveKey returns a 32-byte key for one purpose (label), derived with
+// HKDF-SHA256 from the current identity: every instance sharing the key
+// file derives the same one, and rotating the master key rotates it too.
+func (m *MasterKey) DeriveKey(label string) []byte {
+	k, err := hkdf.Key(sha256.New, []byte(m.identities[0].String()), nil, "switchboard derived key: "+label, 32)
+	if err != nil {
+		panic("crypto: hkdf: " + err.Error()) // only for an impossible length
+	}
+	return k
+}
 
 // wrap encrypts plaintext to the current identity's recipient.
 func (m *MasterKey) wrap(plaintext []byte) ([]byte, error) {

@@ -157,6 +157,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		Ready:       a.db.Ping,
 		RateLimit:   cfg.RateLimit,
 		RateBurst:   cfg.RateBurst,
+		CursorKey:   a.master.DeriveKey("list cursors"),
 	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
