@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -78,6 +79,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.engine = eng
 		uri = eng.URI()
 	}
+	if cfg.URI != "" {
+		cfg.Logger.Info("connecting to the database", "uri", Redact(cfg.URI))
+	}
 	client, err := connect(ctx, uri)
 	if err != nil {
 		db.closeEngine()
@@ -121,10 +125,21 @@ func WithNames(parent *DB, names Names) *DB {
 	return db
 }
 
+// Redact returns a connection string without its password, for messages.
+func Redact(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(an unparsable MongoDB URI)"
+	}
+	return u.Redacted()
+}
+
 func connect(ctx context.Context, uri string) (*mongo.Client, error) {
-	opts := options.Client().ApplyURI(uri).
+	// Defaults first: what the URI says (serverSelectionTimeoutMS, ...) wins.
+	opts := options.Client().
 		SetServerSelectionTimeout(10 * time.Second).
-		SetTimeout(30 * time.Second)
+		SetTimeout(30 * time.Second).
+		ApplyURI(uri)
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -133,7 +148,7 @@ func connect(ctx context.Context, uri string) (*mongo.Client, error) {
 	defer cancel()
 	if err := client.Ping(pingCtx, nil); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("connect to database: %w", err)
+		return nil, fmt.Errorf("cannot reach the database at %s within 15 s; is it running, and is the address right? (%w)", Redact(uri), err)
 	}
 	return client, nil
 }
@@ -209,7 +224,8 @@ type index struct {
 // It is idempotent: an index that exists is left alone.
 func (db *DB) EnsureIndexes(ctx context.Context) error {
 	idx := []index{
-		{db.names.Control, "partners", bson.D{{Key: "keyPrefix", Value: 1}}, true, "keyPrefix_unique"},
+		{db.names.Control, "partners", bson.D{{Key: "keyPrefix", Value: 1}}, false, "keyPrefix"},
+		{db.names.Control, "partner_keys", bson.D{{Key: "partnerId", Value: 1}}, false, "partnerId"},
 		{db.names.Control, "customers", bson.D{{Key: "space", Value: 1}}, true, "space_unique"},
 		{db.names.Control, "customers", bson.D{{Key: "partnerId", Value: 1}, {Key: "_id", Value: -1}}, false, "partner_newest"},
 		{db.names.Control, "customers", bson.D{{Key: "status", Value: 1}, {Key: "retention.shredAt", Value: 1}}, false, "status_shredAt"},
@@ -218,6 +234,11 @@ func (db *DB) EnsureIndexes(ctx context.Context) error {
 	// index of the earlier format would refuse them.
 	if err := db.Control.Collection("events").Indexes().DropOne(ctx, "customer_version_unique"); err != nil && !isIndexNotFound(err) {
 		return fmt.Errorf("drop index events.customer_version_unique: %w", err)
+	}
+	// Keys live in partner_keys now; a partner without a key of its own
+	// must not collide on an empty keyPrefix.
+	if err := db.Control.Collection("partners").Indexes().DropOne(ctx, "keyPrefix_unique"); err != nil && !isIndexNotFound(err) {
+		return fmt.Errorf("drop index partners.keyPrefix_unique: %w", err)
 	}
 	for _, ix := range idx {
 		c := db.Client.Database(ix.db).Collection(ix.coll)

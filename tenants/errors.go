@@ -11,6 +11,7 @@ var (
 	ErrNotFound              = errors.New("not found")
 	ErrInvalidTransition     = errors.New("invalid transition")
 	ErrSpaceTaken            = errors.New("space taken")
+	ErrPartnerNameTaken      = errors.New("partner name taken")
 	ErrDataShredded          = errors.New("data shredded")
 	ErrUnauthorized          = errors.New("unauthorized")
 	ErrUpstreamUnavailable   = errors.New("upstream unavailable")

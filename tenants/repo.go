@@ -82,8 +82,8 @@ type customerClaim = store.Claim[customerDoc, eventDoc]
 type partnerDoc struct {
 	ID        string    `bson:"_id"`
 	Name      string    `bson:"name"`
-	KeyPrefix string    `bson:"keyPrefix"`
-	KeyHash   []byte    `bson:"keyHash"`
+	KeyPrefix string    `bson:"keyPrefix,omitempty"` // a key from before partner_keys
+	KeyHash   []byte    `bson:"keyHash,omitempty"`
 	CreatedAt time.Time `bson:"createdAt"`
 }
 

@@ -211,36 +211,6 @@ func sweepEvery(ctx context.Context, interval time.Duration, idem *idempotency.S
 	}
 }
 
-// createPartner prints exactly one JSON line on stdout: the partner and its
-// API key, which is shown only here.
-func createPartner(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg config
-	fs := newFlagSet("partners create", &cfg, false, stderr)
-	name := fs.String("name", "", "the partner's name (required)")
-	if err := parseFlags(fs, args, getenv); err != nil {
-		return err
-	}
-	if *name == "" {
-		fmt.Fprintln(stderr, "partners create: --name is required")
-		return exitError{2, errSilent}
-	}
-	log := newLogger(stderr, cfg.LogLevel)
-	a, err := openApp(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer a.close(context.Background())
-	p, key, err := a.tenants.CreatePartner(ctx, *name)
-	if err != nil {
-		return fmt.Errorf("partners create: %w", err)
-	}
-	return json.NewEncoder(stdout).Encode(struct {
-		ID     string `json:"id"`
-		Name   string `json:"name"`
-		APIKey string `json:"apiKey"`
-	}{p.ID, p.Name, key})
-}
-
 // purge prints one JSON line per due customer, then a summary line. It
 // fails (exit 1) when any customer failed; the others are still processed.
 func purge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -255,7 +225,7 @@ func purge(ctx context.Context, args []string, getenv func(string) string, stdou
 	if *nowFlag != "" {
 		t, err := time.Parse(time.RFC3339, *nowFlag)
 		if err != nil {
-			fmt.Fprintf(stderr, "purge: --now must be an RFC 3339 time: %v\n", err)
+			fmt.Fprintf(stderr, "purge: --now %q is not an RFC 3339 time such as 2099-01-01T00:00:00Z\n", *nowFlag)
 			return exitError{2, errSilent}
 		}
 		now = t

@@ -53,12 +53,22 @@ const usage = `usage: switchboard <command> [flags]
 commands:
   serve                       run the HTTP server (and, in embedded mode, the database engine)
   partners create --name N    register a partner; prints {"id","name","apiKey"}
+  partners list               one JSON line per partner (never a key)
+  partners rotate-key --id ID a new key; the old one works 24 h more (--now: not at all)
+  partners revoke --id ID     refuse every key of a partner
   purge [--now T] [--dry-run] shred terminated customers whose retention has ended
   keys rewrap                 re-wrap every key under the newest master identity (rotation)
   version                     print the version
 
 Run 'switchboard <command> -h' for the flags of a command. Every flag can also
 be set through its environment variable (SWITCHBOARD_ADDR for --addr, ...).
+`
+
+const keysUsage = `usage: switchboard keys <command> [flags]
+
+commands:
+  rewrap    re-wrap every customer key and token signing key under the newest master identity;
+            prints {"masterKeyId","customerKeys","signingKeys"}
 `
 
 // run is the program: main only turns its error into an exit code.
@@ -71,19 +81,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return serve(ctx, args[1:], getenv, stderr)
 	case "partners":
-		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprint(stderr, usage)
-			return exitError{2, errSilent}
-		}
-		return createPartner(ctx, args[2:], getenv, stdout, stderr)
+		return partners(ctx, args[1:], getenv, stdout, stderr)
 	case "purge":
 		return purge(ctx, args[1:], getenv, stdout, stderr)
 	case "keys":
-		if len(args) < 2 || args[1] != "rewrap" {
-			fmt.Fprint(stderr, usage)
-			return exitError{2, errSilent}
+		switch {
+		case len(args) >= 2 && args[1] == "rewrap":
+			return rewrap(ctx, args[2:], getenv, stdout, stderr)
+		case len(args) >= 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help" || args[1] == "help"):
+			fmt.Fprint(stdout, keysUsage)
+			return nil
 		}
-		return rewrap(ctx, args[2:], getenv, stdout, stderr)
+		fmt.Fprint(stderr, keysUsage)
+		return exitError{2, errSilent}
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
