@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -776,5 +777,40 @@ func TestLostEventIsRecopied(t *testing.T) {
 	events, _, err := restarted.Events(ctx, h.partner, c.ID, tenants.PageQuery{Limit: 10})
 	if err != nil || len(events) != 2 || events[1].Type != tenants.EventActivated || events[1].Version != 2 {
 		t.Fatalf("events after the crash: %+v %v", events, err)
+	}
+}
+
+// TestPartnerNameRace: 24 creates of one name (in any case) at once make
+// one partner; the others are ErrPartnerNameTaken.
+func TestPartnerNameRace(t *testing.T) {
+	h := newHarness(t)
+	for round := range 5 {
+		name := fmt.Sprintf("Racing Resellers %d", round)
+		var created, taken atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 24 {
+			wg.Go(func() {
+				<-start
+				n := name
+				if i%2 == 1 {
+					n = strings.ToUpper(name)
+				}
+				_, _, err := h.svc.CreatePartner(t.Context(), n)
+				switch {
+				case err == nil:
+					created.Add(1)
+				case errors.Is(err, tenants.ErrPartnerNameTaken):
+					taken.Add(1)
+				default:
+					t.Errorf("create: %v", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if created.Load() != 1 || taken.Load() != 23 {
+			t.Fatalf("round %d: %d created, %d taken", round, created.Load(), taken.Load())
+		}
 	}
 }
