@@ -8,12 +8,15 @@ BIN      := bin/switchboard
 .PHONY: run build test bench lint fmt vet fuzz clean
 
 run: build
+	@echo "serving on http://127.0.0.1:8080 (data in ./data; stop with Ctrl-C; start over: rm -rf ./data)"
 	./$(BIN) serve
 
 # The same build flags as the tests, so `make run` and `make test` share the
 # build cache; the Dockerfile makes the static, trimmed release binary.
 build:
+	@echo "building $(BIN) (the first build compiles the embedded database engine: about two minutes)..."
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/switchboard
+	@echo "built $(BIN)"
 
 test:
 	$(GO) test -count=1 -timeout 20m ./...
