@@ -17,12 +17,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/switchboard/switchboard/crypto"
-	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
-	"github.com/switchboard/switchboard/twilio"
 )
 
 // benchPlatform is the real router (over HTTP) on the real engine, keyring
@@ -39,23 +37,15 @@ type benchPlatform struct {
 // keyring and server live as long as tb (see benchFixtureTB for longer).
 func newBenchPlatform(tb testing.TB) *benchPlatform {
 	tb.Helper()
-	db := storetest.MustOpen(tb)
-	master, _, err := crypto.LoadOrCreateDevMasterKey(tb.TempDir())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
-	tb.Cleanup(keyring.Close)
-	svc := tenants.NewService(tenants.Config{Control: db.Control, Keyring: keyring, Twilio: twilio.NewSandbox(),
-		DropCustomerData: db.DropCustomer, Logger: storetest.Logger()})
-	srv := httptest.NewServer(NewRouter(Config{Tenants: svc, Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
-		Logger: storetest.Logger(), Registry: prometheus.NewRegistry(), Ready: db.Ping, RateLimit: 1e6, RateBurst: 1e6}))
+	pl := platformtest.New(tb, platformtest.Options{})
+	srv := httptest.NewServer(NewRouter(Config{Tenants: pl.Tenants, Idempotency: pl.Idempotency,
+		Logger: storetest.Logger(), Registry: prometheus.NewRegistry(), Ready: pl.DB.Ping, RateLimit: 1e6, RateBurst: 1e6}))
 	tb.Cleanup(srv.Close)
-	p, key, err := svc.CreatePartner(context.Background(), "Bench")
+	p, key, err := pl.Tenants.CreatePartner(context.Background(), "Bench")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &benchPlatform{db: db, svc: svc, url: srv.URL, key: key, partner: p}
+	return &benchPlatform{db: pl.DB, svc: pl.Tenants, url: srv.URL, key: key, partner: p}
 }
 
 // do sends one request with the partner's key and fails tb on anything but

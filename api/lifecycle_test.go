@@ -14,10 +14,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
-	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/internal/fakeclock"
+	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
@@ -33,7 +32,7 @@ const (
 
 var testIndustry = tenants.Industries()[3].ID
 
-const testIssuer = "http://switchboard.test"
+const testIssuer = platformtest.Issuer
 
 // testAPI is the real router over the real engine, keyring and twilio-go
 // adapter, with the Twilio double behind it.
@@ -53,49 +52,36 @@ type testAPI struct {
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
-	db := storetest.MustOpen(t)
-	master, _, err := crypto.LoadOrCreateDevMasterKey(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
-	t.Cleanup(keyring.Close)
 	tw := twiliotest.NewServer(t, testMasterSID, testMasterToken)
 	client, err := twilio.NewClient(twilio.Config{AccountSID: testMasterSID, AuthToken: testMasterToken, APIURL: tw.URL(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tok *tokens.Service
-	svc := tenants.NewService(tenants.Config{
-		Control: db.Control, Keyring: keyring, Twilio: client,
-		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(),
-		OnChange: func(id string) { tok.Forget(id) },
-	})
 	clk := fakeclock.New(time.Now())
-	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
-		Issuer: testIssuer, Status: svc.Status, Now: clk.Now})
+	p := platformtest.New(t, platformtest.Options{Twilio: client, Now: clk.Now})
 	router := NewRouter(Config{
-		Tenants:     svc,
-		Tokens:      tok,
-		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
-		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
+		Tenants:     p.Tenants,
+		Tokens:      p.Tokens,
+		Contacts:    p.Contacts,
+		Idempotency: p.Idempotency,
 		Logger:      storetest.Logger(),
 		Registry:    prometheus.NewRegistry(),
-		Ready:       db.Ping,
+		Ready:       p.DB.Ping,
 		RateLimit:   1000,
 		RateBurst:   1000,
 	})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
-	_, key, err := svc.CreatePartner(t.Context(), "Partner A")
+	_, key, err := p.Tenants.CreatePartner(t.Context(), "Partner A")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, other, err := svc.CreatePartner(t.Context(), "Partner B")
+	_, other, err := p.Tenants.CreatePartner(t.Context(), "Partner B")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testAPI{srv: srv, router: router, tokens: tok, clock: clk, master: master, db: db, svc: svc, twilio: tw, contract: newContractChecker(t), key: key, other: other}
+	return &testAPI{srv: srv, router: router, tokens: p.Tokens, clock: clk, master: p.Master, db: p.DB, svc: p.Tenants, twilio: tw,
+		contract: newContractChecker(t), key: key, other: other}
 }
 
 // response is an answer as the tests read it.

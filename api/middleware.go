@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard/switchboard/internal/ttl"
 	"github.com/switchboard/switchboard/tenants"
 )
 
@@ -192,25 +193,30 @@ func partner(c *gin.Context) tenants.Partner {
 	return c.MustGet(partnerKey).(tenants.Partner)
 }
 
-// limiter is a token bucket per caller; buckets idle for 10 minutes are
-// dropped.
+// limiter is a token bucket per caller; a bucket idle for 10 minutes is
+// forgotten (it would be full again anyway).
 type limiter struct {
 	rate  rate.Limit
 	burst int
 	now   func() time.Time
 
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	sweep   time.Time
-}
-
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
+	mu      sync.Mutex // a bucket's reservation and its headers are one step
+	buckets *ttl.Cache[string, *rate.Limiter]
 }
 
 func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
-	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now, buckets: map[string]*bucket{}}
+	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now,
+		buckets: ttl.New[string, *rate.Limiter](100_000, 10*time.Minute, now)}
+}
+
+// bucket returns caller's bucket, keeping it another 10 minutes.
+func (l *limiter) bucket(caller string) *rate.Limiter {
+	b, ok := l.buckets.Get(caller)
+	if !ok {
+		b = rate.NewLimiter(l.rate, l.burst)
+	}
+	l.buckets.Add(caller, b)
+	return b
 }
 
 // reserve takes a token for caller, or says how long to wait for one
@@ -220,26 +226,13 @@ func (l *limiter) reserve(caller string) (wait time.Duration, remaining, reset i
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.sweep) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.seen) > 10*time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-		l.sweep = now
-	}
-	b, ok := l.buckets[caller]
-	if !ok {
-		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
-		l.buckets[caller] = b
-	}
-	b.seen = now
-	r := b.lim.ReserveN(now, 1)
+	b := l.bucket(caller)
+	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		wait = d
 	}
-	tokens := max(b.lim.TokensAt(now), 0)
+	tokens := max(b.TokensAt(now), 0)
 	remaining = int(math.Floor(tokens))
 	reset = int(math.Ceil((float64(l.burst) - tokens) / float64(l.rate)))
 	return wait, remaining, reset
@@ -268,11 +261,11 @@ func (l *limiter) waitFor(caller string) time.Duration {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[caller]
-	if !ok || b.lim.TokensAt(now) >= 1 {
+	b, ok := l.buckets.Get(caller)
+	if !ok || b.TokensAt(now) >= 1 {
 		return 0
 	}
-	r := b.lim.ReserveN(now, 1)
+	r := b.ReserveN(now, 1)
 	defer r.CancelAt(now)
 	return r.DelayFrom(now)
 }

@@ -23,12 +23,10 @@ import (
 
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
-	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
-	"github.com/switchboard/switchboard/tokens"
-	"github.com/switchboard/switchboard/twilio"
 )
 
 // The scanning routes at two sizes. On the embedded engine only a filter
@@ -70,34 +68,24 @@ type scanPlatform struct {
 func newScanPlatform(tb testing.TB) *scanPlatform {
 	tb.Helper()
 	ctx := context.Background()
-	db := storetest.MustOpen(tb)
-	master, _, err := crypto.LoadOrCreateDevMasterKey(tb.TempDir())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
-	tb.Cleanup(keyring.Close)
-	var tok *tokens.Service
-	svc := tenants.NewService(tenants.Config{Control: db.Control, Keyring: keyring, Twilio: twilio.NewSandbox(),
-		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(), OnChange: func(id string) { tok.Forget(id) }})
-	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
-		Issuer: testIssuer, Status: svc.Status})
+	pl := platformtest.New(tb, platformtest.Options{})
 	srv := httptest.NewServer(NewRouter(Config{
-		Tenants:     svc,
-		Tokens:      tok,
-		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
-		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
+		Tenants:     pl.Tenants,
+		Tokens:      pl.Tokens,
+		Contacts:    pl.Contacts,
+		Idempotency: pl.Idempotency,
 		Logger:      storetest.Logger(),
 		Registry:    prometheus.NewRegistry(),
-		Ready:       db.Ping,
+		Ready:       pl.DB.Ping,
 		RateLimit:   1e6, RateBurst: 1e6,
 	}))
 	tb.Cleanup(srv.Close)
-	p := &scanPlatform{db: db, svc: svc, keyring: keyring, url: srv.URL}
-	if p.partnerA, p.keyA, err = svc.CreatePartner(ctx, "Scan A"); err != nil {
+	p := &scanPlatform{db: pl.DB, svc: pl.Tenants, keyring: pl.Keyring, url: srv.URL}
+	var err error
+	if p.partnerA, p.keyA, err = pl.Tenants.CreatePartner(ctx, "Scan A"); err != nil {
 		tb.Fatal(err)
 	}
-	if p.partnerB, p.keyB, err = svc.CreatePartner(ctx, "Scan B"); err != nil {
+	if p.partnerB, p.keyB, err = pl.Tenants.CreatePartner(ctx, "Scan B"); err != nil {
 		tb.Fatal(err)
 	}
 	return p
