@@ -2,17 +2,22 @@ package api
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/internal/fakeclock"
@@ -520,5 +525,58 @@ func TestTwilio404IsNotACustomer404(t *testing.T) {
 	wantCustomer(t, r.Body, "TERMINATED", 3)
 	if tw := r.Body["twilio"].(map[string]any); tw["status"] != "closed" {
 		t.Fatalf("twilio after terminate: %v", tw)
+	}
+}
+
+// TestShreddedKeysLeaveTheFiles: once customers are shredded, no file under
+// the data dir holds any of their wrapped keys (raw or as the engine's
+// base64), so a copy of the data dir and the master key recover none.
+func TestShreddedKeysLeaveTheFiles(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := t.Context()
+	var ids []string
+	var wrapped [][]byte
+	for i := range 6 {
+		c := a.activate(t, a.register(t, fmt.Sprintf("gone-%d", i))["id"].(string))
+		ids = append(ids, c["id"].(string))
+		var doc struct {
+			Wrapped []byte `bson:"wrapped"`
+		}
+		if err := a.db.Keys.Collection("customer_keys").FindOne(ctx, bson.D{{Key: "_id", Value: c["id"]}}).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		wrapped = append(wrapped, doc.Wrapped)
+	}
+	for _, id := range ids {
+		r := a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/terminate", key: a.key,
+			body: `{"retention":{"strategy":"NO_RETENTION"}}`})
+		if r.Status != 200 || r.Body["status"] != "SHREDDED" {
+			t.Fatalf("terminate: %d %s", r.Status, r.Raw)
+		}
+	}
+	dir := a.db.DataDir()
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil // the socket
+		}
+		for i, w := range wrapped {
+			if bytes.Contains(b, w) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(w))) {
+				t.Errorf("%s still holds the wrapped key of shredded customer %d", filepath.Base(path), i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// And with the master key nothing opens: the keyring has no key left.
+	for _, id := range ids {
+		if _, err := a.svc.KeyCipher(ctx, id); !errors.Is(err, tenants.ErrDataShredded) {
+			t.Fatalf("customer %s: %v", id, err)
+		}
 	}
 }

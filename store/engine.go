@@ -37,7 +37,8 @@ var ErrEngineBusy = errors.New("embedded engine: data dir is locked by another p
 // processes attach to its socket.
 type Engine struct {
 	socket string
-	owner  bool // this process runs the engine
+	dir    string // the data dir
+	owner  bool   // this process runs the engine
 
 	lock   *os.File
 	cancel context.CancelFunc
@@ -99,7 +100,7 @@ func attach(ctx context.Context, dataDir string) (*Engine, error) {
 			sock := strings.TrimSpace(string(b))
 			if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 				c.Close()
-				return &Engine{socket: sock}, nil
+				return &Engine{socket: sock, dir: dataDir}, nil
 			}
 		}
 		if time.Now().After(deadline) {

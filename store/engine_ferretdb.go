@@ -4,14 +4,17 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	_ "modernc.org/sqlite" // the driver FerretDB itself uses, for scrub
 )
 
 // This file links the embedded engine (FerretDB and SQLite). A production
@@ -27,16 +30,19 @@ func run(ctx context.Context, dataDir string, lock *os.File, logger *slog.Logger
 	// commands' wire messages as warnings; our code logs the errors it gets.
 	engineLog := slog.New(newLevelFilter(slog.LevelError, logger.Handler()))
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{Unix: sock},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + filepath.Join(dataDir, sqliteDir) + "/",
+		Listener: ferretdb.ListenerConfig{Unix: sock},
+		Handler:  "sqlite",
+		// secure_delete: SQLite overwrites deleted records and freed pages
+		// with zeros, so a destroyed key leaves the database file at once
+		// (Scrub then empties the WAL).
+		SQLiteURL: "file:" + filepath.Join(dataDir, sqliteDir) + "/?_pragma=secure_delete(on)",
 		Logger:    engineLog,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded engine: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &Engine{socket: sock, owner: true, lock: lock, cancel: cancel, done: make(chan error, 1)}
+	e := &Engine{socket: sock, dir: dataDir, owner: true, lock: lock, cancel: cancel, done: make(chan error, 1)}
 	go func() { e.done <- f.Run(runCtx) }()
 	if err := waitForSocket(ctx, sock, e.done); err != nil {
 		cancel()
@@ -52,4 +58,38 @@ func run(ctx context.Context, dataDir string, lock *os.File, logger *slog.Logger
 		return nil, fmt.Errorf("embedded engine: record socket: %w", err)
 	}
 	return e, nil
+}
+
+// scrub checkpoints the write-ahead log of one database's SQLite file into
+// the file and truncates the log to nothing: after it, what secure_delete
+// overwrote in the file is gone from the log too. It waits (busy handler)
+// for readers in the middle of a transaction, and retries a checkpoint they
+// kept from completing.
+func (e *Engine) scrub(ctx context.Context, dbName string) error {
+	path := filepath.Join(e.dir, sqliteDir, dbName+".sqlite")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("scrub %s: %w", dbName, err)
+	}
+	defer db.Close()
+	for attempt := 0; ; attempt++ {
+		var busy, logFrames, checkpointed int
+		if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+			return fmt.Errorf("scrub %s: %w", dbName, err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		if attempt == 50 {
+			return fmt.Errorf("scrub %s: the log stays in use", dbName)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -114,6 +114,7 @@ func WithNames(parent *DB, names Names) *DB {
 	db := &DB{
 		Client: parent.Client,
 		names:  names,
+		engine: parent.engine,
 		shared: true,
 	}
 	keysClient := parent.Client
@@ -153,6 +154,14 @@ func connect(ctx context.Context, uri string) (*mongo.Client, error) {
 	return client, nil
 }
 
+// DataDir is the embedded engine's data dir ("" on MongoDB).
+func (db *DB) DataDir() string {
+	if db.engine == nil {
+		return ""
+	}
+	return db.engine.dir
+}
+
 // Embedded reports whether the database is the in-process engine.
 func (db *DB) Embedded() bool { return db.engine != nil }
 
@@ -174,6 +183,20 @@ func (db *DB) DropCustomer(ctx context.Context, customerID string) error {
 		return fmt.Errorf("drop customer database: %w", err)
 	}
 	return nil
+}
+
+// ScrubKeys makes the keyring database's files forget what was deleted
+// from it, at once: on the embedded engine SQLite's secure_delete has
+// zeroed the deleted records in the database file, and this empties the
+// write-ahead log that still held them. A destroyed customer key is then in
+// no file under the data dir. On MongoDB it does nothing: the engine's free
+// space and the oplog are out of reach, so residual copies of a wrapped key
+// are bounded by the master epoch that wrapped it (see docs/DESIGN.md).
+func (db *DB) ScrubKeys(ctx context.Context) error {
+	if db.engine == nil {
+		return nil
+	}
+	return db.engine.scrub(ctx, db.Keys.Name())
 }
 
 // Ping checks that the database answers.

@@ -160,6 +160,11 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 			if err := s.cfg.Keyring.Destroy(ctx, id); err != nil {
 				return nil, "", nil, fmt.Errorf("destroy key: %w", err)
 			}
+			if s.cfg.ScrubKeys != nil {
+				if err := s.cfg.ScrubKeys(ctx); err != nil {
+					return nil, "", nil, fmt.Errorf("scrub the destroyed key: %w", err)
+				}
+			}
 			nxt := next(cur, now)
 			nxt.Status, nxt.ShreddedAt = StatusShredded, &now
 			nxt.Label, nxt.ContactInfo = nil, nil

@@ -34,6 +34,9 @@ type Config struct {
 	Now func() time.Time
 	// LeaseTTL bounds how long a purge lease blocks other runs; 0 means 5 minutes.
 	LeaseTTL time.Duration
+	// ScrubKeys, if set, makes the keyring's files forget a destroyed key at
+	// once (store.DB.ScrubKeys); a shred fails, and is retried, until it did.
+	ScrubKeys func(ctx context.Context) error
 	// OnChange, if set, is told the id of every customer whose state this
 	// service changed (token checks forget its cached status at once).
 	OnChange func(customerID string)

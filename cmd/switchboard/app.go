@@ -95,6 +95,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Keyring:          keyring,
 		Twilio:           tw,
 		DropCustomerData: db.DropCustomer,
+		ScrubKeys:        db.ScrubKeys,
 		Logger:           log,
 		// A deactivation, termination or shred refuses the customer's tokens
 		// at once here; other instances within the status cache's 5 s.

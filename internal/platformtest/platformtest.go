@@ -59,7 +59,7 @@ func New(tb testing.TB, opts Options) *Platform {
 	var tok *tokens.Service
 	svc := tenants.NewService(tenants.Config{
 		Control: db.Control, Keyring: keyring, Twilio: tw,
-		DropCustomerData: db.DropCustomer, Logger: storetest.Logger(),
+		DropCustomerData: db.DropCustomer, ScrubKeys: db.ScrubKeys, Logger: storetest.Logger(),
 		OnChange: func(id string) { tok.Forget(id) },
 	})
 	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
