@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/switchboard
 
-.PHONY: run build test bench lint fmt vet fuzz clean
+.PHONY: run build test bench lint lint-openapi fmt vet fuzz clean
 
 run: build
 	@echo "serving on http://127.0.0.1:8080 (data in ./data; stop with Ctrl-C; start over: rm -rf ./data)"
@@ -37,6 +37,12 @@ bench:
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
+
+# Stoplight Spectral (pinned in tools/spectral, from npm) with its
+# spectral:oas ruleset: no error and no warning in the OpenAPI document.
+lint-openapi:
+	npm ci --prefix tools/spectral --no-audit --no-fund --loglevel=error
+	tools/spectral/node_modules/.bin/spectral lint --fail-severity=warn --ruleset tools/spectral/.spectral.yaml api/openapi.yaml
 
 # The production variant (no embedded engine, see the Dockerfile) is vetted too.
 vet:
