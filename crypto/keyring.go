@@ -11,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/internal/ttl"
 )
@@ -273,6 +274,37 @@ func (k *Keyring) forget(customerID string) {
 	defer k.mu.Unlock()
 	k.destroys++
 	k.cache.Remove(customerID)
+}
+
+// CountByMaster counts the live customer keys wrapped under each master
+// identity, by its id (an operator's query: it scans).
+func (k *Keyring) CountByMaster(ctx context.Context) (map[string]int, error) {
+	return countByMaster(ctx, k.coll)
+}
+
+// countByMaster counts the documents of coll by their masterKeyId.
+func countByMaster(ctx context.Context, coll *mongo.Collection) (map[string]int, error) {
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "masterKeyId", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("count keys: %w", err)
+	}
+	var docs []struct {
+		MasterKeyID string `bson:"masterKeyId"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("count keys: %w", err)
+	}
+	out := map[string]int{}
+	for _, d := range docs {
+		out[d.MasterKeyID]++
+	}
+	return out, nil
+}
+
+// CountByMaster counts the documents of a collection of wrapped keys (the
+// token signing keys, say) by the master identity that wraps each.
+func CountByMaster(ctx context.Context, coll *mongo.Collection) (map[string]int, error) {
+	return countByMaster(ctx, coll)
 }
 
 // Rewrap re-wraps every key wrapped under another master identity than the

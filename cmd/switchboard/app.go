@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -267,6 +268,49 @@ func purge(ctx context.Context, args []string, getenv func(string) string, stdou
 	}{summary{sum.Due, sum.Shredded, sum.Failed, sum.DryRun}})
 	if sum.Failed > 0 {
 		return exitError{1, fmt.Errorf("purge: %d of %d customers failed", sum.Failed, sum.Due)}
+	}
+	return nil
+}
+
+// keysStatus prints one JSON line per master identity of the key file,
+// newest first: how many live customer keys and token signing keys it
+// still wraps. An identity that wraps none may leave the file once the
+// backup window has passed.
+func keysStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := newFlagSet("keys status", &cfg, false, stderr)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, newLogger(stderr, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	defer a.close(context.Background())
+	customers, err := a.keyring.CountByMaster(ctx)
+	if err != nil {
+		return fmt.Errorf("keys status: %w", err)
+	}
+	signing, err := crypto.CountByMaster(ctx, a.db.Control.Collection("signing_keys"))
+	if err != nil {
+		return fmt.Errorf("keys status: %w", err)
+	}
+	out := json.NewEncoder(stdout)
+	ids := a.master.IDs()
+	for i, id := range ids {
+		if err := out.Encode(struct {
+			MasterKeyID  string `json:"masterKeyId"`
+			Current      bool   `json:"current"`
+			CustomerKeys int    `json:"customerKeys"`
+			SigningKeys  int    `json:"signingKeys"`
+		}{id, i == 0, customers[id], signing[id]}); err != nil {
+			return err
+		}
+	}
+	for id, n := range customers {
+		if !slices.Contains(ids, id) {
+			fmt.Fprintf(stderr, "keys status: %d customer keys are wrapped under %s, which is not in the key file: they cannot be opened\n", n, id)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 )
@@ -57,12 +58,39 @@ func TestKeysRewrap(t *testing.T) {
 
 	var stdout, stderr bytes.Buffer
 	e := env{"SWITCHBOARD_DATA_DIR": data, "SWITCHBOARD_MASTER_KEY_FILE": keyFile("ba.agekey", idB, idA)}
+	// keys status: B (new, current) wraps nothing yet, A everything.
+	status := func() string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), []string{"keys", "status"}, e.get, &out, &errOut); err != nil {
+			t.Fatalf("keys status: %v\n%s", err, errOut.String())
+		}
+		return out.String()
+	}
+	idOf := func(id *age.X25519Identity) string {
+		m, err := crypto.LoadMasterKey(keyFile("one.agekey", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.ID()
+	}
+	a1, b1 := idOf(idA), idOf(idB)
+	want := func(cur, curN, old, oldN string) string {
+		return `{"masterKeyId":"` + cur + `","current":true,"customerKeys":` + curN + `,"signingKeys":` + curN + "}\n" +
+			`{"masterKeyId":"` + old + `","current":false,"customerKeys":` + oldN + `,"signingKeys":` + oldN + "}\n"
+	}
+	if got := status(); got != want(b1, "0", a1, "1") {
+		t.Fatalf("keys status before rewrap:\n%s", got)
+	}
 	if err := run(t.Context(), []string{"keys", "rewrap"}, e.get, &stdout, &stderr); err != nil {
 		t.Fatalf("keys rewrap: %v\n%s", err, stderr.String())
 	}
 	var out struct{ CustomerKeys, SigningKeys int }
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || out.CustomerKeys != 1 || out.SigningKeys != 1 {
 		t.Fatalf("keys rewrap printed %q (%v)", stdout.String(), err)
+	}
+	if got := status(); got != want(b1, "1", a1, "0") {
+		t.Fatalf("keys status after rewrap:\n%s", got)
 	}
 
 	b := open(keyFile("b.agekey", idB))

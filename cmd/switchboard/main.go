@@ -57,6 +57,7 @@ commands:
   partners rotate-key --id ID a new key; the old one works 24 h more (--now: not at all)
   partners revoke --id ID     refuse every key of a partner
   purge [--now T] [--dry-run] shred terminated customers whose retention has ended
+  keys status                 what each master identity still wraps
   keys rewrap                 re-wrap every key under the newest master identity (rotation)
   version                     print the version
 
@@ -67,6 +68,8 @@ be set through its environment variable (SWITCHBOARD_ADDR for --addr, ...).
 const keysUsage = `usage: switchboard keys <command> [flags]
 
 commands:
+  status    one line per master identity of the key file, newest first:
+            {"masterKeyId","current","customerKeys","signingKeys"} (what it still wraps)
   rewrap    re-wrap every customer key and token signing key under the newest master identity;
             prints {"masterKeyId","customerKeys","signingKeys"}
 `
@@ -88,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch {
 		case len(args) >= 2 && args[1] == "rewrap":
 			return rewrap(ctx, args[2:], getenv, stdout, stderr)
+		case len(args) >= 2 && args[1] == "status":
+			return keysStatus(ctx, args[2:], getenv, stdout, stderr)
 		case len(args) >= 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help" || args[1] == "help"):
 			fmt.Fprint(stdout, keysUsage)
 			return nil
