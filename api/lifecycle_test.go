@@ -580,3 +580,29 @@ func TestShreddedKeysLeaveTheFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionChangeOverHTTP: a legal hold and its lifting through the
+// route, contract-checked.
+func TestRetentionChangeOverHTTP(t *testing.T) {
+	a := newTestAPI(t)
+	id := a.activate(t, a.register(t, "held")["id"].(string))["id"].(string)
+	a.do(t, req{method: "PUT", path: "/v1/customers/" + id + "/retention", key: a.key, body: `{"strategy":"INDEFINITE"}`}).problem(t, 409, "invalid_transition")
+	r := a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/terminate", key: a.key, body: `{"retention":{"strategy":"TEMPORARY","period":3}}`})
+	wantCustomer(t, r.Body, "TERMINATED", 3)
+	r = a.do(t, req{method: "PUT", path: "/v1/customers/" + id + "/retention", key: a.key, body: `{"expectedVersion":3,"strategy":"INDEFINITE"}`})
+	wantCustomer(t, r.Body, "TERMINATED", 4)
+	if ret := r.Body["retention"].(map[string]any); ret["strategy"] != "INDEFINITE" || ret["shredAt"] != nil {
+		t.Fatalf("hold: %v", ret)
+	}
+	a.do(t, req{method: "PUT", path: "/v1/customers/" + id + "/retention", key: a.key, body: `{"strategy":"TEMPORARY"}`}).field(t, "period")
+	r = a.do(t, req{method: "PUT", path: "/v1/customers/" + id + "/retention", key: a.key, body: `{"expectedVersion":4,"strategy":"NO_RETENTION"}`})
+	wantCustomer(t, r.Body, "SHREDDED", 6)
+	ev := a.do(t, req{method: "GET", path: "/v1/customers/" + id + "/events", key: a.key})
+	types := ""
+	for _, e := range ev.Body["items"].([]any) {
+		types += e.(map[string]any)["type"].(string) + " "
+	}
+	if !strings.Contains(types, "customer.terminated customer.retention_changed customer.retention_changed customer.shredded") {
+		t.Fatalf("events: %s", types)
+	}
+}

@@ -177,6 +177,26 @@ func (h partnerHandlers) terminate(c *gin.Context) {
 	reply(c, http.StatusOK, toCustomerJSON(cust))
 }
 
+func (h partnerHandlers) retention(c *gin.Context) {
+	var req retentionChangeRequest
+	if err := decodeJSON(c, &req); err != nil {
+		writeProblem(c, err)
+		return
+	}
+	v, err := req.ExpectedVersion.get()
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	cust, err := h.svc.ChangeRetention(c.Request.Context(), partner(c), c.Param("id"), v,
+		tenants.RetentionInput{Strategy: deref(req.Strategy), Period: req.Period})
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	reply(c, http.StatusOK, toCustomerJSON(cust))
+}
+
 func (h partnerHandlers) events(c *gin.Context) {
 	limit, err := limitParam(c)
 	if err != nil {

@@ -100,6 +100,7 @@ func NewRouter(cfg Config) *gin.Engine {
 	v1.PUT("/customers/:id/contact-info", query(), h.contactInfo)
 	v1.POST("/customers/:id/deactivate", query(), h.transition(deactivate))
 	v1.POST("/customers/:id/terminate", query(), h.terminate)
+	v1.PUT("/customers/:id/retention", query(), h.retention)
 	getAndHead(v1, "/customers/:id/events", query("limit", "cursor"), h.events)
 
 	if cfg.Tokens == nil || cfg.Contacts == nil {

@@ -168,6 +168,13 @@ type terminateRequest struct {
 	Retention       *retentionRequest `json:"retention"`
 }
 
+// retentionChangeRequest is the body of PUT /v1/customers/{id}/retention.
+type retentionChangeRequest struct {
+	ExpectedVersion expectedVersion `json:"expectedVersion"`
+	Strategy        *string         `json:"strategy"`
+	Period          *int            `json:"period"`
+}
+
 type retentionRequest struct {
 	Strategy *string `json:"strategy"`
 	Period   *int    `json:"period"`

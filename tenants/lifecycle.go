@@ -156,7 +156,7 @@ func (s *Service) UpdateContactInfo(ctx context.Context, p Partner, id string, e
 // call returns.
 func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected int64, in RetentionInput) (Customer, error) {
 	now := s.now()
-	retention, err := in.validate(now)
+	retention, err := in.validate(now, "retention.")
 	if err != nil {
 		return Customer{}, err
 	}
@@ -176,14 +176,7 @@ func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected 
 		nxt := next(cur, now)
 		nxt.Status, nxt.TerminatedAt, nxt.Twilio = StatusTerminated, &now, twilio
 		nxt.Retention = &retentionDoc{Strategy: retention.Strategy, Period: retention.Period, ShredAt: retention.ShredAt}
-		data := map[string]any{"strategy": string(retention.Strategy)}
-		if retention.Period != nil {
-			data["period"] = *retention.Period
-		}
-		if retention.ShredAt != nil {
-			data["shredAt"] = *retention.ShredAt
-		}
-		return nxt, EventTerminated, data, nil
+		return nxt, EventTerminated, retentionData(retention), nil
 	})
 	if err != nil {
 		return Customer{}, err
@@ -197,12 +190,61 @@ func (s *Service) Terminate(ctx context.Context, p Partner, id string, expected 
 	return s.view(ctx, doc, nil)
 }
 
+// ChangeRetention gives a TERMINATED customer a new retention decision (a
+// legal hold is INDEFINITE; lifting it is TEMPORARY or NO_RETENTION), with
+// shredAt computed from terminatedAt again: a date already past makes it due
+// at the next purge, and NO_RETENTION shreds it in the call. Any other
+// status is an invalid transition.
+func (s *Service) ChangeRetention(ctx context.Context, p Partner, id string, expected int64, in RetentionInput) (Customer, error) {
+	if _, err := in.validate(s.now(), ""); err != nil {
+		return Customer{}, err // refused before anything is read
+	}
+	check := func(cur *customerDoc) (bool, error) {
+		if cur.Status != StatusTerminated {
+			return false, &TransitionError{From: cur.Status, Action: "change the retention of"}
+		}
+		return false, nil
+	}
+	var strategy Strategy
+	doc, err := s.update(ctx, "change retention", p.ID, id, expected, check, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
+		r, err := in.validate(cur.TerminatedAt.UTC(), "")
+		if err != nil {
+			return nil, "", nil, err
+		}
+		strategy = r.Strategy
+		nxt := next(cur, now)
+		nxt.Retention = &retentionDoc{Strategy: r.Strategy, Period: r.Period, ShredAt: r.ShredAt}
+		return nxt, EventRetentionChanged, retentionData(r), nil
+	})
+	if err != nil {
+		return Customer{}, err
+	}
+	if strategy == NoRetention {
+		if doc, err = s.shredNow(ctx, id); err != nil {
+			return Customer{}, fmt.Errorf("change retention: shred: %w", err)
+		}
+	}
+	return s.view(ctx, doc, nil)
+}
+
+// retentionData is a retention in an event's data (no personal data).
+func retentionData(r Retention) map[string]any {
+	data := map[string]any{"strategy": string(r.Strategy)}
+	if r.Period != nil {
+		data["period"] = *r.Period
+	}
+	if r.ShredAt != nil {
+		data["shredAt"] = *r.ShredAt
+	}
+	return data
+}
+
 // shredNow shreds a customer that is due at once (NO_RETENTION). If a purge
 // run holds its lease, it waits a little for that run to finish it.
 func (s *Service) shredNow(ctx context.Context, id string) (*customerDoc, error) {
 	owner := s.leaseOwner()
 	for attempt := 0; ; attempt++ {
-		doc, err := s.shred(ctx, id, owner)
+		doc, err := s.shred(ctx, id, owner, s.now())
 		if errors.Is(err, errAlreadyShredded) {
 			return s.customers.Latest(ctx, id)
 		}

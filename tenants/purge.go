@@ -87,13 +87,14 @@ func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(Purg
 		if opts.DryRun {
 			res.Outcome = OutcomeWouldShred
 		} else {
-			_, err := s.shred(ctx, d.ID, owner)
+			_, err := s.shred(ctx, d.ID, owner, opts.Now)
 			switch {
 			case errors.Is(err, ErrLeaseHeld):
 				s.cfg.Logger.InfoContext(ctx, "purge: customer under another run's lease, skipped", "customerId", d.ID)
 				continue
-			case errors.Is(err, errAlreadyShredded):
-				// Another run finished it between our query and our lease.
+			case errors.Is(err, errAlreadyShredded), errors.Is(err, errNotDue):
+				// Another run finished it between our query and our lease,
+				// or its retention changed meanwhile (a legal hold).
 				continue
 			case err != nil:
 				res.Outcome, res.Err = OutcomeFailed, err
@@ -112,6 +113,10 @@ func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(Purg
 // errAlreadyShredded: the customer was completely shredded already.
 var errAlreadyShredded = errors.New("already shredded")
 
+// errNotDue: the customer's retention does not end by the run's now (it
+// changed after the run found it due).
+var errNotDue = errors.New("not due")
+
 // leaseOwner names one run (or one NO_RETENTION terminate call) in leases.
 func (s *Service) leaseOwner() string {
 	b := make([]byte, 8)
@@ -126,7 +131,7 @@ func (s *Service) leaseOwner() string {
 // SHREDDED (one change, one event: its claim decides, so two runs never
 // both record it), drop the customer's database, make sure the sub-account
 // is closed, and clear the cleanup mark.
-func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, error) {
+func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*customerDoc, error) {
 	lease, err := store.TakeLease(ctx, s.cfg.Control.Collection(locksColl), "shred:"+id, owner, s.now(), s.cfg.LeaseTTL)
 	if errors.Is(err, store.ErrLeaseHeld) {
 		return nil, ErrLeaseHeld
@@ -146,6 +151,9 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 	}
 	switch doc.Status {
 	case StatusTerminated:
+		if r := doc.Retention; r == nil || r.ShredAt == nil || r.ShredAt.After(due) {
+			return nil, errNotDue
+		}
 		// The mark comes first: once the key is gone, only it says that the
 		// database and the sub-account still need the purge.
 		if _, err := s.cleanups().InsertOne(ctx, cleanupDoc{ID: id}); err != nil && !mongo.IsDuplicateKeyError(err) {
@@ -154,6 +162,9 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 		doc, err = s.update(ctx, "mark shredded", "", id, doc.Version, func(cur *customerDoc) (bool, error) {
 			if cur.Status != StatusTerminated {
 				return false, &TransitionError{From: cur.Status, Action: "shred"}
+			}
+			if r := cur.Retention; r == nil || r.ShredAt == nil || r.ShredAt.After(due) {
+				return false, errNotDue
 			}
 			return false, nil
 		}, func(cur *customerDoc, now time.Time) (*customerDoc, string, map[string]any, error) {
@@ -173,6 +184,12 @@ func (s *Service) shred(ctx context.Context, id, owner string) (*customerDoc, er
 			}
 			return nxt, EventShredded, nil, nil
 		})
+		if errors.Is(err, errNotDue) {
+			// Its retention changed meanwhile: nothing to finish.
+			if _, derr := s.cleanups().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); derr != nil {
+				return nil, errors.Join(err, derr)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}

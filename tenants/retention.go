@@ -8,8 +8,9 @@ import (
 
 // validate checks a retention request and returns the retention to store
 // for a customer terminated at terminatedAt. A period sent with
-// NO_RETENTION or INDEFINITE is accepted and ignored.
-func (in RetentionInput) validate(terminatedAt time.Time) (Retention, error) {
+// NO_RETENTION or INDEFINITE is accepted and ignored. Field errors are named
+// under prefix ("retention." in a terminate body, "" in a retention change).
+func (in RetentionInput) validate(terminatedAt time.Time, prefix string) (Retention, error) {
 	var verr switchboard.ValidationError
 	r := Retention{Strategy: Strategy(in.Strategy)}
 	switch r.Strategy {
@@ -21,18 +22,18 @@ func (in RetentionInput) validate(terminatedAt time.Time) (Retention, error) {
 	case Temporary:
 		switch {
 		case in.Period == nil:
-			verr.Add("retention.period", "is required for TEMPORARY")
+			verr.Add(prefix+"period", "is required for TEMPORARY")
 		case *in.Period < 1 || *in.Period > 120:
-			verr.Add("retention.period", "must be between 1 and 120 months")
+			verr.Add(prefix+"period", "must be between 1 and 120 months")
 		default:
 			p := *in.Period
 			at := AddMonths(terminatedAt, p)
 			r.Period, r.ShredAt = &p, &at
 		}
 	case "":
-		verr.Add("retention.strategy", "is required")
+		verr.Add(prefix+"strategy", "is required")
 	default:
-		verr.Add("retention.strategy", "must be one of NO_RETENTION, TEMPORARY, INDEFINITE")
+		verr.Add(prefix+"strategy", "must be one of NO_RETENTION, TEMPORARY, INDEFINITE")
 	}
 	if err := verr.Err(); err != nil {
 		return Retention{}, err

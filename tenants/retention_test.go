@@ -59,7 +59,7 @@ func TestRetentionValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := tt.in.validate(now)
+			r, err := tt.in.validate(now, "retention.")
 			if tt.wantField != "" {
 				verr, ok := err.(*switchboard.ValidationError)
 				if !ok || len(verr.Fields) != 1 || verr.Fields[0].Field != tt.wantField {

@@ -814,3 +814,67 @@ func TestPartnerNameRace(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionChanges: a legal hold (INDEFINITE) survives any purge;
+// lifting it to TEMPORARY recomputes shredAt from terminatedAt (already
+// past: due at the next purge); NO_RETENTION shreds in the call (+2); only
+// a TERMINATED customer's retention changes.
+func TestRetentionChanges(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	held := h.terminated(t, "held", 1)
+	far := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+
+	c, err := h.svc.ChangeRetention(ctx, h.partner, held.ID, held.Version, tenants.RetentionInput{Strategy: "INDEFINITE"})
+	if err != nil || c.Version != held.Version+1 || c.Retention.Strategy != tenants.Indefinite || c.Retention.ShredAt != nil {
+		t.Fatalf("legal hold: %+v %v", c, err)
+	}
+	if sum, out := collect(t, h, tenants.PurgeOptions{Now: far}); sum.Due != 0 || len(out) != 0 {
+		t.Fatalf("a purge in 2099 touched a held customer: %+v", sum)
+	}
+	// A stale version is refused and changes nothing.
+	if _, err := h.svc.ChangeRetention(ctx, h.partner, held.ID, held.Version, tenants.RetentionInput{Strategy: "NO_RETENTION"}); !errors.Is(err, switchboard.ErrVersionConflict) {
+		t.Fatalf("stale version: %v", err)
+	}
+	one := 1
+	c, err = h.svc.ChangeRetention(ctx, h.partner, held.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "TEMPORARY", Period: &one})
+	want := tenants.AddMonths(*held.TerminatedAt, 1)
+	if err != nil || c.Retention.ShredAt == nil || !c.Retention.ShredAt.Equal(want) {
+		t.Fatalf("lifting the hold: %+v %v (shredAt want %v)", c.Retention, err, want)
+	}
+	if sum, out := collect(t, h, tenants.PurgeOptions{Now: far}); sum.Shredded != 1 || out[held.ID] != tenants.OutcomeShredded {
+		t.Fatalf("the purge after lifting the hold: %+v %v", sum, out)
+	}
+	events, _, err := h.svc.Events(ctx, h.partner, held.ID, tenants.PageQuery{Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes int
+	for _, e := range events {
+		if e.Type == tenants.EventRetentionChanged {
+			changes++
+		}
+	}
+	if changes != 2 {
+		t.Fatalf("%d retention_changed events, want 2", changes)
+	}
+
+	// NO_RETENTION shreds in the call: two changes.
+	other := h.terminated(t, "lifted", 12)
+	c, err = h.svc.ChangeRetention(ctx, h.partner, other.ID, other.Version, tenants.RetentionInput{Strategy: "NO_RETENTION"})
+	if err != nil || c.Status != tenants.StatusShredded || c.Version != other.Version+2 {
+		t.Fatalf("NO_RETENTION: %+v %v", c, err)
+	}
+	// Only while TERMINATED.
+	active := h.active(t, "not-terminated")
+	if _, err := h.svc.ChangeRetention(ctx, h.partner, active.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "INDEFINITE"}); !errors.Is(err, tenants.ErrInvalidTransition) {
+		t.Fatalf("retention of an ACTIVE customer: %v", err)
+	}
+	if _, err := h.svc.ChangeRetention(ctx, h.partner, c.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "INDEFINITE"}); !errors.Is(err, tenants.ErrInvalidTransition) {
+		t.Fatalf("retention of a SHREDDED customer: %v", err)
+	}
+	var verr *switchboard.ValidationError
+	if _, err := h.svc.ChangeRetention(ctx, h.partner, active.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "TEMPORARY"}); !errors.As(err, &verr) || verr.Fields[0].Field != "period" {
+		t.Fatalf("TEMPORARY without a period: %v", err)
+	}
+}

@@ -130,6 +130,7 @@ const (
 	EventContactInfoUpdated = "customer.contact_info_updated"
 	EventDeactivated        = "customer.deactivated"
 	EventTerminated         = "customer.terminated"
+	EventRetentionChanged   = "customer.retention_changed"
 	EventShredded           = "customer.shredded"
 )
 
