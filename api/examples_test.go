@@ -18,12 +18,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// TestOpenAPIExamples: every operation of openapi.yaml shows, as named
-// examples with a summary, a request (when it takes a JSON body), an answer
-// for each success response with a body, and at least one problem answer;
-// and every example of the document is valid against its schema (formats
-// asserted, as the contract checker does), a problem example being one of
-// its own status.
+// TestOpenAPIExamples: every operation of openapi.yaml has a description
+// and shows, as named examples with a summary, a request (when it takes a
+// JSON body), an answer for each success response with a body, and at least
+// one problem answer; and every example of its bodies and parameters is
+// valid against its schema (formats asserted, as the contract checker
+// does), a problem example being one of its own status.
 func TestOpenAPIExamples(t *testing.T) {
 	failures, err := exampleFailures(openapiYAML)
 	if err != nil {
@@ -46,15 +46,15 @@ func TestOpenAPIExamplesCheckCatchesBreaks(t *testing.T) {
 		{"a status that is not in the enum",
 			[]string{"paths", "/v1/customers", "post", "responses", "201", "content", "application/json", "examples"},
 			func(n *yaml.Node) { setMember(firstValue(n, "value"), "status", "ALIVE") },
-			"POST /v1/customers: 201 application/json example registered: "},
+			"POST /v1/customers: 201 application/json example registered: breaks its schema"},
 		{"a time without milliseconds",
 			[]string{"paths", "/v1/contacts/{id}", "patch", "responses", "200", "content", "application/json", "examples"},
 			func(n *yaml.Node) { setMember(firstValue(n, "value"), "updatedAt", "2026-11-25T11:02:17Z") },
-			"PATCH /v1/contacts/{id}: 200 application/json example patched: "},
+			"PATCH /v1/contacts/{id}: 200 application/json example patched: breaks its schema"},
 		{"a request with an unknown member",
 			[]string{"paths", "/v1/customers/{id}/terminate", "post", "requestBody", "content", "application/json", "examples"},
 			func(n *yaml.Node) { setMember(firstValue(n, "value"), "colour", "red") },
-			"POST /v1/customers/{id}/terminate: request application/json example temporary: "},
+			"POST /v1/customers/{id}/terminate: request application/json example temporary: breaks its schema"},
 		{"a problem example of another status",
 			[]string{"paths", "/v1/customers/{id}", "get", "responses", "404", "content", "application/problem+json", "examples"},
 			func(n *yaml.Node) { setMember(firstValue(n, "value"), "status", "410") },
@@ -67,6 +67,10 @@ func TestOpenAPIExamplesCheckCatchesBreaks(t *testing.T) {
 			[]string{"paths", "/v1/contacts/{id}/timeline", "get", "responses", "200", "content", "application/json"},
 			func(n *yaml.Node) { deleteMember(n, "examples") },
 			"GET /v1/contacts/{id}/timeline: 200 application/json has no examples"},
+		{"a parameter example of the wrong type",
+			[]string{"components", "parameters", "CustomerId", "examples"},
+			func(n *yaml.Node) { setMember(n.Content[1], "value", "42") },
+			"GET /v1/customers/{id}: parameter id example customer: breaks its schema"},
 		{"an example without a summary",
 			[]string{"paths", "/healthz", "get", "responses", "200", "content", "application/json", "examples"},
 			func(n *yaml.Node) { deleteMember(n.Content[1], "summary") },
@@ -116,7 +120,9 @@ func exampleFailures(doc []byte) ([]string, error) {
 	for path, item := range model.Model.Paths.PathItems.FromOldest() {
 		for method, op := range item.GetOperations().FromOldest() {
 			operations++
-			ec.operation(strings.ToUpper(method)+" "+path, op)
+			name := strings.ToUpper(method) + " " + path
+			ec.operation(name, op)
+			ec.parameters(name, append(slices.Clone(item.Parameters), op.Parameters...))
 		}
 	}
 	if operations == 0 {
@@ -193,42 +199,68 @@ func (ec *exampleChecker) mediaType(op, where, contentType string, mt *v3.MediaT
 	}
 	for exName, ex := range mt.Examples.FromOldest() {
 		at := fmt.Sprintf("%s: %s example %s", op, where, exName)
-		if strings.TrimSpace(ex.Summary) == "" {
-			ec.fail("%s: no summary", at)
-		}
-		if ex.ExternalValue != "" {
-			ec.fail("%s: externalValue: put the value in the document", at)
-		}
-		if ex.Value == nil {
-			ec.fail("%s: no value", at)
-			continue
-		}
-		var value any
-		if err := ex.Value.Decode(&value); err != nil {
-			ec.fail("%s: value: %v", at, err)
-			continue
-		}
-		body, err := json.Marshal(value)
-		if err != nil {
-			ec.fail("%s: value is not JSON: %v", at, err)
-			continue
-		}
-		if schema != nil {
-			if ok, errs := ec.v.ValidateSchemaBytes(schema, body); !ok {
-				for _, e := range errs {
-					var details strings.Builder
-					for _, f := range e.SchemaValidationErrors {
-						fmt.Fprintf(&details, "; %s: %s", f.FieldPath, f.Reason)
-					}
-					ec.fail("%s: breaks its schema: %s: %s%s", at, e.Message, e.Reason, details.String())
-				}
-			}
-		}
-		if contentType == "application/problem+json" {
+		if value, ok := ec.example(at, ex, schema); ok && contentType == "application/problem+json" {
 			ec.problem(at, value, status)
 		}
 	}
 	return n
+}
+
+// parameters checks the examples of an operation's parameters, if any.
+func (ec *exampleChecker) parameters(op string, params []*v3.Parameter) {
+	for _, p := range params {
+		if p == nil || orderedmap.Len(p.Examples) == 0 {
+			continue
+		}
+		var schema *base.Schema
+		if p.Schema != nil {
+			s, err := p.Schema.BuildSchema()
+			if err != nil {
+				ec.fail("%s: parameter %s: schema: %v", op, p.Name, err)
+			}
+			schema = s
+		}
+		for exName, ex := range p.Examples.FromOldest() {
+			ec.example(fmt.Sprintf("%s: parameter %s example %s", op, p.Name, exName), ex, schema)
+		}
+	}
+}
+
+// example checks one named example: a summary, a value in the document,
+// valid against schema (when there is one). It returns the value.
+func (ec *exampleChecker) example(at string, ex *base.Example, schema *base.Schema) (any, bool) {
+	if strings.TrimSpace(ex.Summary) == "" {
+		ec.fail("%s: no summary", at)
+	}
+	if ex.ExternalValue != "" {
+		ec.fail("%s: externalValue: put the value in the document", at)
+	}
+	if ex.Value == nil {
+		ec.fail("%s: no value", at)
+		return nil, false
+	}
+	var value any
+	if err := ex.Value.Decode(&value); err != nil {
+		ec.fail("%s: value: %v", at, err)
+		return nil, false
+	}
+	body, err := json.Marshal(value)
+	if err != nil {
+		ec.fail("%s: value is not JSON: %v", at, err)
+		return nil, false
+	}
+	if schema != nil {
+		if ok, errs := ec.v.ValidateSchemaBytes(schema, body); !ok {
+			for _, e := range errs {
+				var details strings.Builder
+				for _, f := range e.SchemaValidationErrors {
+					fmt.Fprintf(&details, "; %s: %s", f.FieldPath, f.Reason)
+				}
+				ec.fail("%s: breaks its schema: %s: %s%s", at, e.Message, e.Reason, details.String())
+			}
+		}
+	}
+	return value, true
 }
 
 // problem checks that a problem example is one of its response's status,
