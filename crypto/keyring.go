@@ -276,6 +276,20 @@ func (k *Keyring) forget(customerID string) {
 	k.cache.Remove(customerID)
 }
 
+// KeyInfo names the customer's key and the master identity that wraps it,
+// without unwrapping anything, or ErrKeyNotFound.
+func (k *Keyring) KeyInfo(ctx context.Context, customerID string) (keyID, masterKeyID string, err error) {
+	var doc keyDoc
+	err = k.coll.FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", "", ErrKeyNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("customer key info: %w", err)
+	}
+	return doc.KeyID, doc.MasterKeyID, nil
+}
+
 // CountByMaster counts the live customer keys wrapped under each master
 // identity, by its id (an operator's query: it scans).
 func (k *Keyring) CountByMaster(ctx context.Context) (map[string]int, error) {

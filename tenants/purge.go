@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
 )
 
@@ -113,6 +114,94 @@ func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(Purg
 // errAlreadyShredded: the customer was completely shredded already.
 var errAlreadyShredded = errors.New("already shredded")
 
+// How a shred checked that the key is gone: the canary sealed under it no
+// longer opens; or, for a customer whose key a run from before canaries
+// destroyed, the keyring no longer has the key.
+const (
+	VerificationCanary = "canary-open-failed"
+	VerificationNoKey  = "key-not-found"
+)
+
+// ErrErasureUnverified: after the key was destroyed, the canary still
+// opened. The shred fails (and is retried by the next purge).
+var ErrErasureUnverified = errors.New("erasure not verified: the canary still opens")
+
+// prepareShred makes sure the customer has a canary and a cleanup mark
+// naming its key, before the key is destroyed. A run killed after the key
+// is gone finds both already there.
+func (s *Service) prepareShred(ctx context.Context, id string) (*cleanupDoc, error) {
+	mark := &cleanupDoc{ID: id}
+	keyID, masterKeyID, err := s.cfg.Keyring.KeyInfo(ctx, id)
+	switch {
+	case err == nil:
+		mark.KeyID, mark.MasterKeyID = keyID, masterKeyID
+		c, err := s.cfg.Keyring.Cipher(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("prepare shred: %w", err)
+		}
+		if err := s.ensureCanary(ctx, c); err != nil {
+			return nil, fmt.Errorf("prepare shred: %w", err)
+		}
+	case !errors.Is(err, crypto.ErrKeyNotFound):
+		return nil, fmt.Errorf("prepare shred: %w", err)
+	}
+	_, err = s.cleanups().InsertOne(ctx, mark)
+	if mongo.IsDuplicateKeyError(err) {
+		// An earlier run's mark: it knew the key while it still existed.
+		err = s.cleanups().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(mark)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mark cleanup: %w", err)
+	}
+	return mark, nil
+}
+
+// ensureCanary seals a canary under the customer's key once.
+func (s *Service) ensureCanary(ctx context.Context, c *crypto.Cipher) error {
+	value := make([]byte, 32)
+	rand.Read(value)
+	sealed, err := c.Seal(canaryField(c.CustomerID()), value)
+	if err != nil {
+		return err
+	}
+	_, err = s.cfg.Control.Collection(canariesColl).InsertOne(ctx, canaryDoc{ID: c.CustomerID(), Sealed: sealed})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("seal canary: %w", err)
+	}
+	return nil
+}
+
+func canaryField(id string) crypto.Field {
+	return crypto.Field{Collection: canariesColl, DocumentID: id, Name: "canary"}
+}
+
+// verifyErasure opens the customer's canary the way every read opens data,
+// through the keyring, and succeeds only if that fails because the key is
+// gone. It returns how it checked.
+func (s *Service) verifyErasure(ctx context.Context, id string) (string, error) {
+	var canary canaryDoc
+	err := s.cfg.Control.Collection(canariesColl).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&canary)
+	noCanary := errors.Is(err, mongo.ErrNoDocuments)
+	if err != nil && !noCanary {
+		return "", fmt.Errorf("verify erasure: read canary: %w", err)
+	}
+	c, err := s.cfg.Keyring.Cipher(ctx, id)
+	switch {
+	case errors.Is(err, crypto.ErrKeyNotFound) && noCanary:
+		return VerificationNoKey, nil
+	case errors.Is(err, crypto.ErrKeyNotFound):
+		return VerificationCanary, nil
+	case err != nil:
+		return "", fmt.Errorf("verify erasure: %w", err)
+	case noCanary:
+		return "", ErrErasureUnverified // the key is still there
+	}
+	if _, err := c.Open(canaryField(id), canary.Sealed); err == nil {
+		return "", ErrErasureUnverified
+	}
+	return VerificationCanary, nil
+}
+
 // errNotDue: the customer's retention does not end by the run's now (it
 // changed after the run found it due).
 var errNotDue = errors.New("not due")
@@ -154,10 +243,13 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 		if r := doc.Retention; r == nil || r.ShredAt == nil || r.ShredAt.After(due) {
 			return nil, errNotDue
 		}
-		// The mark comes first: once the key is gone, only it says that the
-		// database and the sub-account still need the purge.
-		if _, err := s.cleanups().InsertOne(ctx, cleanupDoc{ID: id}); err != nil && !mongo.IsDuplicateKeyError(err) {
-			return nil, fmt.Errorf("mark cleanup: %w", err)
+		// The canary exists before the key can go (a customer from before
+		// canaries gets one now); then the mark: once the key is gone, only
+		// it says that the database and the sub-account still need the
+		// purge, and which key was destroyed.
+		mark, err := s.prepareShred(ctx, id)
+		if err != nil {
+			return nil, err
 		}
 		doc, err = s.update(ctx, "mark shredded", "", id, doc.Version, func(cur *customerDoc) (bool, error) {
 			if cur.Status != StatusTerminated {
@@ -171,13 +263,20 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 			if err := s.cfg.Keyring.Destroy(ctx, id); err != nil {
 				return nil, "", nil, fmt.Errorf("destroy key: %w", err)
 			}
+			destroyed := s.now()
 			if s.cfg.ScrubKeys != nil {
 				if err := s.cfg.ScrubKeys(ctx); err != nil {
 					return nil, "", nil, fmt.Errorf("scrub the destroyed key: %w", err)
 				}
 			}
+			method, err := s.verifyErasure(ctx, id)
+			if err != nil {
+				return nil, "", nil, err
+			}
 			nxt := next(cur, now)
 			nxt.Status, nxt.ShreddedAt = StatusShredded, &now
+			nxt.Erasure = &erasureDoc{KeyID: mark.KeyID, MasterKeyID: mark.MasterKeyID, KeyDestroyedAt: destroyed,
+				Verification: method, VerifiedAt: s.now()}
 			nxt.Label, nxt.ContactInfo = nil, nil
 			if nxt.Twilio != nil {
 				nxt.Twilio.AuthToken = nil

@@ -22,6 +22,7 @@ const (
 	eventsColl    = "events"
 	locksColl     = "locks"
 	cleanupsColl  = "cleanups"
+	canariesColl  = "canaries"
 )
 
 // customerDoc is a customer as stored. Sealed fields hold crypto.Cipher
@@ -43,6 +44,7 @@ type customerDoc struct {
 	DeactivatedAt *time.Time    `bson:"deactivatedAt,omitempty"`
 	TerminatedAt  *time.Time    `bson:"terminatedAt,omitempty"`
 	ShreddedAt    *time.Time    `bson:"shreddedAt,omitempty"`
+	Erasure       *erasureDoc   `bson:"erasure,omitempty"`
 }
 
 // contactDoc keeps the country plain (the platform needs it) and seals the
@@ -91,6 +93,29 @@ type partnerDoc struct {
 // close is not confirmed yet: the purge finishes it. Only its _id matters.
 type cleanupDoc struct {
 	ID string `bson:"_id"`
+	// The key about to be destroyed, for the erasure record: a run killed
+	// after the key is gone finds them here.
+	KeyID       string `bson:"keyId,omitempty"`
+	MasterKeyID string `bson:"masterKeyId,omitempty"`
+}
+
+// canaryDoc is a value sealed under a customer's key when it is registered
+// (or, for a customer from before canaries, before its key is destroyed).
+// After the key is destroyed the shred opens it through the keyring, and
+// must fail: that is the verification of the erasure.
+type canaryDoc struct {
+	ID     string `bson:"_id"` // the customer id
+	Sealed []byte `bson:"sealed"`
+}
+
+// erasureDoc records how a customer's key was destroyed and checked; it
+// stays with the tombstone (no personal data).
+type erasureDoc struct {
+	KeyID          string    `bson:"keyId,omitempty"`
+	MasterKeyID    string    `bson:"masterKeyId,omitempty"`
+	KeyDestroyedAt time.Time `bson:"keyDestroyedAt"`
+	Verification   string    `bson:"verification"` // canary-open-failed
+	VerifiedAt     time.Time `bson:"verifiedAt"`
 }
 
 // newCustomers builds the versioned customers collection: documents in

@@ -165,6 +165,11 @@ func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Cu
 	if err != nil {
 		return Customer{}, fmt.Errorf("register customer: %w", err)
 	}
+	// The canary, sealed now: after the key is destroyed, the shred opens
+	// it and must fail.
+	if err := s.ensureCanary(ctx, c); err != nil {
+		return Customer{}, fmt.Errorf("register customer: %w", err)
+	}
 	sealed, err := c.Seal(labelField(id), []byte(label))
 	if err != nil {
 		return Customer{}, fmt.Errorf("register customer: %w", err)

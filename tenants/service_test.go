@@ -878,3 +878,50 @@ func TestRetentionChanges(t *testing.T) {
 		t.Fatalf("TEMPORARY without a period: %v", err)
 	}
 }
+
+// undestroyable is a keyring whose Destroy does nothing: the key survives.
+type undestroyable struct{ *crypto.Keyring }
+
+func (undestroyable) Destroy(context.Context, string) error { return nil }
+
+// TestShredVerifiesWithTheCanary: a shred whose canary still opens after
+// the key was "destroyed" fails (reported by purge) and changes nothing;
+// the next run with a keyring that destroys shreds, and the tombstone
+// records the key and the failed open.
+func TestShredVerifiesWithTheCanary(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.terminated(t, "canary", 1)
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	broken := tenants.NewService(tenants.Config{
+		Control: h.db.Control, Keyring: undestroyable{h.keyring}, Twilio: twilio.NewSandbox(), Logger: storetest.Logger(),
+		Now: h.clock.Now, DropCustomerData: h.db.DropCustomer,
+	})
+	var results []tenants.PurgeResult
+	sum, err := broken.Purge(ctx, tenants.PurgeOptions{Now: march}, func(r tenants.PurgeResult) { results = append(results, r) })
+	if err != nil || sum.Failed != 1 || len(results) != 1 || !errors.Is(results[0].Err, tenants.ErrErasureUnverified) {
+		t.Fatalf("purge with a key that survives: %+v %+v %v", sum, results, err)
+	}
+	if got, _ := h.svc.Customer(ctx, h.partner, c.ID); got.Status != tenants.StatusTerminated || got.Version != c.Version {
+		t.Fatalf("a failed shred changed the customer: %s v%d", got.Status, got.Version)
+	}
+	keyID, masterID, err := h.keyring.KeyInfo(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, out := collect(t, h, tenants.PurgeOptions{Now: march})
+	if sum.Shredded != 1 || out[c.ID] != tenants.OutcomeShredded {
+		t.Fatalf("next run: %+v %v", sum, out)
+	}
+	var tomb struct {
+		Erasure struct {
+			KeyID, MasterKeyID, Verification string
+		}
+	}
+	if err := h.db.Control.Collection("customers").FindOne(ctx, bson.D{{Key: "_id", Value: c.ID}}).Decode(&tomb); err != nil {
+		t.Fatal(err)
+	}
+	if e := tomb.Erasure; e.KeyID != keyID || e.MasterKeyID != masterID || e.Verification != tenants.VerificationCanary {
+		t.Fatalf("erasure record %+v, want key %s under %s, canary-open-failed", e, keyID, masterID)
+	}
+}

@@ -180,4 +180,7 @@ type Keyring interface {
 	// Destroy deletes the customer's key for good and forgets every cached
 	// copy. Destroying a key that is already gone is a no-op.
 	Destroy(ctx context.Context, customerID string) error
+	// KeyInfo names the customer's key and the master identity wrapping it,
+	// or an error matching crypto.ErrKeyNotFound.
+	KeyInfo(ctx context.Context, customerID string) (keyID, masterKeyID string, err error)
 }
