@@ -69,6 +69,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		Tokens:      p.Tokens,
 		Contacts:    p.Contacts,
 		Idempotency: p.Idempotency,
+		ErasureKeys: p.Erasure,
 		Logger:      storetest.Logger(),
 		Registry:    prometheus.NewRegistry(),
 		Ready:       p.DB.Ping,

@@ -197,6 +197,15 @@ func (h partnerHandlers) retention(c *gin.Context) {
 	reply(c, http.StatusOK, toCustomerJSON(cust))
 }
 
+func (h partnerHandlers) certificate(c *gin.Context) {
+	cert, claims, err := h.svc.ErasureCertificate(c.Request.Context(), partner(c), c.Param("id"))
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	reply(c, http.StatusOK, map[string]any{"certificate": cert, "claims": claims})
+}
+
 func (h partnerHandlers) events(c *gin.Context) {
 	limit, err := limitParam(c)
 	if err != nil {

@@ -86,6 +86,7 @@ var sentinels = []struct {
 	{tenants.ErrUpstreamUnavailable, http.StatusServiceUnavailable, "upstream_unavailable", "Twilio is unavailable; nothing was changed. Retry later."},
 	{tenants.ErrTwilioSubaccountLimit, http.StatusConflict, "twilio_subaccount_limit", "Twilio's sub-account limit for the platform is reached (Twilio error 21480)."},
 	{tenants.ErrSubaccountMissing, http.StatusBadGateway, "twilio_subaccount_missing", "Twilio no longer knows the customer's sub-account; nothing was changed. Contact support."},
+	{tenants.ErrNotShredded, http.StatusConflict, "not_shredded", "The customer is not SHREDDED yet: its erasure certificate is issued by the shred."},
 	{tenants.ErrBusy, http.StatusConflict, "change_in_progress", "Another change of this customer is in progress; nothing was changed. Retry shortly."},
 	{tokens.ErrInvalidToken, http.StatusUnauthorized, "unauthorized", "A valid access token is required: Authorization: Bearer <JWT>."},
 	// A token of a customer that is not ACTIVE is refused (403); any other

@@ -40,6 +40,9 @@ type Config struct {
 	RateBurst int
 	// Now is the clock of the rate limits; nil means time.Now.
 	Now func() time.Time
+	// ErasureKeys publishes the keys of erasure certificates at
+	// /.well-known/erasure-keys.json; nil: no such route.
+	ErasureKeys *tokens.ErasureKeys
 	// CursorKey authenticates list cursors (crypto.MasterKey.DeriveKey);
 	// nil means a random key, good for this process only.
 	CursorKey []byte
@@ -102,6 +105,18 @@ func NewRouter(cfg Config) *gin.Engine {
 	v1.POST("/customers/:id/terminate", query(), h.terminate)
 	v1.PUT("/customers/:id/retention", query(), h.retention)
 	getAndHead(v1, "/customers/:id/events", query("limit", "cursor"), h.events)
+	getAndHead(v1, "/customers/:id/erasure-certificate", query(), h.certificate)
+	if cfg.ErasureKeys != nil {
+		getAndHead(r, "/.well-known/erasure-keys.json", query(), func(c *gin.Context) {
+			keys, err := cfg.ErasureKeys.JWKS(c.Request.Context())
+			if err != nil {
+				writeProblem(c, err)
+				return
+			}
+			c.Header("Cache-Control", "public, max-age=300")
+			reply(c, http.StatusOK, map[string]any{"keys": keys})
+		})
+	}
 
 	if cfg.Tokens == nil || cfg.Contacts == nil {
 		return r

@@ -307,11 +307,17 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 	if err := s.cfg.DropCustomerData(ctx, id); err != nil {
 		return nil, fmt.Errorf("drop customer data: %w", err)
 	}
+	droppedAt := s.now()
 	if doc.Twilio != nil && doc.Twilio.Status != SubaccountClosed {
 		err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed)
 		if err != nil && !errors.Is(err, ErrSubaccountNotFound) {
 			return nil, fmt.Errorf("close sub-account: %w", err)
 		}
+	}
+	// The certificate before the mark goes: a run killed in between issues
+	// it next time.
+	if err := s.issueCertificate(ctx, doc, droppedAt); err != nil {
+		return nil, err
 	}
 	if _, err := s.cleanups().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 		return nil, fmt.Errorf("clear cleanup mark: %w", err)

@@ -34,6 +34,11 @@ type Config struct {
 	Now func() time.Time
 	// LeaseTTL bounds how long a purge lease blocks other runs; 0 means 5 minutes.
 	LeaseTTL time.Duration
+	// Certificates, if set, signs the erasure certificate each shred issues;
+	// Issuer (the public URL) and Version go into it.
+	Certificates CertificateSigner
+	Issuer       string
+	Version      string
 	// ScrubKeys, if set, makes the keyring's files forget a destroyed key at
 	// once (store.DB.ScrubKeys); a shred fails, and is retried, until it did.
 	ScrubKeys func(ctx context.Context) error

@@ -35,6 +35,7 @@ type app struct {
 	master   *crypto.MasterKey
 	keyring  *crypto.Keyring
 	tenants  *tenants.Service
+	erasure  *tokens.ErasureKeys
 }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
@@ -90,6 +91,14 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 
 	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
+	if cfg.PublicURL == "" {
+		addr := cfg.Addr
+		if addr == "" {
+			addr = "127.0.0.1:8080"
+		}
+		cfg.PublicURL = "http://" + addr
+	}
+	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
 	var tok *tokens.Service
 	svc := tenants.NewService(tenants.Config{
 		Control:          db.Control,
@@ -97,6 +106,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Twilio:           tw,
 		DropCustomerData: db.DropCustomer,
 		ScrubKeys:        db.ScrubKeys,
+		Certificates:     erasure,
+		Issuer:           cfg.PublicURL,
+		Version:          version,
 		Logger:           log,
 		// A deactivation, termination or shred refuses the customer's tokens
 		// at once here; other instances within the status cache's 5 s.
@@ -108,7 +120,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	// Tenant routes verify the token (and with it that the customer is
 	// ACTIVE) first, so opening its contacts needs only its key.
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
-	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs}, nil
+	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure}, nil
 }
 
 func (a *app) close(ctx context.Context) error {
@@ -160,6 +172,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		RateLimit:   cfg.RateLimit,
 		RateBurst:   cfg.RateBurst,
 		CursorKey:   a.master.DeriveKey("list cursors"),
+		ErasureKeys: a.erasure,
 	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
@@ -291,9 +304,17 @@ func keysStatus(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("keys status: %w", err)
 	}
+	// Signing keys: the tenant tokens' and the erasure certificates'.
 	signing, err := crypto.CountByMaster(ctx, a.db.Control.Collection("signing_keys"))
 	if err != nil {
 		return fmt.Errorf("keys status: %w", err)
+	}
+	certKeys, err := crypto.CountByMaster(ctx, a.db.Control.Collection("erasure_keys"))
+	if err != nil {
+		return fmt.Errorf("keys status: %w", err)
+	}
+	for id, n := range certKeys {
+		signing[id] += n
 	}
 	out := json.NewEncoder(stdout)
 	ids := a.master.IDs()
@@ -338,6 +359,11 @@ func rewrap(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return fmt.Errorf("keys rewrap: %w", err)
 	}
+	erasureKeys, err := a.erasure.Rewrap(ctx)
+	if err != nil {
+		return fmt.Errorf("keys rewrap: %w", err)
+	}
+	signing += erasureKeys
 	return json.NewEncoder(stdout).Encode(struct {
 		MasterKeyID  string `json:"masterKeyId"`
 		CustomerKeys int    `json:"customerKeys"`

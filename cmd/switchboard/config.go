@@ -55,9 +55,10 @@ func newFlagSet(name string, cfg *config, serving bool, stderr io.Writer) *flag.
 	fs.Var(&cfg.TwilioAuthToken, "twilio-auth-token", "the platform's Twilio master auth token")
 	fs.StringVar(&cfg.TwilioAPIURL, "twilio-api-url", "https://api.twilio.com", "where Twilio REST calls go")
 	fs.TextVar(&cfg.LogLevel, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN or ERROR")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the address Twilio calls back, tokens and erasure certificates are issued for (default: http:// + the listen address)")
 	if serving {
 		fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
-		fs.StringVar(&cfg.PublicURL, "public-url", "", "the address Twilio calls back and tokens are issued for (default: http:// + addr)")
+
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 100, "requests per second, per partner and per customer's apps")
 		fs.IntVar(&cfg.RateBurst, "rate-burst", 200, "burst of requests, per partner and per customer's apps")
 	}

@@ -40,6 +40,7 @@ type Platform struct {
 	Tokens      *tokens.Service
 	Contacts    *contacts.Service
 	Idempotency *idempotency.Store
+	Erasure     *tokens.ErasureKeys
 }
 
 // New builds a platform whose databases and keyring live as long as tb.
@@ -56,8 +57,10 @@ func New(tb testing.TB, opts Options) *Platform {
 	if tw == nil {
 		tw = twilio.NewSandbox()
 	}
+	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
 	var tok *tokens.Service
 	svc := tenants.NewService(tenants.Config{
+		Certificates: erasure, Issuer: Issuer, Version: "test",
 		Control: db.Control, Keyring: keyring, Twilio: tw,
 		DropCustomerData: db.DropCustomer, ScrubKeys: db.ScrubKeys, Logger: storetest.Logger(),
 		OnChange: func(id string) { tok.Forget(id) },
@@ -68,5 +71,6 @@ func New(tb testing.TB, opts Options) *Platform {
 		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok,
 		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
 		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
+		Erasure:     erasure,
 	}
 }
