@@ -42,17 +42,18 @@ const testIssuer = platformtest.Issuer
 // testAPI is the real router over the real engine, keyring and twilio-go
 // adapter, with the Twilio double behind it.
 type testAPI struct {
-	srv      *httptest.Server
-	router   *gin.Engine
-	tokens   *tokens.Service
-	clock    *fakeclock.Clock
-	master   *crypto.MasterKey
-	db       *store.DB
-	svc      *tenants.Service
-	twilio   *twiliotest.Server
-	contract *contractChecker
-	key      string // a partner's API key
-	other    string // another partner's API key
+	srv        *httptest.Server
+	router     *gin.Engine
+	tokens     *tokens.Service
+	clock      *fakeclock.Clock
+	master     *crypto.MasterKey
+	masterFile string
+	db         *store.DB
+	svc        *tenants.Service
+	twilio     *twiliotest.Server
+	contract   *contractChecker
+	key        string // a partner's API key
+	other      string // another partner's API key
 }
 
 func newTestAPI(t *testing.T) *testAPI {
@@ -86,7 +87,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testAPI{srv: srv, router: router, tokens: p.Tokens, clock: clk, master: p.Master, db: p.DB, svc: p.Tenants, twilio: tw,
+	return &testAPI{srv: srv, router: router, tokens: p.Tokens, clock: clk, master: p.Master, masterFile: p.MasterKeyFile, db: p.DB, svc: p.Tenants, twilio: tw,
 		contract: newContractChecker(t), key: key, other: other}
 }
 

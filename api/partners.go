@@ -5,14 +5,16 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/tenants"
 )
 
 // partnerHandlers serve the partner admin API: decode, call the service,
 // encode.
 type partnerHandlers struct {
-	svc     *tenants.Service
-	cursors cursors
+	svc      *tenants.Service
+	contacts *contacts.Service
+	cursors  cursors
 }
 
 func reply(c *gin.Context, status int, v any) {

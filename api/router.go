@@ -90,7 +90,7 @@ func NewRouter(cfg Config) *gin.Engine {
 	getAndHead(r, "/metrics", query(), gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	registerDocs(r)
 
-	h := partnerHandlers{svc: cfg.Tenants, cursors: cur}
+	h := partnerHandlers{svc: cfg.Tenants, contacts: cfg.Contacts, cursors: cur}
 	lim := newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
 	// 20 failed authentications in a row per client address, then 1 a second.
 	fails := newLimiter(1, 20, cfg.Now)
@@ -106,6 +106,9 @@ func NewRouter(cfg Config) *gin.Engine {
 	v1.PUT("/customers/:id/retention", query(), h.retention)
 	getAndHead(v1, "/customers/:id/events", query("limit", "cursor"), h.events)
 	getAndHead(v1, "/customers/:id/erasure-certificate", query(), h.certificate)
+	if cfg.Contacts != nil {
+		v1.POST("/customers/:id/export", query(), h.export)
+	}
 	if cfg.ErasureKeys != nil {
 		getAndHead(r, "/.well-known/erasure-keys.json", query(), func(c *gin.Context) {
 			keys, err := cfg.ErasureKeys.JWKS(c.Request.Context())

@@ -39,6 +39,7 @@ func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery)
 	// read below, so a page never misses an event that exists.
 	to := min(doc.Version, from+int64(q.Limit)-1)
 	claims := make([]*customerClaim, 0, max(to-from+1, 0))
+	exported := map[int64][]Event{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -48,8 +49,13 @@ func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery)
 			if err != nil {
 				return fmt.Errorf("list events: %w", err)
 			}
+			x, err := s.exportEvents(gctx, id, v)
+			if err != nil {
+				return err
+			}
 			mu.Lock()
 			claims = append(claims, c)
+			exported[v] = x
 			mu.Unlock()
 			return nil
 		})
@@ -69,12 +75,22 @@ func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery)
 		to++
 	}
 	slices.SortFunc(claims, func(a, b *customerClaim) int { return cmp.Compare(a.Version, b.Version) })
-	out := make([]Event, len(claims))
-	for i, c := range claims {
-		out[i] = Event{ID: c.Event.ID, CustomerID: id, Type: c.Event.Type, At: c.Event.At.UTC(), Version: c.Version, Data: c.Event.Data}
+	out := make([]Event, 0, len(claims))
+	for _, c := range claims {
+		out = append(out, Event{ID: c.Event.ID, CustomerID: id, Type: c.Event.Type, At: c.Event.At.UTC(), Version: c.Version, Data: c.Event.Data})
+		// Exports at this version follow its event (a page may so hold a
+		// few more items than its limit: pages are cut by version).
+		x, ok := exported[c.Version]
+		if !ok { // a claim past the cached version, read below
+			var err error
+			if x, err = s.exportEvents(ctx, id, c.Version); err != nil {
+				return nil, "", err
+			}
+		}
+		out = append(out, x...)
 	}
 	nextCursor := ""
-	if len(out) == q.Limit {
+	if len(claims) == q.Limit {
 		if _, err := s.customers.Claim(ctx, id, to+1); err == nil {
 			nextCursor = switchboard.EncodeCursor(strconv.FormatInt(to, 10))
 		} else if !errors.Is(err, store.ErrNotFound) {

@@ -5,6 +5,7 @@
 package platformtest
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -41,13 +42,16 @@ type Platform struct {
 	Contacts    *contacts.Service
 	Idempotency *idempotency.Store
 	Erasure     *tokens.ErasureKeys
+	// MasterKeyFile holds the master identity (a development key file).
+	MasterKeyFile string
 }
 
 // New builds a platform whose databases and keyring live as long as tb.
 func New(tb testing.TB, opts Options) *Platform {
 	tb.Helper()
 	db := storetest.MustOpen(tb)
-	master, _, err := crypto.LoadOrCreateDevMasterKey(tb.TempDir())
+	keyDir := tb.TempDir()
+	master, _, err := crypto.LoadOrCreateDevMasterKey(keyDir)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -72,5 +76,7 @@ func New(tb testing.TB, opts Options) *Platform {
 		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
 		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
 		Erasure:     erasure,
+
+		MasterKeyFile: filepath.Join(keyDir, crypto.DevMasterKeyFile),
 	}
 }
