@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -54,6 +58,15 @@ func TestKeysRewrap(t *testing.T) {
 	if err := a.tokens.EnsureKey(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	// A shredded customer: its certificate is signed with the erasure key,
+	// wrapped (like the rest) under A.
+	gone, err := a.tenants.Register(t.Context(), p, tenants.RegisterInput{Space: "gone", IndustryID: tenants.Industries()[0].ID, Label: "Gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.tenants.Terminate(t.Context(), p, gone.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "NO_RETENTION"}); err != nil {
+		t.Fatal(err)
+	}
 	a.close(context.Background())
 
 	var stdout, stderr bytes.Buffer
@@ -75,21 +88,22 @@ func TestKeysRewrap(t *testing.T) {
 		return m.ID()
 	}
 	a1, b1 := idOf(idA), idOf(idB)
-	want := func(cur, curN, old, oldN string) string {
-		return `{"masterKeyId":"` + cur + `","current":true,"customerKeys":` + curN + `,"signingKeys":` + curN + "}\n" +
-			`{"masterKeyId":"` + old + `","current":false,"customerKeys":` + oldN + `,"signingKeys":` + oldN + "}\n"
+	// Signing keys: the token key and the erasure certificates' key.
+	want := func(cur string, curC, curS int, old string, oldC, oldS int) string {
+		return fmt.Sprintf(`{"masterKeyId":%q,"current":true,"customerKeys":%d,"signingKeys":%d}`+"\n"+
+			`{"masterKeyId":%q,"current":false,"customerKeys":%d,"signingKeys":%d}`+"\n", cur, curC, curS, old, oldC, oldS)
 	}
-	if got := status(); got != want(b1, "0", a1, "1") {
+	if got := status(); got != want(b1, 0, 0, a1, 1, 2) {
 		t.Fatalf("keys status before rewrap:\n%s", got)
 	}
 	if err := run(t.Context(), []string{"keys", "rewrap"}, e.get, &stdout, &stderr); err != nil {
 		t.Fatalf("keys rewrap: %v\n%s", err, stderr.String())
 	}
 	var out struct{ CustomerKeys, SigningKeys int }
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || out.CustomerKeys != 1 || out.SigningKeys != 1 {
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || out.CustomerKeys != 1 || out.SigningKeys != 2 {
 		t.Fatalf("keys rewrap printed %q (%v)", stdout.String(), err)
 	}
-	if got := status(); got != want(b1, "1", a1, "0") {
+	if got := status(); got != want(b1, 1, 2, a1, 0, 0) {
 		t.Fatalf("keys status after rewrap:\n%s", got)
 	}
 
@@ -100,6 +114,25 @@ func TestKeysRewrap(t *testing.T) {
 	}
 	if err := b.tokens.EnsureKey(t.Context()); err != nil {
 		t.Fatalf("signing key with the new identity only: %v", err)
+	}
+	// The certificate still verifies against the published erasure keys
+	// (after a restart and the rewrap), and B alone can sign the next one.
+	cert, _, err := b.tenants.ErasureCertificate(t.Context(), p, gone.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := b.erasure.JWKS(t.Context())
+	if err != nil || len(jwks) != 1 {
+		t.Fatalf("erasure keys %v %v", jwks, err)
+	}
+	parts := strings.Split(cert, ".")
+	pub, _ := base64.RawURLEncoding.DecodeString(jwks[0].X)
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	if !ed25519.Verify(pub, []byte(parts[0]+"."+parts[1]), sig) {
+		t.Fatal("the certificate no longer verifies after the rewrap")
+	}
+	if _, err := b.erasure.Sign(t.Context(), map[string]any{"sub": "x"}); err != nil {
+		t.Fatalf("signing with the rewrapped erasure key: %v", err)
 	}
 	b.close(context.Background())
 
