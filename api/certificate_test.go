@@ -108,6 +108,15 @@ func TestErasureCertificate(t *testing.T) {
 	if strings.Contains(string(signed), "Label certified") || strings.Contains(string(signed), "label") {
 		t.Fatalf("the certificate names personal data: %s", signed)
 	}
+	// A token-key rotation changes nothing for certificates: their keys are
+	// their own.
+	a.clock.Add(31 * 24 * time.Hour)
+	if err := a.tokens.EnsureKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := verifyJWS(t, cert, a.do(t, req{method: "GET", path: "/.well-known/erasure-keys.json"}).Body); !ok {
+		t.Fatal("the certificate does not verify after a token-key rotation")
+	}
 	// One claim changed: no longer verifies.
 	parts := strings.Split(cert, ".")
 	claims["space"] = "someone-else"
