@@ -28,7 +28,9 @@ bench:
 	$(GO) test -run '^$$' -bench IDAccess -benchtime 200x ./store/
 	$(GO) test -run '^$$' -bench RegisterActivate -benchtime 200x ./api/
 	$(GO) test -run '^$$' -bench 'ContactInfoAtScale|EventsAtScale' -benchtime 50x ./api/
-	$(GO) test -run '^$$' -bench Shred -benchtime 5x ./tenants/
+	$(GO) test -run '^$$' -bench 'Export10000$$' -benchtime 3x ./api/
+	$(GO) test -run '^$$' -bench 'Shred$$' -benchtime 5x ./tenants/
+	$(GO) test -run '^$$' -bench 'ShredCertificate$$' -benchtime 20x ./tenants/
 	$(GO) test -run '^$$' -bench 'Upsert1000$$' -benchtime 5x ./contacts/
 	$(GO) test -run '^$$' -bench UpsertIntoLargeCustomer -benchtime 10x -timeout 30m ./contacts/
 	$(GO) test -run '^$$' -bench LookupByEmail -benchtime 500x ./contacts/

@@ -39,17 +39,13 @@ func wire(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z0
 
 // issueCertificate signs and stores the certificate of a shredded customer
 // (after NIST SP 800-88r1's certificate of sanitization). Issuing twice
-// keeps the first: the insert of its _id is the claim.
+// (a retried shred) keeps the first: the insert of its _id is the claim.
 func (s *Service) issueCertificate(ctx context.Context, doc *customerDoc, droppedAt time.Time) error {
 	if s.cfg.Certificates == nil {
 		return nil
 	}
 	if doc.Erasure == nil || doc.TerminatedAt == nil {
 		return fmt.Errorf("issue certificate: customer %s has no erasure record", doc.ID)
-	}
-	n, err := s.cfg.Control.Collection(certificatesColl).CountDocuments(ctx, bson.D{{Key: "_id", Value: doc.ID}})
-	if err != nil || n > 0 {
-		return err
 	}
 	retention := map[string]any{"strategy": "", "period": nil, "shredAt": nil}
 	if r := doc.Retention; r != nil {

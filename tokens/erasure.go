@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/internal/ttl"
 )
 
 // CertificateType is the JWS typ of erasure certificates.
@@ -28,6 +29,14 @@ type ErasureKeys struct {
 	coll   *mongo.Collection
 	master *crypto.MasterKey
 	now    func() time.Time
+	// current remembers the signing key for a minute, as the keyring
+	// remembers customer keys: a shred need not read and unwrap it again.
+	current *ttl.Cache[string, erasureSigner]
+}
+
+type erasureSigner struct {
+	kid  string
+	priv ed25519.PrivateKey
 }
 
 // NewErasureKeys returns the erasure keys kept in coll (erasure_keys).
@@ -35,7 +44,7 @@ func NewErasureKeys(coll *mongo.Collection, master *crypto.MasterKey, now func()
 	if now == nil {
 		now = time.Now
 	}
-	return &ErasureKeys{coll: coll, master: master, now: now}
+	return &ErasureKeys{coll: coll, master: master, now: now, current: ttl.New[string, erasureSigner](1, time.Minute, now)}
 }
 
 func erasureLabel(kid string) string { return "switchboard erasure certificate key " + kid }
@@ -56,6 +65,18 @@ func (e *ErasureKeys) all(ctx context.Context) ([]keyDoc, error) {
 // signer returns the newest key, creating the first one when there is none
 // (two instances creating at once make two keys: both are published).
 func (e *ErasureKeys) signer(ctx context.Context) (string, ed25519.PrivateKey, error) {
+	if s, ok := e.current.Get(""); ok {
+		return s.kid, s.priv, nil
+	}
+	kid, priv, err := e.load(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	e.current.Add("", erasureSigner{kid, priv})
+	return kid, priv, nil
+}
+
+func (e *ErasureKeys) load(ctx context.Context) (string, ed25519.PrivateKey, error) {
 	docs, err := e.all(ctx)
 	if err != nil {
 		return "", nil, err
