@@ -125,6 +125,24 @@ func (v expectedVersion) get() (int64, error) {
 	return v.value, nil
 }
 
+// mutation is a request body that carries an expectedVersion.
+type mutation interface{ expected() expectedVersion }
+
+// decodeMutation reads a mutation's body strictly and returns its expected
+// version; on a bad body it answers the problem itself and reports false.
+func decodeMutation(c *gin.Context, req mutation) (int64, bool) {
+	if err := decodeJSON(c, req); err != nil {
+		writeProblem(c, err)
+		return 0, false
+	}
+	v, err := req.expected().get()
+	if err != nil {
+		writeProblem(c, err)
+		return 0, false
+	}
+	return v, true
+}
+
 // query refuses a query parameter the route does not know, or one given
 // twice (400 naming it, before anything happens): a typo such as
 // ?anonymise=true must never be read as "not set".

@@ -133,13 +133,8 @@ func deactivate(svc *tenants.Service, c *gin.Context, p tenants.Partner, id stri
 
 func (h partnerHandlers) contactInfo(c *gin.Context) {
 	var req contactInfoRequest
-	if err := decodeJSON(c, &req); err != nil {
-		writeProblem(c, err)
-		return
-	}
-	v, err := req.ExpectedVersion.get()
-	if err != nil {
-		writeProblem(c, err)
+	v, ok := decodeMutation(c, &req)
+	if !ok {
 		return
 	}
 	cust, err := h.svc.UpdateContactInfo(c.Request.Context(), partner(c), c.Param("id"), v, tenants.ContactInfoInput{
@@ -156,13 +151,8 @@ func (h partnerHandlers) contactInfo(c *gin.Context) {
 
 func (h partnerHandlers) terminate(c *gin.Context) {
 	var req terminateRequest
-	if err := decodeJSON(c, &req); err != nil {
-		writeProblem(c, err)
-		return
-	}
-	v, err := req.ExpectedVersion.get()
-	if err != nil {
-		writeProblem(c, err)
+	v, ok := decodeMutation(c, &req)
+	if !ok {
 		return
 	}
 	if req.Retention == nil {
@@ -181,13 +171,8 @@ func (h partnerHandlers) terminate(c *gin.Context) {
 
 func (h partnerHandlers) retention(c *gin.Context) {
 	var req retentionChangeRequest
-	if err := decodeJSON(c, &req); err != nil {
-		writeProblem(c, err)
-		return
-	}
-	v, err := req.ExpectedVersion.get()
-	if err != nil {
-		writeProblem(c, err)
+	v, ok := decodeMutation(c, &req)
+	if !ok {
 		return
 	}
 	cust, err := h.svc.ChangeRetention(c.Request.Context(), partner(c), c.Param("id"), v,

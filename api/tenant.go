@@ -176,13 +176,8 @@ func (h contactHandlers) get(c *gin.Context) {
 
 func (h contactHandlers) patch(c *gin.Context) {
 	var req patchRequest
-	if err := decodeJSON(c, &req); err != nil {
-		writeProblem(c, err)
-		return
-	}
-	v, err := req.ExpectedVersion.get()
-	if err != nil {
-		writeProblem(c, err)
+	v, ok := decodeMutation(c, &req)
+	if !ok {
 		return
 	}
 	ct, err := contactsOf(c).Patch(c.Request.Context(), c.Param("id"), v, req.domain())

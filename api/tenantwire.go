@@ -57,6 +57,8 @@ type upsertRequest struct {
 	Data    []contactInput `json:"data"`
 }
 
+func (r *patchRequest) expected() expectedVersion { return r.ExpectedVersion }
+
 type patchRequest struct {
 	contactInput
 	ExpectedVersion expectedVersion `json:"expectedVersion"`

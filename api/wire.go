@@ -151,6 +151,8 @@ type versionRequest struct {
 	ExpectedVersion expectedVersion `json:"expectedVersion"`
 }
 
+func (r *contactInfoRequest) expected() expectedVersion { return r.ExpectedVersion }
+
 type contactInfoRequest struct {
 	ExpectedVersion expectedVersion `json:"expectedVersion"`
 	BusinessName    *string         `json:"businessName"`
@@ -163,12 +165,16 @@ type contactInfoRequest struct {
 	Country         *string         `json:"country"`
 }
 
+func (r *terminateRequest) expected() expectedVersion { return r.ExpectedVersion }
+
 type terminateRequest struct {
 	ExpectedVersion expectedVersion   `json:"expectedVersion"`
 	Retention       *retentionRequest `json:"retention"`
 }
 
 // retentionChangeRequest is the body of PUT /v1/customers/{id}/retention.
+func (r *retentionChangeRequest) expected() expectedVersion { return r.ExpectedVersion }
+
 type retentionChangeRequest struct {
 	ExpectedVersion expectedVersion `json:"expectedVersion"`
 	Strategy        *string         `json:"strategy"`
