@@ -89,5 +89,10 @@ func (h partnerHandlers) writeExport(c *gin.Context, x *tenants.Export) error {
 	}); err != nil {
 		return err
 	}
+	// Shredded meanwhile: the stream stays unfinished, so age refuses it as
+	// a whole (its last chunk never comes).
+	if err := h.svc.StillExportable(ctx, x); err != nil {
+		return err
+	}
 	return w.Close()
 }

@@ -202,11 +202,12 @@ type limiter struct {
 
 	mu      sync.Mutex // a bucket's reservation and its headers are one step
 	buckets *ttl.Cache[string, *rate.Limiter]
+	fails   map[string]*authAllowance // authFailures: addresses with part of their allowance spent
 }
 
 func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
 	return &limiter{rate: rate.Limit(perSecond), burst: burst, now: now,
-		buckets: ttl.New[string, *rate.Limiter](100_000, 10*time.Minute, now)}
+		buckets: ttl.New[string, *rate.Limiter](100_000, 10*time.Minute, now), fails: map[string]*authAllowance{}}
 }
 
 // bucket returns caller's bucket, keeping it another 10 minutes.
@@ -238,36 +239,56 @@ func (l *limiter) reserve(caller string) (wait time.Duration, remaining, reset i
 	return wait, remaining, reset
 }
 
-// authFailures limits failed authentications per client address: once a
-// client has spent its allowance of 401s, its requests are 429 before any
-// credential is checked, so keys and tokens cannot be guessed at speed.
+// authFailures limits failed authentications per client address: each
+// attempt takes one unit of the address's allowance before its credentials
+// are checked (so concurrent guesses cannot all pass a check made before any
+// of them failed) and gives it back unless the answer is 401. Once the
+// allowance (the limiter's burst) is spent, the address waits for it to
+// refill at the limiter's rate, and gets 429 before anything is checked.
 func (l *limiter) authFailures() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		who := "addr:" + c.ClientIP()
-		if wait := l.waitFor(who); wait > 0 {
-			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		who := c.ClientIP()
+		l.mu.Lock()
+		ok := l.allowance(who, -1)
+		l.mu.Unlock()
+		if !ok {
+			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(1/float64(l.rate)))))
 			writeProblem(c, errRateLimited)
 			return
 		}
 		c.Next()
-		if c.Writer.Status() == http.StatusUnauthorized {
-			l.reserve(who)
+		if c.Writer.Status() != http.StatusUnauthorized {
+			l.mu.Lock()
+			l.allowance(who, +1)
+			l.mu.Unlock()
 		}
 	}
 }
 
-// waitFor says how long caller must wait for a token, without taking one.
-func (l *limiter) waitFor(caller string) time.Duration {
+// allowance refills the address's allowance for the time passed, then adds
+// delta to it (taking fails when nothing is left). Call with l.mu held.
+func (l *limiter) allowance(who string, delta float64) bool {
 	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets.Get(caller)
-	if !ok || b.TokensAt(now) >= 1 {
-		return 0
+	a, ok := l.fails[who]
+	if !ok {
+		a = &authAllowance{left: float64(l.burst), at: now}
+		l.fails[who] = a
 	}
-	r := b.ReserveN(now, 1)
-	defer r.CancelAt(now)
-	return r.DelayFrom(now)
+	a.left = min(float64(l.burst), a.left+now.Sub(a.at).Seconds()*float64(l.rate))
+	a.at = now
+	if a.left+delta < 0 {
+		return false
+	}
+	a.left = min(float64(l.burst), a.left+delta)
+	if a.left >= float64(l.burst) {
+		delete(l.fails, who) // full again: nothing to remember
+	}
+	return true
+}
+
+type authAllowance struct {
+	left float64
+	at   time.Time
 }
 
 // limit rate-limits each caller (as named by who) separately, and tells

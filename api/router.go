@@ -92,8 +92,9 @@ func NewRouter(cfg Config) *gin.Engine {
 
 	h := partnerHandlers{svc: cfg.Tenants, contacts: cfg.Contacts, cursors: cur}
 	lim := newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
-	// 20 failed authentications in a row per client address, then 1 a second.
-	fails := newLimiter(1, 20, cfg.Now)
+	// 100 authentications being checked or failed per client address, then
+	// one failure a second.
+	fails := newLimiter(1, 100, cfg.Now)
 	v1 := r.Group("/v1", fails.authFailures(), partnerAuth(cfg.Tenants), lim.limit(func(c *gin.Context) string { return "partner:" + partner(c).ID }))
 	getAndHead(v1, "/industries", query(), h.industries)
 	v1.POST("/customers", query(), idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), h.register)

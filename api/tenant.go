@@ -66,7 +66,7 @@ func errMissingScope(scope string) error {
 func scope(read, write string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		need := write
-		if c.Request.Method == http.MethodGet {
+		if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead {
 			need = read
 		}
 		if !tenantClaims(c).Has(need) {
@@ -190,7 +190,12 @@ func (h contactHandlers) patch(c *gin.Context) {
 
 func (contactHandlers) delete(c *gin.Context) {
 	h := contactsOf(c)
-	switch c.Query("anonymize") {
+	anonymize, given := c.GetQuery("anonymize")
+	if given && anonymize == "" {
+		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
+		return
+	}
+	switch anonymize {
 	case "true":
 		ct, err := h.Anonymize(c.Request.Context(), c.Param("id"))
 		if err != nil {

@@ -47,6 +47,11 @@ func NormalizeEmail(s string) (string, bool) {
 	if err != nil || a.Address != s || a.Name != "" {
 		return "", false
 	}
+	// .invalid can never be a real address (RFC 2606), and
+	// anonymized-<id>@example.invalid is what anonymization writes.
+	if strings.HasSuffix(s, ".invalid") {
+		return "", false
+	}
 	return s, true
 }
 

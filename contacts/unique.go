@@ -75,6 +75,15 @@ func (h *Handle) judge(ctx context.Context, kind string, idx []byte, g *lookupGe
 	if doc != nil && string(doc.Idx[kind]) == string(idx) {
 		return entryLive, doc, nil
 	}
+	if doc != nil && doc.Version < g.Body.Version {
+		// The document may lag behind the claim of the change that took
+		// the value (a crash between claim and apply): the claims decide.
+		if c, err := h.contactDocs().Claim(ctx, g.Body.ContactID, g.Body.Version); err == nil && string(c.State.Idx[kind]) == string(idx) {
+			return entryLive, &c.State, nil
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return 0, nil, fmt.Errorf("lookup %s: %w", kind, err)
+		}
+	}
 	if (doc == nil || doc.Version < g.Body.Version) && h.nowMs().Sub(g.Body.At) < pendingFor {
 		return entryPending, nil, nil
 	}
@@ -122,7 +131,10 @@ func (h *Handle) claim(ctx context.Context, kind string, idx []byte, contactID s
 		if err != nil {
 			return nil, fmt.Errorf("claim %s: %w", kind, err)
 		}
-		if g.Body.ContactID == contactID && !g.Body.Released {
+		// Ours only if this very change took it: an entry the contact left
+		// behind with an earlier value is judged like anyone's (another
+		// contact may have taken the value after it).
+		if g.Body.ContactID == contactID && g.Body.Version == version && !g.Body.Released {
 			mine = true
 			n++
 			continue

@@ -52,6 +52,7 @@ func (h *Handle) change(ctx context.Context, id string, expected int64, m mutati
 		if err != nil {
 			return nil, struct{}{}, err
 		}
+		claimed := map[string][]byte{}
 		for _, k := range lookupKinds {
 			idx, ok := doc.Idx[k]
 			if !ok || string(cur.Idx[k]) == string(idx) {
@@ -62,8 +63,14 @@ func (h *Handle) change(ctx context.Context, id string, expected int64, m mutati
 				return nil, struct{}{}, err
 			}
 			if held != nil {
+				// Refused: what this change took for its other values is
+				// given back at once, not left pending for a minute.
+				if err := h.release(ctx, id, claimed); err != nil {
+					return nil, struct{}{}, err
+				}
 				return nil, struct{}{}, errConflict
 			}
+			claimed[k] = idx
 		}
 		p = next
 		return doc, struct{}{}, nil
@@ -101,8 +108,9 @@ type planned struct {
 	claimed map[string][]byte // unique values claimed for it so far
 }
 
-// waitPending bounds how long an item waits for a value another request is
-// creating right now, to update that contact rather than fail.
+// waitPending bounds how long a batch waits, in all, for values other
+// requests are creating right now, to update those contacts rather than
+// fail.
 const waitPending = 5 * time.Second
 
 // applyBatch writes a validated batch. Match keys are claimed for new
@@ -126,6 +134,10 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 
 	// 1. Match keys: claim the first generation for every item that may
 	// create; the values that have entries already are settled one by one.
+	// Waiting for values other requests are creating is bounded for the
+	// whole batch, far inside pendingFor: a batch never outlives its own
+	// claims.
+	waitUntil := time.Now().Add(waitPending)
 	settle := make([]bool, len(items))
 	if mode == ModeUpdate {
 		for i := range items {
@@ -151,7 +163,7 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 		if !settle[i] {
 			continue
 		}
-		if err := h.resolveMatch(ctx, mode, matchBy, matchIdx[i], newIDs[i], &results[i], &isNew[i], &existing[i]); err != nil {
+		if err := h.resolveMatch(ctx, mode, matchBy, matchIdx[i], newIDs[i], &results[i], &isNew[i], &existing[i], waitUntil); err != nil {
 			return nil, err
 		}
 	}
@@ -254,8 +266,7 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 // contact holding it is updated (or, with Add, the item is a duplicate); a
 // free key is claimed for a new contact (not with Update: not found). A key
 // another request is creating right now is waited for.
-func (h *Handle) resolveMatch(ctx context.Context, mode, matchBy string, idx []byte, newID string, res *Result, isNew *bool, existing *string) error {
-	deadline := time.Now().Add(waitPending)
+func (h *Handle) resolveMatch(ctx context.Context, mode, matchBy string, idx []byte, newID string, res *Result, isNew *bool, existing *string, deadline time.Time) error {
 	for {
 		var held *holder
 		var err error
@@ -518,7 +529,19 @@ func (h *Handle) Anonymize(ctx context.Context, id string) (Contact, error) {
 		items, err := h.items(id, ItemAnonymized, nil, nil, h.nowMs())
 		return p, old.Country, true, items, err
 	})
+	if errors.Is(err, errConflict) {
+		return Contact{}, ErrUniqueConflict
+	}
 	if err != nil {
+		return Contact{}, err
+	}
+	// The earlier versions' claims still hold the person: they keep only
+	// the anonymized state now (claims stay: the version ledger needs them).
+	if err := h.docs.RedactHistory(ctx, id, doc.Version, func(n int64) *contactDoc {
+		d := *doc
+		d.Version, d.Pending = n, nil
+		return &d
+	}); err != nil {
 		return Contact{}, err
 	}
 	if err := h.scrubTimeline(ctx, id); err != nil {

@@ -40,6 +40,8 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -88,10 +90,19 @@ const beginRounds = 5
 type Store struct {
 	chain store.Chain[record]
 	now   func() time.Time
+	// key makes the stored fingerprints keyed (HMAC): a plain hash of a
+	// request would let anyone holding a copy of the database confirm a
+	// guessed body (an email) offline.
+	key []byte
 }
 
 // Option configures a Store.
 type Option func(*Store)
+
+// WithKey sets the key the stored fingerprints are keyed with: every
+// instance must use the same one (crypto.MasterKey.DeriveKey). Without it a
+// Store uses a random key, good for this process only.
+func WithKey(key []byte) Option { return func(s *Store) { s.key = key } }
 
 // WithClock sets the store's clock (tests drive expiry and stale claims
 // through it).
@@ -103,6 +114,10 @@ func NewStore(coll *mongo.Collection, opts ...Option) *Store {
 	s := &Store{chain: store.Chain[record]{Coll: coll}, now: time.Now}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.key == nil {
+		s.key = make([]byte, 32)
+		rand.Read(s.key)
 	}
 	return s
 }
@@ -185,6 +200,9 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	if !ValidKey(key) {
 		return nil, nil, ErrInvalidKey
 	}
+	m := hmac.New(sha256.New, s.key)
+	m.Write(fingerprint)
+	fingerprint = m.Sum(nil)
 	name := recordID(scope, key)
 	// BSON dates hold milliseconds: truncate so a claim's createdAt is what
 	// was stored.

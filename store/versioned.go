@@ -181,6 +181,9 @@ func (v *Versioned[T, E]) Latest(ctx context.Context, id string) (*T, error) {
 // replaced the document with cur, so the document needs no write unless a
 // newer claim exists.
 func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote bool) (*T, error) {
+	// A settle that has started finishes even if its caller goes away: a
+	// replace of ours that landed late must be followed by its check.
+	ctx = context.WithoutCancel(ctx)
 	latest := cur
 	for {
 		c, err := v.Claim(ctx, id, v.Version(latest)+1)
@@ -379,12 +382,14 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 		_, err = v.Claims.InsertOne(ctx, c)
 		if err == nil {
 			// Won. The gate stays: a writer still holding the old version
-			// must not run its side effects now.
-			if err := v.replace(ctx, id, next); err != nil {
+			// must not run its side effects now. The apply and its check
+			// finish even if the caller goes away meanwhile.
+			actx := context.WithoutCancel(ctx)
+			if err := v.replace(actx, id, next); err != nil {
 				// The claim stands; the next reader or writer applies it.
 				return nil, err
 			}
-			return v.settleAfterWrite(ctx, id, next)
+			return v.settleAfterWrite(actx, id, next)
 		}
 		v.releaseGate(ctx, gate)
 		if !mongo.IsDuplicateKeyError(err) {
@@ -457,6 +462,28 @@ func (v *Versioned[T, E]) releaseGate(ctx context.Context, gid string) {
 		return
 	}
 	_, _ = v.Gates.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: gid}})
+}
+
+// RedactHistory rewrites the state kept in the claims of versions 1 to
+// before-1 of id with redacted(n) (which must keep version n): for erasure,
+// when a document's earlier states must stop holding what its latest one no
+// longer does. The claims themselves stay (the version ledger needs them).
+// Each is rewritten by exact _id; a claim already gone is skipped.
+func (v *Versioned[T, E]) RedactHistory(ctx context.Context, id string, before int64, redacted func(n int64) *T) error {
+	for n := int64(1); n < before; n++ {
+		c, err := v.Claim(ctx, id, n)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.State = *redacted(n)
+		if _, err := v.Claims.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.ID}}, c); err != nil {
+			return fmt.Errorf("redact %s: %w", c.ID, err)
+		}
+	}
+	return nil
 }
 
 // Delete removes the document for good: its claims first, newest first,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -30,7 +31,7 @@ func (s *Service) Events(ctx context.Context, p Partner, id string, q PageQuery)
 			return nil, "", err
 		}
 		v, err := strconv.ParseInt(last[0], 10, 64)
-		if err != nil || v < 1 {
+		if err != nil || v < 1 || v > math.MaxInt64/2 {
 			return nil, "", switchboard.Invalid("cursor", "is not a cursor this list returned")
 		}
 		from = v + 1

@@ -67,6 +67,20 @@ func (s *Service) BeginExport(ctx context.Context, p Partner, id, recipient stri
 	return &Export{Customer: view, Cipher: c, Recipient: r}, nil
 }
 
+// StillExportable is checked before an export is completed: a customer
+// shredded while its export streamed must not get a complete (readable)
+// export; ErrDataShredded then.
+func (s *Service) StillExportable(ctx context.Context, x *Export) error {
+	st, err := s.Status(ctx, x.Customer.ID)
+	if err != nil {
+		return err
+	}
+	if st == StatusShredded {
+		return ErrDataShredded
+	}
+	return nil
+}
+
 // RecordExport appends the customer.exported event of a finished export,
 // at the customer's current version (the recipient in its data).
 func (s *Service) RecordExport(ctx context.Context, x *Export) error {
@@ -77,6 +91,9 @@ func (s *Service) RecordExport(ctx context.Context, x *Export) error {
 	doc, err := s.customers.Latest(ctx, x.Customer.ID)
 	if err != nil {
 		return storeErr("record export", err)
+	}
+	if doc.Status == StatusShredded {
+		return ErrDataShredded
 	}
 	name := store.ClaimID(doc.ID, doc.Version)
 	body := exportDoc{EventID: id.String(), At: s.now(), Recipient: x.Recipient.String()}

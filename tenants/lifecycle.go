@@ -203,6 +203,14 @@ func (s *Service) ChangeRetention(ctx context.Context, p Partner, id string, exp
 		if cur.Status != StatusTerminated {
 			return false, &TransitionError{From: cur.Status, Action: "change the retention of"}
 		}
+		// A shred that has begun (its mark is written before the key goes)
+		// cannot be put on hold: the data may be gone already.
+		if under, err := s.shredUnderWay(ctx, id); err != nil || under {
+			if err == nil {
+				err = ErrDataShredded
+			}
+			return false, err
+		}
 		return false, nil
 	}
 	var strategy Strategy

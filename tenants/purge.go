@@ -156,6 +156,26 @@ func (s *Service) prepareShred(ctx context.Context, id string) (*cleanupDoc, err
 	return mark, nil
 }
 
+// keyGone reports whether the customer's key no longer exists.
+func (s *Service) keyGone(ctx context.Context, id string) (bool, error) {
+	_, _, err := s.cfg.Keyring.KeyInfo(ctx, id)
+	if errors.Is(err, crypto.ErrKeyNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// shredUnderWay reports whether a shred of the customer has begun (its
+// cleanup mark exists): from then on its retention cannot change, since the
+// key may already be gone.
+func (s *Service) shredUnderWay(ctx context.Context, id string) (bool, error) {
+	n, err := s.cleanups().CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
+	if err != nil {
+		return false, fmt.Errorf("find cleanup mark: %w", err)
+	}
+	return n > 0, nil
+}
+
 // ensureCanary seals a canary under the customer's key once.
 func (s *Service) ensureCanary(ctx context.Context, c *crypto.Cipher) error {
 	value := make([]byte, 32)
@@ -238,10 +258,35 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 	if err != nil {
 		return nil, storeErr("shred", err)
 	}
+	notDue := func(d *customerDoc) bool {
+		r := d.Retention
+		return r == nil || r.ShredAt == nil || r.ShredAt.After(due)
+	}
+	finish := false // the key is gone already: finish whatever the retention
 	switch doc.Status {
 	case StatusTerminated:
-		if r := doc.Retention; r == nil || r.ShredAt == nil || r.ShredAt.After(due) {
-			return nil, errNotDue
+		if notDue(doc) {
+			// Not due. A mark left by a run that stopped before destroying
+			// the key goes; once the key is gone there is nothing left to
+			// keep, so the shred is finished whatever the retention says
+			// (a hold is refused from the moment the mark exists).
+			gone, err := s.keyGone(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			if !gone {
+				if _, err := s.cleanups().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+					return nil, fmt.Errorf("clear cleanup mark: %w", err)
+				}
+				return nil, errNotDue
+			}
+			if n, err := s.cleanups().CountDocuments(ctx, bson.D{{Key: "_id", Value: id}}); err != nil || n == 0 {
+				if err != nil {
+					return nil, fmt.Errorf("find cleanup mark: %w", err)
+				}
+				return nil, errNotDue
+			}
+			finish = true
 		}
 		// The canary exists before the key can go (a customer from before
 		// canaries gets one now); then the mark: once the key is gone, only
@@ -255,7 +300,7 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 			if cur.Status != StatusTerminated {
 				return false, &TransitionError{From: cur.Status, Action: "shred"}
 			}
-			if r := cur.Retention; r == nil || r.ShredAt == nil || r.ShredAt.After(due) {
+			if notDue(cur) && !finish {
 				return false, errNotDue
 			}
 			return false, nil

@@ -134,10 +134,11 @@ func newCustomers(control *mongo.Database, now func() time.Time) *store.Versione
 func (s *Service) customersColl() *mongo.Collection { return s.cfg.Control.Collection(customersColl) }
 func (s *Service) cleanups() *mongo.Collection      { return s.cfg.Control.Collection(cleanupsColl) }
 
-// find loads a customer by id (as cached: see store.Versioned.Get), scoped
-// to a partner unless partnerID is "".
+// find loads a customer by id at its latest claim (a change a crash left
+// unapplied is applied first: a customer's state decides what its tokens
+// may do), scoped to a partner unless partnerID is "".
 func (s *Service) find(ctx context.Context, partnerID, id string) (*customerDoc, error) {
-	doc, err := s.customers.Get(ctx, id)
+	doc, err := s.customers.Latest(ctx, id)
 	if err != nil {
 		return nil, storeErr("find customer", err)
 	}

@@ -190,14 +190,17 @@ func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Cu
 		return Customer{}, fmt.Errorf("register customer: %w", err)
 	}
 	if err := s.customers.Create(ctx, id, doc, ev); err != nil {
-		// The key belongs to no customer now.
+		if !mongo.IsDuplicateKeyError(err) {
+			// Ambiguous: the claim may stand and be applied later, so the
+			// key stays (at worst unused).
+			return Customer{}, fmt.Errorf("register customer: %w", err)
+		}
+		// The space is taken and the claim given back: the key belongs to
+		// no customer now.
 		if derr := s.cfg.Keyring.Destroy(context.WithoutCancel(ctx), id); derr != nil {
 			s.cfg.Logger.WarnContext(ctx, "destroy unused customer key", "customerId", id, "err", derr)
 		}
-		if mongo.IsDuplicateKeyError(err) {
-			return Customer{}, ErrSpaceTaken
-		}
-		return Customer{}, fmt.Errorf("register customer: %w", err)
+		return Customer{}, ErrSpaceTaken
 	}
 	return s.view(ctx, doc, c)
 }
@@ -248,17 +251,11 @@ func (s *Service) Customer(ctx context.Context, p Partner, id string) (Customer,
 // error matching ErrDataShredded once it is SHREDDED (or its key is gone),
 // whatever a cache still holds, and ErrNotFound for no such customer.
 func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher, error) {
-	var doc struct {
-		Status Status `bson:"status"`
-	}
-	err := s.customersColl().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, ErrNotFound
-	}
+	st, err := s.Status(ctx, customerID)
 	if err != nil {
-		return nil, fmt.Errorf("customer cipher: %w", err)
+		return nil, err
 	}
-	if doc.Status == StatusShredded {
+	if st == StatusShredded {
 		return nil, ErrDataShredded
 	}
 	return s.KeyCipher(ctx, customerID)
@@ -334,18 +331,13 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// Status returns a customer's lifecycle status (ErrNotFound for no such
-// customer). Token verification reads it through a short cache.
+// Status returns a customer's lifecycle status at its latest claim
+// (ErrNotFound for no such customer). Token verification reads it through a
+// short cache.
 func (s *Service) Status(ctx context.Context, customerID string) (Status, error) {
-	var doc struct {
-		Status Status `bson:"status"`
-	}
-	err := s.customersColl().FindOne(ctx, bson.D{{Key: "_id", Value: customerID}}).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return "", ErrNotFound
-	}
+	doc, err := s.find(ctx, "", customerID)
 	if err != nil {
-		return "", fmt.Errorf("customer status: %w", err)
+		return "", err
 	}
 	return doc.Status, nil
 }

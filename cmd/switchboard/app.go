@@ -159,7 +159,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	idem := idempotency.NewStore(a.db.Control.Collection("idempotency"))
+	idem := idempotency.NewStore(a.db.Control.Collection("idempotency"), idempotency.WithKey(a.master.DeriveKey("idempotency fingerprints")))
 	go sweepEvery(ctx, time.Hour, idem, log)
 	router := api.NewRouter(api.Config{
 		Tenants:     a.tenants,

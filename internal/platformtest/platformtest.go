@@ -74,7 +74,7 @@ func New(tb testing.TB, opts Options) *Platform {
 	return &Platform{
 		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok,
 		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
-		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency")),
+		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency"), idempotency.WithKey(master.DeriveKey("idempotency fingerprints"))),
 		Erasure:     erasure,
 
 		MasterKeyFile: filepath.Join(keyDir, crypto.DevMasterKeyFile),
