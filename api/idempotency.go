@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -113,6 +114,31 @@ func idempotent(store *idempotency.Store, svc *tenants.Service, scope func(*gin.
 // replayAnswer writes a stored answer again, opened with its owner's key: an
 // owner shredded since then answers 410 data_shredded, as every read of its
 // data does.
+// stillTrue keeps a replayed answer from saying what erasure has erased
+// since: an external event recorded on a contact that was deleted since is
+// not found, and on one anonymized since it comes back with its texts
+// erased, as its timeline now shows it.
+func stillTrue(c *gin.Context, body []byte) ([]byte, error) {
+	if c.FullPath() != "/v1/contacts/:id/events" {
+		return body, nil
+	}
+	ct, err := contactsOf(c).Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		return nil, err
+	}
+	if !ct.Anonymized {
+		return body, nil
+	}
+	var item map[string]any
+	if err := json.Unmarshal(body, &item); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"message", "sourceUrl", "initiatedBy"} {
+		item[k] = nil
+	}
+	return json.Marshal(item)
+}
+
 func replayAnswer(c *gin.Context, svc *tenants.Service, replay *idempotency.Response) {
 	cipher, err := svc.Cipher(c.Request.Context(), replay.Owner)
 	if err != nil {
@@ -121,6 +147,10 @@ func replayAnswer(c *gin.Context, svc *tenants.Service, replay *idempotency.Resp
 	}
 	body, err := replay.Open(cipher)
 	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	if body, err = stillTrue(c, body); err != nil {
 		writeProblem(c, err)
 		return
 	}

@@ -298,3 +298,29 @@ func TestIdempotentMiddleware(t *testing.T) {
 		}
 	})
 }
+
+// TestReplayDoesNotUndoErasure: a replayed external event of a contact
+// anonymized since comes back with its texts erased; of one deleted since,
+// 404.
+func TestReplayDoesNotUndoErasure(t *testing.T) {
+	a := newTestAPI(t)
+	_, tok := a.activeCustomer(t, a.key, "replayerase")
+	r := a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"ann@example.com"},{"email":"bob@example.com"}]}`})
+	ann := r.Body["results"].([]any)[0].(map[string]any)["id"].(string)
+	bob := r.Body["results"].([]any)[1].(map[string]any)["id"].(string)
+	event := `{"type":"call","message":"Called about a private matter","initiatedBy":"Agent Smith"}`
+	hdr := func(id string) map[string]string { return map[string]string{"Idempotency-Key": "call-" + id} }
+	for _, id := range []string{ann, bob} {
+		if r := a.do(t, req{method: "POST", path: "/v1/contacts/" + id + "/events", key: tok, body: event, header: hdr(id)}); r.Status != 201 {
+			t.Fatalf("event: %d %s", r.Status, r.Raw)
+		}
+	}
+	a.do(t, req{method: "DELETE", path: "/v1/contacts/" + ann + "?anonymize=true", key: tok})
+	r = a.do(t, req{method: "POST", path: "/v1/contacts/" + ann + "/events", key: tok, body: event, header: hdr(ann)})
+	if r.Status != 201 || r.Header.Get("Idempotent-Replayed") != "true" || r.Body["message"] != nil || r.Body["initiatedBy"] != nil ||
+		bytes.Contains(r.Raw, []byte("private matter")) {
+		t.Fatalf("replay after anonymize: %d %s", r.Status, r.Raw)
+	}
+	a.do(t, req{method: "DELETE", path: "/v1/contacts/" + bob, key: tok})
+	a.do(t, req{method: "POST", path: "/v1/contacts/" + bob + "/events", key: tok, body: event, header: hdr(bob)}).problem(t, 404, "not_found")
+}
