@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -66,7 +67,12 @@ func idempotent(store *idempotency.Store, svc *tenants.Service, scope func(*gin.
 			return
 		}
 		c.Request.Body = io.NopCloser(bytes.NewReader(body))
-		ctx := c.Request.Context()
+		// A request holding a key ends well before its claim counts as
+		// dead (StaleClaim): a retry may only take a claim over once its
+		// request can no longer be running.
+		ctx, cancel := context.WithTimeout(c.Request.Context(), idempotency.StaleClaim-15*time.Second)
+		defer cancel()
+		c.Request = c.Request.WithContext(ctx)
 		fingerprint := idempotency.Fingerprint(c.Request.Method, c.Request.URL.Path, body)
 		claim, replay, err := store.Begin(ctx, scope(c), keys[0], fingerprint)
 		if err != nil {
