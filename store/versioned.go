@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -62,6 +64,9 @@ type Claim[T, E any] struct {
 	At      time.Time `bson:"at"`
 	State   T         `bson:"state"`
 	Event   E         `bson:"event"`
+	// Writer is a random id of the change that inserted the claim: after an
+	// insert whose answer was lost, it tells whether the claim is ours.
+	Writer string `bson:"writer,omitempty"`
 }
 
 // Versioned is a collection of versioned documents that change only through
@@ -378,8 +383,15 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			v.releaseGate(ctx, gate)
 			return nil, fmt.Errorf("update %s: next version %d after %d", id, v.Version(next), v.Version(cur))
 		}
-		c := Claim[T, E]{ID: ClaimID(id, nextVersion), DocID: id, Version: nextVersion, At: v.now(), State: *next, Event: ev}
+		c := Claim[T, E]{ID: ClaimID(id, nextVersion), DocID: id, Version: nextVersion, At: v.now(), State: *next, Event: ev, Writer: writerID()}
 		_, err = v.Claims.InsertOne(ctx, c)
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
+			// The answer may be lost while the insert stood (a timeout):
+			// whether we won is in the claim.
+			if got, gerr := v.Claim(context.WithoutCancel(ctx), id, nextVersion); gerr == nil && got.Writer == c.Writer {
+				err = nil
+			}
+		}
 		if err == nil {
 			// Won. The gate stays: a writer still holding the old version
 			// must not run its side effects now. The apply and its check
@@ -504,6 +516,12 @@ func (v *Versioned[T, E]) Delete(ctx context.Context, id string, version int64) 
 		return ErrNotFound
 	}
 	return nil
+}
+
+func writerID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func backoff(attempt int) time.Duration {
