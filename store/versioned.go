@@ -56,7 +56,8 @@ func ClaimID(id string, v int64) string { return id + ":" + strconv.FormatInt(v,
 
 // Claim is the claim of one version of a versioned document: the whole state
 // the document moves to, and what the change wants to keep with it (an audit
-// event, say). Claims are never changed once inserted.
+// event, say). Claims are never changed once inserted, but for erasure
+// (RedactHistory), which keeps their versions and rewrites what they hold.
 type Claim[T, E any] struct {
 	ID      string    `bson:"_id"` // ClaimID(DocID, Version)
 	DocID   string    `bson:"docId"`
