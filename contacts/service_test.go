@@ -155,3 +155,34 @@ func TestPendingTimelineSurvivesACrash(t *testing.T) {
 		t.Fatalf("timeline after the crash: %+v %v", items, err)
 	}
 }
+
+// TestDeleteLeavesNothingOfThePerson: after a hard delete no claim of the
+// contact still holds its sealed data, and its values are free at once.
+func TestDeleteLeavesNothingOfThePerson(t *testing.T) {
+	h := testHandle(t)
+	ctx := t.Context()
+	res, err := h.Upsert(ctx, ModeAdd, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "gone@example.com"}, FirstName: Field[string]{Set: true, Value: "Gone"}}})
+	if err != nil || res[0].Outcome != "created" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	id := res[0].ID
+	if _, err := h.Patch(ctx, id, 0, Input{FirstName: Field[string]{Set: true, Value: "Still"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for n := int64(1); n <= 3; n++ {
+		c, err := h.contactDocs().Claim(ctx, id, n)
+		if err != nil || len(c.State.Sealed) != 0 || len(c.State.Idx) != 0 {
+			t.Fatalf("claim %d after delete: %+v %v", n, c, err)
+		}
+	}
+	if _, err := h.Get(ctx, id); err != ErrNotFound {
+		t.Fatalf("get after delete: %v", err)
+	}
+	res, err = h.Upsert(ctx, ModeAdd, KeyEmail, []Input{{Email: Field[string]{Set: true, Value: "gone@example.com"}}})
+	if err != nil || res[0].Outcome != "created" {
+		t.Fatalf("the email after delete: %+v %v", res, err)
+	}
+}

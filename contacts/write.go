@@ -493,7 +493,8 @@ func (h *Handle) Delete(ctx context.Context, id string) error {
 	}
 	// The document goes first: a crash before the entries are released
 	// leaves them naming a contact that is gone, which frees them.
-	if err := h.docs.Delete(ctx, id, doc.Version); err != nil && !errors.Is(err, store.ErrNotFound) {
+	// Every earlier version's claim keeps only the id afterwards.
+	if err := h.docs.Delete(ctx, id, func(n int64) *contactDoc { return &contactDoc{ID: id, Version: n} }); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("delete contact: %w", err)
 	}
 	if err := h.release(ctx, id, doc.Idx); err != nil {

@@ -68,6 +68,9 @@ type Claim[T, E any] struct {
 	// Writer is a random id of the change that inserted the claim: after an
 	// insert whose answer was lost, it tells whether the claim is ours.
 	Writer string `bson:"writer,omitempty"`
+	// Deleted marks the claim of a deletion: the document is gone from this
+	// version on (see Delete).
+	Deleted bool `bson:"deleted,omitempty"`
 }
 
 // Versioned is a collection of versioned documents that change only through
@@ -142,9 +145,12 @@ func (v *Versioned[T, E]) Get(ctx context.Context, id string) (*T, error) {
 	if !errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, fmt.Errorf("read %s: %w", id, err)
 	}
-	c, err := v.Claim(ctx, id, 1)
+	c, err := v.lastClaim(ctx, id)
 	if err != nil {
 		return nil, err // ErrNotFound: no such document
+	}
+	if c.Deleted {
+		return nil, ErrNotFound
 	}
 	if _, err := v.Docs.InsertOne(ctx, c.State); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return nil, fmt.Errorf("roll forward %s: %w", id, err)
@@ -158,6 +164,26 @@ func (v *Versioned[T, E]) Get(ctx context.Context, id string) (*T, error) {
 		return nil, fmt.Errorf("read %s: %w", id, err)
 	}
 	return &doc, nil
+}
+
+// lastClaim walks a document's claims from the first to the newest (a
+// read a claim; only for a document that has none applied), or ErrNotFound.
+func (v *Versioned[T, E]) lastClaim(ctx context.Context, id string) (*Claim[T, E], error) {
+	var last *Claim[T, E]
+	for n := int64(1); ; n++ {
+		c, err := v.Claim(ctx, id, n)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		last = c
+	}
+	if last == nil {
+		return nil, ErrNotFound
+	}
+	return last, nil
 }
 
 // Claim reads the claim of one version, or ErrNotFound.
@@ -198,6 +224,13 @@ func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote b
 		}
 		if err != nil {
 			return nil, err
+		}
+		if c.Deleted {
+			// Deleted from this version on: the document goes too.
+			if _, err := v.Docs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+				return nil, fmt.Errorf("apply deletion of %s: %w", id, err)
+			}
+			return nil, ErrNotFound
 		}
 		latest = &c.State
 	}
@@ -499,24 +532,47 @@ func (v *Versioned[T, E]) RedactHistory(ctx context.Context, id string, before i
 	return nil
 }
 
-// Delete removes the document for good: its claims first, newest first,
-// then the document (so Get never finds a first claim to bring it back
-// from), or ErrNotFound. A crash half-way leaves the document, still
-// readable and changeable; a retried Delete finishes.
-func (v *Versioned[T, E]) Delete(ctx context.Context, id string, version int64) error {
-	for n := version + 1; n >= 1; n-- {
-		if _, err := v.Claims.DeleteOne(ctx, bson.D{{Key: "_id", Value: ClaimID(id, n)}}); err != nil {
-			return fmt.Errorf("delete claims of %s: %w", id, err)
+// Delete removes the document for good. It claims the next version as a
+// deletion (racing writers lose that version; a later reader or writer
+// finds it and is told ErrNotFound), deletes the document, and rewrites
+// every earlier claim with redacted(n) (keeping version n): the versions
+// stay, so no stale writer can claim one again, and what they held goes.
+// A Delete stopped half-way is finished by the next one (or its deletion
+// applied by the next reader). ErrNotFound for a document that never was.
+func (v *Versioned[T, E]) Delete(ctx context.Context, id string, redacted func(n int64) *T) error {
+	for attempt := 0; ; attempt++ {
+		cur, err := v.Latest(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			// Gone already, perhaps by a Delete that stopped before its
+			// redaction: finish that.
+			last, err := v.lastClaim(ctx, id)
+			if err != nil {
+				return err
+			}
+			if !last.Deleted {
+				return ErrNotFound
+			}
+			return v.RedactHistory(ctx, id, last.Version, redacted)
 		}
+		if err != nil {
+			return err
+		}
+		n := v.Version(cur) + 1
+		c := Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: v.now(), State: *redacted(n), Writer: writerID(), Deleted: true}
+		if _, err := v.Claims.InsertOne(ctx, c); mongo.IsDuplicateKeyError(err) {
+			if attempt >= maxAttempts {
+				return fmt.Errorf("delete %s: lost %d times in a row: %w", id, attempt+1, ErrBusy)
+			}
+			continue // another change won that version: delete after it
+		} else if err != nil {
+			return fmt.Errorf("claim the deletion of %s: %w", id, err)
+		}
+		ctx = context.WithoutCancel(ctx) // the deletion stands: finish it
+		if _, err := v.Docs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+		return v.RedactHistory(ctx, id, n, redacted)
 	}
-	res, err := v.Docs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
-	if err != nil {
-		return fmt.Errorf("delete %s: %w", id, err)
-	}
-	if res.DeletedCount == 0 {
-		return ErrNotFound
-	}
-	return nil
 }
 
 func writerID() string {

@@ -321,3 +321,64 @@ func TestLeaseHasOneHolder(t *testing.T) {
 		t.Fatalf("released lease: %v", err)
 	}
 }
+
+// TestDeleteKeepsTheVersions: a delete claims a deletion version, removes
+// the document and redacts every earlier claim; a writer still holding an
+// old version loses (not found), nothing comes back from a claim, and a
+// deletion whose process died after its claim is applied by the next read
+// and finished by the next Delete.
+func TestDeleteKeepsTheVersions(t *testing.T) {
+	v := newCounters(t)
+	ctx := t.Context()
+	if err := v.Create(ctx, "d", &counter{ID: "d", Version: 1, Applied: []string{"secret"}}, note{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Update(ctx, "d", 1, bump("more"), store.UpdateOptions[counter]{}); err != nil {
+		t.Fatal(err)
+	}
+	redacted := func(n int64) *counter { return &counter{ID: "d", Version: n} }
+	if err := v.Delete(ctx, "d", redacted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Get(ctx, "d"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("read after delete: %v", err)
+	}
+	for n := int64(1); n <= 3; n++ {
+		c, err := v.Claim(ctx, "d", n)
+		if err != nil || len(c.State.Applied) != 0 || (n == 3) != c.Deleted {
+			t.Fatalf("claim %d after delete: %+v %v", n, c, err)
+		}
+	}
+	// A writer that read version 2 before the delete loses.
+	if _, err := v.Update(ctx, "d", store.AnyVersion, bump("late"), store.UpdateOptions[counter]{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("write after delete: %v", err)
+	}
+	if err := v.Delete(ctx, "d", redacted); err != nil {
+		t.Fatalf("a second delete: %v", err)
+	}
+
+	// A deletion claimed by a process that died before deleting.
+	if err := v.Create(ctx, "e", &counter{ID: "e", Version: 1, Applied: []string{"secret"}}, note{}); err != nil {
+		t.Fatal(err)
+	}
+	dead := store.Claim[counter, note]{ID: store.ClaimID("e", 2), DocID: "e", Version: 2, At: time.Now().UTC(),
+		State: counter{ID: "e", Version: 2}, Deleted: true}
+	if _, err := v.Claims.InsertOne(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Latest(ctx, "e"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("settled read of a half-done delete: %v", err)
+	}
+	if _, err := v.Get(ctx, "e"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the deletion was not applied: %v", err)
+	}
+	if err := v.Delete(ctx, "e", func(n int64) *counter { return &counter{ID: "e", Version: n} }); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Claim(ctx, "e", 1); err != nil || len(c.State.Applied) != 0 {
+		t.Fatalf("the first claim after the finished delete: %+v %v", c, err)
+	}
+	if err := v.Delete(ctx, "never", redacted); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete of nothing: %v", err)
+	}
+}
