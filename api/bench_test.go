@@ -51,18 +51,26 @@ func newBenchPlatform(tb testing.TB) *benchPlatform {
 // do sends one request with the partner's key and fails tb on anything but
 // a 2xx answer.
 func (p *benchPlatform) do(tb testing.TB, method, path, body string) []byte {
+	tb.Helper()
+	return benchCall(tb, p.url, method, path, p.key, body)
+}
+
+// benchCall sends one request with a partner key or tenant token to the
+// server at url and fails tb on anything but a 2xx answer.
+func benchCall(tb testing.TB, url, method, path, key, body string) []byte {
+	tb.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, p.url+path, rd)
+	req, err := http.NewRequest(method, url+path, rd)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Authorization", "Bearer "+p.key)
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)

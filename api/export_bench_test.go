@@ -7,47 +7,19 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"filippo.io/age"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/contacts"
-	"github.com/switchboard/switchboard/internal/platformtest"
-	"github.com/switchboard/switchboard/store/storetest"
 )
 
 // exportContacts is the size of the exported customer.
 const exportContacts = 10000
-
-// newExportPlatform is newScanPlatform with one partner, also returning the
-// contacts service the router uses (the baseline reads through it).
-func newExportPlatform(tb testing.TB) (*scanPlatform, *contacts.Service) {
-	tb.Helper()
-	pl := platformtest.New(tb, platformtest.Options{})
-	srv := httptest.NewServer(NewRouter(Config{
-		Tenants:     pl.Tenants,
-		Tokens:      pl.Tokens,
-		Contacts:    pl.Contacts,
-		Idempotency: pl.Idempotency,
-		Logger:      storetest.Logger(),
-		Registry:    prometheus.NewRegistry(),
-		Ready:       pl.DB.Ping,
-		RateLimit:   1e6, RateBurst: 1e6,
-	}))
-	tb.Cleanup(srv.Close)
-	p := &scanPlatform{db: pl.DB, svc: pl.Tenants, keyring: pl.Keyring, url: srv.URL}
-	var err error
-	if p.partnerA, p.keyA, err = pl.Tenants.CreatePartner(context.Background(), "Export"); err != nil {
-		tb.Fatal(err)
-	}
-	return p, pl.Contacts
-}
 
 // exportFixture is one customer holding exportContacts contacts (four made
 // through the API, the rest cloned from them as scanCloneContacts does, each
@@ -63,7 +35,8 @@ type exportFixture struct {
 func buildExportFixture(b *testing.B) *exportFixture {
 	start := time.Now()
 	ctx := context.Background()
-	p, cs := newExportPlatform(b)
+	p := newScanPlatform(b)
+	cs := p.contacts
 	f := &exportFixture{p: p, contacts: cs}
 	var tok string
 	f.customer, tok = p.customer(b, p.keyA, "export")

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -58,6 +57,7 @@ type scanPlatform struct {
 	db       *store.DB
 	svc      *tenants.Service
 	keyring  *crypto.Keyring
+	contacts *contacts.Service
 	url      string
 	keyA     string
 	keyB     string
@@ -80,7 +80,7 @@ func newScanPlatform(tb testing.TB) *scanPlatform {
 		RateLimit:   1e6, RateBurst: 1e6,
 	}))
 	tb.Cleanup(srv.Close)
-	p := &scanPlatform{db: pl.DB, svc: pl.Tenants, keyring: pl.Keyring, url: srv.URL}
+	p := &scanPlatform{db: pl.DB, svc: pl.Tenants, keyring: pl.Keyring, contacts: pl.Contacts, url: srv.URL}
 	var err error
 	if p.partnerA, p.keyA, err = pl.Tenants.CreatePartner(ctx, "Scan A"); err != nil {
 		tb.Fatal(err)
@@ -95,31 +95,7 @@ func newScanPlatform(tb testing.TB) *scanPlatform {
 // on anything but a 2xx answer.
 func (p *scanPlatform) call(tb testing.TB, method, path, key, body string) []byte {
 	tb.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, p.url+path, rd)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if resp.StatusCode >= 300 {
-		tb.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-	}
-	return raw
+	return benchCall(tb, p.url, method, path, key, body)
 }
 
 const scanContactInfo = `{"expectedVersion":"any","businessName":"Corner Bakery","phoneNumber":"+14165550100",
