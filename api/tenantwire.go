@@ -141,6 +141,9 @@ func toTimelineJSON(it contacts.TimelineItem) map[string]any {
 	if it.Type == contacts.ItemExternalEvent {
 		out["eventType"], out["message"], out["sourceUrl"], out["initiatedBy"] = it.EventType, it.Message, it.SourceURL, it.InitiatedBy
 	}
+	if it.Type == contacts.ItemInbound || it.Type == contacts.ItemOutbound {
+		out["messageId"] = it.MessageID
+	}
 	return out
 }
 

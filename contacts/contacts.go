@@ -80,7 +80,10 @@ type TimelineItem struct {
 	Message     *string
 	SourceURL   *string
 	InitiatedBy *string
-	Data        map[string]any
+	// MessageID names the message of a message.inbound or message.outbound
+	// item.
+	MessageID *string
+	Data      map[string]any
 }
 
 // Timeline item types.
@@ -90,6 +93,8 @@ const (
 	ItemAnonymized    = "contact.anonymized"
 	ItemConsent       = "consent.changed"
 	ItemExternalEvent = "event.external"
+	ItemInbound       = "message.inbound"
+	ItemOutbound      = "message.outbound"
 )
 
 // Field is a member of a contact input: absent, null (clear it) or a value.

@@ -69,6 +69,7 @@ type timelinePayload struct {
 	Message     *string        `json:"message,omitempty"`
 	SourceURL   *string        `json:"sourceUrl,omitempty"`
 	InitiatedBy *string        `json:"initiatedBy,omitempty"`
+	MessageID   *string        `json:"messageId,omitempty"`
 	Data        map[string]any `json:"data,omitempty"`
 }
 

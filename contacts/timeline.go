@@ -164,7 +164,7 @@ func (h *Handle) item(d timelineDoc) (TimelineItem, error) {
 		return TimelineItem{}, err
 	}
 	return TimelineItem{ID: d.ID, Type: d.Type, At: d.At.UTC(), EventType: p.EventType, Message: p.Message,
-		SourceURL: p.SourceURL, InitiatedBy: p.InitiatedBy, Data: p.Data}, nil
+		SourceURL: p.SourceURL, InitiatedBy: p.InitiatedBy, MessageID: p.MessageID, Data: p.Data}, nil
 }
 
 // AddEvent records an external event on a contact's timeline.

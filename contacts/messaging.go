@@ -1,0 +1,131 @@
+package contacts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard/store"
+)
+
+// What messaging needs of contacts: who a phone number is, where a contact
+// is reached by SMS, message items on the timeline and the consent "sms"
+// kept in step with opt-out keywords.
+
+// ErrNoPhone: a contact with neither a phone nor an sms channel.
+var ErrNoPhone = errors.New("contact has no phone number")
+
+// Consent values.
+const (
+	ConsentTrue                 = "True"
+	ConsentFalse                = "False"
+	ConsentAwaitingConfirmation = "AwaitingConfirmation"
+)
+
+// TopicSMS is the consent topic SMS keywords move.
+const TopicSMS = "sms"
+
+// FindByPhone returns the id of the contact whose phone is e164 (through
+// its blind index), else of the newest contact with e164 as an sms channel,
+// else "".
+func (h *Handle) FindByPhone(ctx context.Context, e164 string) (string, error) {
+	doc, err := h.findBy(ctx, KeyPhone, e164)
+	switch {
+	case err == nil:
+		return doc.ID, nil
+	case !errors.Is(err, ErrNotFound):
+		return "", err
+	}
+	found, err := h.Lookup(ctx, "channel", e164)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range found {
+		if slices.Contains(c.Channels, Channel{Type: "sms", Address: e164}) {
+			return c.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// SMSAddress returns where a contact is reached by SMS: its phone, else its
+// first sms channel (ErrNoPhone when it has neither).
+func (h *Handle) SMSAddress(ctx context.Context, id string) (string, error) {
+	_, p, err := h.load(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if p.Phone != nil {
+		return *p.Phone, nil
+	}
+	for _, c := range p.Channels {
+		if c.Type == "sms" {
+			return c.Address, nil
+		}
+	}
+	return "", ErrNoPhone
+}
+
+// AddMessageItem puts a message.inbound or message.outbound item on a
+// contact's timeline. itemID is derived from the message by the caller, so
+// adding it again changes nothing.
+func (h *Handle) AddMessageItem(ctx context.Context, contactID, itemID, typ, messageID string, at time.Time) error {
+	if typ != ItemInbound && typ != ItemOutbound {
+		return fmt.Errorf("message item type %q", typ)
+	}
+	if _, done := h.flushed.Get(itemID); done {
+		return nil
+	}
+	mid := messageID
+	b, err := json.Marshal(timelinePayload{MessageID: &mid})
+	if err != nil {
+		return err
+	}
+	sealed, err := h.cipher.Seal(timelineField(itemID), b)
+	if err != nil {
+		return err
+	}
+	d := timelineDoc{ID: itemID, ContactID: contactID, Type: typ, At: at.UTC().Truncate(time.Millisecond), Sealed: sealed}
+	if _, err := h.timeline().InsertOne(ctx, d); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("record message item: %w", err)
+	}
+	h.flushed.Add(itemID, struct{}{})
+	return nil
+}
+
+// SMSKeyword moves a contact's consent "sms" after an opt-out or opt-in
+// keyword from its phone: to False for an opt-out, to True for an opt-in,
+// with source "sms:<KEYWORD>". confirms tells whether the keyword may
+// confirm a consent awaiting confirmation (double opt-in: YES and START);
+// an opt-in that may not leaves it awaiting. A consent already at its value
+// changes nothing; a contact gone meanwhile is no error.
+func (h *Handle) SMSKeyword(ctx context.Context, id, keyword string, optIn, confirms bool) error {
+	want := ConsentFalse
+	if optIn {
+		want = ConsentTrue
+	}
+	source := "sms:" + keyword
+	_, _, err := h.change(ctx, id, store.AnyVersion, func(old *contactDoc, oldP *personal) (*personal, *string, bool, []timelineDoc, error) {
+		cons := slices.Clone(oldP.Consents)
+		i := slices.IndexFunc(cons, func(c Consent) bool { return c.Topic == TopicSMS })
+		if i >= 0 && (cons[i].Value == want || (optIn && !confirms && cons[i].Value == ConsentAwaitingConfirmation)) {
+			return nil, nil, false, nil, errNothingToChange
+		}
+		now := h.nowMs()
+		p, _, changes := merge(oldP, Input{Consents: Field[[]ConsentInput]{Set: true, Value: []ConsentInput{{Topic: TopicSMS, Value: want, Source: source}}}}, now)
+		items, err := h.items(id, "", nil, changes, now)
+		return p, old.Country, old.Anonymized, items, err
+	})
+	if errors.Is(err, errNothingToChange) || errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// errNothingToChange stops a change that would store what is there.
+var errNothingToChange = errors.New("nothing to change")

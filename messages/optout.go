@@ -1,0 +1,134 @@
+package messages
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/store"
+)
+
+// Keywords, as API.md lists them: a body that is one of them alone, after
+// trimming and ignoring case.
+var (
+	optOutKeywords = []string{"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "OPT OUT"}
+	optInKeywords  = []string{"START", "YES", "UNSTOP"}
+	helpKeywords   = []string{"HELP", "INFO"}
+)
+
+// keyword returns the keyword a body is, or "".
+func keyword(body string) string {
+	k := strings.ToUpper(strings.TrimSpace(body))
+	for _, list := range [][]string{optOutKeywords, optInKeywords, helpKeywords} {
+		for _, w := range list {
+			if k == w {
+				return w
+			}
+		}
+	}
+	return ""
+}
+
+func isOptOut(k string) bool { return k != "" && contains(optOutKeywords, k) }
+func isOptIn(k string) bool  { return k != "" && contains(optInKeywords, k) }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// optOutID keys a number's opt-out: its blind index.
+func (h *Handle) optOutID(e164 string) string { return hex.EncodeToString(h.phoneIdx(e164)) }
+
+// optOut returns the opt-out state of a normalised number.
+func (h *Handle) optOut(ctx context.Context, e164 string) (OptOut, error) {
+	out := OptOut{Phone: e164}
+	d, err := h.optOuts.Get(ctx, h.optOutID(e164))
+	if errors.Is(err, store.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return OptOut{}, fmt.Errorf("read opt-out: %w", err)
+	}
+	src, err := h.cipher.Open(optOutField(d.ID), d.Source)
+	if err != nil {
+		return OptOut{}, fmt.Errorf("open opt-out: %w", err)
+	}
+	s, at := string(src), d.UpdatedAt.UTC()
+	out.OptedOut, out.Source, out.UpdatedAt = d.OptedOut, &s, &at
+	return out, nil
+}
+
+// OptOut returns the opt-out state of a phone number (normalised first; a
+// number that does not normalise is 422 naming phone).
+func (h *Handle) OptOut(ctx context.Context, phone string) (OptOut, error) {
+	n, ok := switchboard.NormalizePhone(phone, "")
+	if !ok {
+		return OptOut{}, switchboard.Invalid("phone", "must be a phone number in E.164 form")
+	}
+	return h.optOut(ctx, n)
+}
+
+// SetOptOut records an opt-out or opt-in of a phone number received some
+// other way than by SMS (a call, a form), and moves the consent "sms" of
+// the contact with that phone along.
+func (h *Handle) SetOptOut(ctx context.Context, phone string, optedOut bool, source string) (OptOut, error) {
+	var errs []switchboard.FieldError
+	n, ok := switchboard.NormalizePhone(phone, "")
+	if !ok {
+		errs = append(errs, switchboard.FieldError{Field: "phone", Message: "must be a phone number in E.164 form"})
+	}
+	source = strings.TrimSpace(source)
+	if l := utf8.RuneCountInString(source); l < 1 || l > 200 {
+		errs = append(errs, switchboard.FieldError{Field: "source", Message: "must be 1 to 200 characters"})
+	}
+	if len(errs) > 0 {
+		return OptOut{}, &switchboard.ValidationError{Fields: errs}
+	}
+	if err := h.recordOptOut(ctx, n, optedOut, source); err != nil {
+		return OptOut{}, err
+	}
+	if cid, err := h.contacts.FindByPhone(ctx, n); err != nil {
+		return OptOut{}, err
+	} else if cid != "" {
+		if err := h.contacts.SMSKeyword(ctx, cid, source, !optedOut, true); err != nil {
+			return OptOut{}, err
+		}
+	}
+	return h.optOut(ctx, n)
+}
+
+// recordOptOut stores a number's opt-out state; the same state and source
+// again changes nothing.
+func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, source string) error {
+	id := h.optOutID(e164)
+	sealed, err := h.cipher.Seal(optOutField(id), []byte(source))
+	if err != nil {
+		return err
+	}
+	now := h.s.now()
+	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now}
+	err = h.optOuts.Create(ctx, id, d, struct{}{})
+	if !errors.Is(err, store.ErrExists) {
+		return err
+	}
+	_, err = h.optOuts.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
+		if cur.OptedOut == optedOut {
+			if old, err := h.cipher.Open(optOutField(id), cur.Source); err == nil && string(old) == source {
+				return nil, struct{}{}, nil
+			}
+		}
+		nxt := *d
+		nxt.Version = cur.Version + 1
+		return &nxt, struct{}{}, nil
+	}, store.UpdateOptions[optOutDoc]{})
+	return err
+}

@@ -1,0 +1,128 @@
+package messages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Redact erases a message's body and media URLs here, and has the sender
+// erase Twilio's copy (redacted, or deleted once the message is final),
+// retrying until Twilio confirms. A message not yet handed to Twilio is
+// never sent. Redacting again changes nothing.
+func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
+	// The job first: a crash after the local erasure still reaches Twilio.
+	j := job{kind: jobRedact, customerID: h.customerID, messageID: id}
+	if _, err := h.docs.Get(ctx, id); err != nil {
+		return Message{}, ErrNotFound
+	}
+	if err := h.s.point(ctx, j); err != nil {
+		return Message{}, err
+	}
+	now := h.s.now()
+	d, err := h.apply(ctx, id, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+		if cur.RedactedAt != nil {
+			return nil, nil, nil
+		}
+		nxt, np := *cur, *p
+		np.Body, np.MediaURLs = nil, nil
+		at := now
+		nxt.RedactedAt = &at
+		if cur.TwilioSID == nil && cur.AttemptAt == nil && cur.Status != StatusAccepted {
+			nxt.TwilioRedacted = true // Twilio never had it
+		}
+		return &nxt, &np, nil
+	})
+	if err != nil {
+		return Message{}, err
+	}
+	// The earlier versions' claims held the body too.
+	if err := h.docs.RedactHistory(ctx, id, d.Version, func(n int64) *messageDoc {
+		c := *d
+		c.Version = n
+		return &c
+	}); err != nil {
+		return Message{}, err
+	}
+	h.s.handOff(j)
+	return h.view(d)
+}
+
+// RedactContact redacts every message of a contact (its anonymization or
+// deletion).
+func (h *Handle) RedactContact(ctx context.Context, contactID string) error {
+	cur, err := h.messages().Find(ctx, bson.D{{Key: "contactId", Value: contactID}})
+	if err != nil {
+		return fmt.Errorf("messages of contact: %w", err)
+	}
+	var docs []messageDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return fmt.Errorf("messages of contact: %w", err)
+	}
+	for _, d := range docs {
+		if d.RedactedAt != nil && d.TwilioRedacted {
+			continue
+		}
+		if _, err := h.Redact(ctx, d.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redactAtTwilio runs a redact job: Twilio's copy of a redacted message is
+// deleted when the message is final (redacted when Twilio refuses that),
+// else redacted.
+func (s *Service) redactAtTwilio(ctx context.Context, j job) (time.Duration, error) {
+	h, acct, err := s.openFor(ctx, j.customerID)
+	if err != nil || h == nil {
+		return 0, err
+	}
+	d, err := h.docs.Latest(ctx, j.messageID)
+	if err != nil {
+		return 0, nil // gone: nothing left to erase here
+	}
+	if d.TwilioRedacted || d.RedactedAt == nil {
+		return 0, nil
+	}
+	if d.TwilioSID == nil {
+		if d.Status == StatusAccepted || d.AttemptAt != nil {
+			// The sender has not settled whether Twilio has it.
+			return 5 * time.Second, nil
+		}
+		_, err := h.apply(ctx, d.ID, 0, markTwilioRedacted)
+		return retryOnConflict(err)
+	}
+	if acct.AccountSID == "" {
+		return 0, nil
+	}
+	sid := *d.TwilioSID
+	if final(d.Status) {
+		err = s.cfg.Twilio.DeleteMessage(ctx, acct.AccountSID, sid)
+		if TwilioCode(err) == CodeMessageNotFinished {
+			err = s.cfg.Twilio.RedactMessage(ctx, acct.AccountSID, sid)
+		}
+	} else {
+		err = s.cfg.Twilio.RedactMessage(ctx, acct.AccountSID, sid)
+	}
+	if errors.Is(err, ErrTwilioNotFound) {
+		err = nil // Twilio holds no copy
+	}
+	if err != nil {
+		return backoff(s.cfg.RetryBase*5, d.Attempt+1), err
+	}
+	_, err = h.apply(ctx, d.ID, 0, markTwilioRedacted)
+	return retryOnConflict(err)
+}
+
+func markTwilioRedacted(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
+	if cur.TwilioRedacted {
+		return nil, nil, nil
+	}
+	nxt := *cur
+	nxt.TwilioRedacted = true
+	return &nxt, nil, nil
+}

@@ -1,0 +1,476 @@
+package messages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/store"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// Job kinds of the outbox.
+const (
+	jobSend   = "send"
+	jobRedact = "redact"
+)
+
+// job is one piece of work of the sender: hand a message to Twilio, or
+// erase Twilio's copy of it.
+type job struct {
+	kind, customerID, messageID string
+}
+
+func (j job) id() string { return j.kind + ":" + j.customerID + ":" + j.messageID }
+
+// pointerDoc is a job in the control database's outbox: ids only, no
+// personal data. It stays until the job is settled, so a restart finds
+// every job without looking into any customer's database.
+type pointerDoc struct {
+	ID         string    `bson:"_id"`
+	Kind       string    `bson:"kind"`
+	CustomerID string    `bson:"customerId"`
+	MessageID  string    `bson:"messageId"`
+	At         time.Time `bson:"at"`
+	Due        time.Time `bson:"due"`
+}
+
+// point writes a job's pointer (writing it again is harmless).
+func (s *Service) point(ctx context.Context, j job) error {
+	now := s.now()
+	p := pointerDoc{ID: j.id(), Kind: j.kind, CustomerID: j.customerID, MessageID: j.messageID, At: now, Due: now}
+	_, err := s.control(outboxColl).InsertOne(ctx, p)
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// handOff tells this process's sender about a job at once; a full queue
+// leaves it to the sender's next look at the outbox.
+func (s *Service) handOff(j job) {
+	select {
+	case s.wake <- j:
+	default:
+	}
+}
+
+// SenderOptions tune Run.
+type SenderOptions struct {
+	// Workers is how many jobs run at once (default 8).
+	Workers int
+	// Poll is how often the outbox is read for due jobs (default 1 s).
+	Poll time.Duration
+}
+
+// Run is the sender: it works off the outbox until ctx ends, jobs handed
+// off by this process at once, the others (a restart, another process's,
+// a retry) when due. Several processes may run it: a message is sent only
+// by the holder of its attempt.
+func (s *Service) Run(ctx context.Context, opts SenderOptions) {
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	work := make(chan job)
+	var busy sync.Map // job id → struct{}: one run of a job at a time here
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				s.runJob(ctx, j)
+				busy.Delete(j.id())
+			}
+		}()
+	}
+	dispatch := func(j job) bool {
+		if _, running := busy.LoadOrStore(j.id(), struct{}{}); running {
+			return true
+		}
+		select {
+		case work <- j:
+			return true
+		case <-ctx.Done():
+			busy.Delete(j.id())
+			return false
+		}
+	}
+	tick := time.NewTicker(opts.Poll)
+	defer func() {
+		tick.Stop()
+		close(work)
+		wg.Wait()
+	}()
+	scan := func() bool {
+		due, err := s.dueJobs(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Error("read outbox", "err", err)
+		}
+		for _, j := range due {
+			if !dispatch(j) {
+				return false
+			}
+		}
+		return true
+	}
+	if !scan() {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.wake:
+			if !dispatch(j) {
+				return
+			}
+		case <-tick.C:
+			if !scan() {
+				return
+			}
+		}
+	}
+}
+
+// dueJobs reads the outbox's due pointers (the outbox holds only unsettled
+// jobs, so this stays as small as the work to do).
+func (s *Service) dueJobs(ctx context.Context) ([]job, error) {
+	cur, err := s.control(outboxColl).Find(ctx, bson.D{{Key: "due", Value: bson.D{{Key: "$lte", Value: s.now()}}}},
+		options.Find().SetLimit(1000))
+	if err != nil {
+		return nil, err
+	}
+	var ps []pointerDoc
+	if err := cur.All(ctx, &ps); err != nil {
+		return nil, err
+	}
+	out := make([]job, len(ps))
+	for i, p := range ps {
+		out[i] = job{kind: p.Kind, customerID: p.CustomerID, messageID: p.MessageID}
+	}
+	return out, nil
+}
+
+// runJob runs one job and settles its pointer: gone when done, due again
+// later when not.
+func (s *Service) runJob(ctx context.Context, j job) {
+	var after time.Duration
+	var err error
+	switch j.kind {
+	case jobSend:
+		after, err = s.send(ctx, j)
+	case jobRedact:
+		after, err = s.redactAtTwilio(ctx, j)
+	default:
+		after = 0
+	}
+	if ctx.Err() != nil {
+		return // the pointer stays: the next run finds it
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("outbox job failed; retrying", "kind", j.kind, "customerId", j.customerID, "messageId", j.messageID, "err", err)
+		if after == 0 {
+			after = 5 * time.Second
+		}
+	}
+	coll := s.control(outboxColl)
+	if after == 0 {
+		if _, err := coll.DeleteOne(ctx, idFilter(j.id())); err != nil {
+			s.cfg.Logger.Error("settle outbox job", "kind", j.kind, "messageId", j.messageID, "err", err)
+		}
+		return
+	}
+	var p pointerDoc
+	if err := coll.FindOne(ctx, idFilter(j.id())).Decode(&p); err != nil {
+		return
+	}
+	p.Due = s.now().Add(after)
+	if _, err := coll.ReplaceOne(ctx, idFilter(p.ID), p); err != nil {
+		s.cfg.Logger.Error("reschedule outbox job", "kind", j.kind, "messageId", j.messageID, "err", err)
+	}
+}
+
+// openFor opens a job's customer for the sender: nil when its data can no
+// longer be read (the job is then void).
+func (s *Service) openFor(ctx context.Context, customerID string) (*Handle, tenants.MessagingAccount, error) {
+	acct, err := s.cfg.Account(ctx, "", customerID)
+	if errors.Is(err, tenants.ErrNotFound) {
+		return nil, acct, nil
+	}
+	if err != nil {
+		return nil, acct, err
+	}
+	if acct.Status == tenants.StatusShredded {
+		return nil, acct, nil
+	}
+	h, err := s.Open(ctx, customerID)
+	if errors.Is(err, tenants.ErrDataShredded) {
+		return nil, acct, nil
+	}
+	return h, acct, err
+}
+
+// pointerGrace is how long a pointer may wait for its message: the two are
+// written at once, and the message's insert may still be on its way.
+const pointerGrace = time.Minute
+
+// send runs a send job. It returns how long to wait before running it
+// again (0: settled).
+func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
+	h, acct, err := s.openFor(ctx, j.customerID)
+	if err != nil || h == nil {
+		return 0, err
+	}
+	d, err := h.docs.Latest(ctx, j.messageID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return 0, err
+		}
+		var p pointerDoc
+		if perr := s.control(outboxColl).FindOne(ctx, idFilter(j.id())).Decode(&p); perr == nil && s.now().Sub(p.At) < pointerGrace {
+			return time.Second, nil
+		}
+		return 0, nil
+	}
+	if d.Direction != Outbound {
+		return 0, nil
+	}
+	if d.Status != StatusAccepted {
+		return 0, h.outboundItem(ctx, d)
+	}
+	if err := h.outboundItem(ctx, d); err != nil {
+		return 0, err
+	}
+	now := s.now()
+	if d.RedactedAt != nil && d.AttemptAt == nil {
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt := *cur
+			nxt.Status, nxt.TwilioRedacted = StatusFailed, true
+			msg := "redacted before it was sent"
+			np := *p
+			np.ErrorMessage = &msg
+			return &nxt, &np, nil
+		})
+		return retryOnConflict(err)
+	}
+	switch acct.Status {
+	case tenants.StatusActive:
+	case tenants.StatusDeactivated:
+		return 30 * time.Second, nil // the sub-account is suspended: no traffic
+	default:
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt := *cur
+			nxt.Status = StatusFailed
+			msg := "the customer was terminated before the message was sent"
+			np := *p
+			np.ErrorMessage = &msg
+			return &nxt, &np, nil
+		})
+		return retryOnConflict(err)
+	}
+	if d.RetryAt != nil && now.Before(*d.RetryAt) {
+		return d.RetryAt.Sub(now), nil
+	}
+	if d.AttemptAt != nil {
+		if left := d.AttemptAt.Add(s.cfg.AttemptLease).Sub(now); left > 0 {
+			return left, nil // an attempt may still be running
+		}
+		adopted, err := h.reconcile(ctx, acct.AccountSID, d)
+		if err != nil || adopted {
+			return retryOnConflict(err)
+		}
+		if d, err = h.docs.Latest(ctx, d.ID); err != nil {
+			return 0, err
+		}
+		if d.Status != StatusAccepted {
+			return 0, nil
+		}
+	}
+	// Claim the attempt: of racing senders, one gets the version.
+	d, err = h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
+		nxt := *cur
+		nxt.Attempt++
+		at := now
+		nxt.AttemptAt, nxt.RetryAt = &at, nil
+		return &nxt, nil, nil
+	})
+	if err != nil {
+		return retryOnConflict(err)
+	}
+	p, err := h.open(d)
+	if err != nil {
+		return 0, err
+	}
+	body := ""
+	if p.Body != nil {
+		body = *p.Body
+	}
+	tm, err := s.cfg.Twilio.CreateMessage(ctx, acct.AccountSID, Send{From: p.From, To: p.To, Body: body, MediaURLs: p.MediaURLs,
+		StatusCallback: s.cfg.PublicURL + StatusPath + "?mid=" + d.ID})
+	var te *TwilioError
+	switch {
+	case err == nil:
+		if _, err := h.registerSID(ctx, tm.SID, d.ID); err != nil {
+			return time.Second, err
+		}
+		_, err = h.apply(ctx, d.ID, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt, np := advanced(cur, p, tm.Status, 0, "", tm.SID, s.now())
+			if nxt == nil {
+				nxt, np = cur, nil
+				c := *cur
+				nxt = &c
+			}
+			if tm.Segments > 0 && nxt.Segments == nil {
+				n := tm.Segments
+				nxt.Segments = &n
+			}
+			nxt.AttemptAt = nil
+			if nxt.Status == StatusAccepted {
+				nxt.Status = StatusSending
+			}
+			return nxt, np, nil
+		})
+		return 0, err
+	case errors.As(err, &te):
+		d, err := h.apply(ctx, d.ID, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			if cur.Status != StatusAccepted {
+				return nil, nil, nil
+			}
+			nxt, np := *cur, *p
+			nxt.Status, nxt.AttemptAt, nxt.TwilioRedacted = StatusFailed, nil, true
+			c, m := te.Code, te.Message
+			nxt.ErrorCode, np.ErrorMessage = &c, &m
+			return &nxt, &np, nil
+		})
+		if err != nil {
+			return time.Second, err
+		}
+		if te.Code == CodeOptedOut {
+			return 0, h.optedOutAtTwilio(ctx, d)
+		}
+		return 0, nil
+	case errors.Is(err, ErrTwilioRateLimited):
+		wait := backoff(s.cfg.RetryBase, d.Attempt)
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
+			nxt := *cur
+			at := s.now().Add(wait)
+			nxt.AttemptAt, nxt.RetryAt = nil, &at
+			return &nxt, nil, nil
+		})
+		if err != nil {
+			return s.cfg.AttemptLease, nil // judged again once the attempt counts as dead
+		}
+		return wait, nil
+	default:
+		// No answer: Twilio may have the message. The attempt stays
+		// open until its lease runs out; then reconcile decides.
+		s.cfg.Logger.Warn("send: no answer from Twilio; reconciling before any resend", "customerId", j.customerID, "messageId", d.ID, "err", err)
+		return s.cfg.AttemptLease, nil
+	}
+}
+
+// backoff is the wait after the n-th attempt that Twilio refused with 429:
+// base, doubling, at most a minute.
+func backoff(base time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+// retryOnConflict: another writer moved the message meanwhile; judge it
+// again shortly.
+func retryOnConflict(err error) (time.Duration, error) {
+	if err == nil {
+		return 0, nil
+	}
+	if isConflict(err) {
+		return 100 * time.Millisecond, nil
+	}
+	return time.Second, err
+}
+
+// clockSkew is how far Twilio's clock may be from ours when matching a
+// message Twilio created to an attempt.
+const clockSkew = 5 * time.Minute
+
+// reconcile settles an attempt that never ended: a message Twilio created
+// for it (to, from and body alike, created while the attempt ran, and no
+// other message's) is adopted; otherwise nothing was sent and the caller
+// may try again. It reports whether it adopted one.
+func (h *Handle) reconcile(ctx context.Context, accountSID string, d *messageDoc) (bool, error) {
+	if d.TwilioSID != nil {
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
+			nxt := *cur
+			nxt.AttemptAt = nil
+			if nxt.Status == StatusAccepted {
+				nxt.Status = StatusSending
+			}
+			return &nxt, nil, nil
+		})
+		return err == nil, err
+	}
+	p, err := h.open(d)
+	if err != nil {
+		return false, err
+	}
+	start := *d.AttemptAt
+	list, err := h.s.cfg.Twilio.ListMessages(ctx, accountSID, ListFilter{To: p.To, From: p.From, SentAfter: start.Add(-clockSkew)})
+	if err != nil {
+		return false, err
+	}
+	body := ""
+	if p.Body != nil {
+		body = *p.Body
+	}
+	for _, m := range list {
+		if m.Body != body || m.DateCreated.Before(start.Add(-clockSkew)) || m.DateCreated.After(start.Add(h.s.cfg.AttemptLease+clockSkew)) {
+			continue
+		}
+		mine, err := h.registerSID(ctx, m.SID, d.ID)
+		if err != nil {
+			return false, err
+		}
+		if !mine {
+			continue
+		}
+		_, err = h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt, np := advanced(cur, p, m.Status, m.ErrorCode, m.ErrorMessage, m.SID, h.s.now())
+			if nxt == nil {
+				c := *cur
+				nxt = &c
+			}
+			nxt.AttemptAt = nil
+			if nxt.Status == StatusAccepted {
+				nxt.Status = StatusSending
+			}
+			return nxt, np, nil
+		})
+		return err == nil, err
+	}
+	return false, nil
+}
+
+// outboundItem puts an outbound message on its contact's timeline.
+func (h *Handle) outboundItem(ctx context.Context, d *messageDoc) error {
+	if d.ContactID == nil {
+		return nil
+	}
+	err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), contacts.ItemOutbound, d.ID, d.CreatedAt)
+	if errors.Is(err, contacts.ErrNotFound) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,242 @@
+package messages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/twilio/twilio-go/client"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/tenants"
+)
+
+// Webhook is a Twilio callback as received.
+type Webhook struct {
+	// URL is SWITCHBOARD_PUBLIC_URL + the path and query string as
+	// received: what Twilio signed.
+	URL       string
+	Params    map[string]string
+	Signature string
+}
+
+// account finds and checks the sub-account a callback names: its
+// AccountSid must be a customer's (else ErrWebhookForbidden) and the
+// signature Twilio's with that sub-account's own token. ok is false for a
+// customer that is neither ACTIVE nor DEACTIVATED: the callback is answered
+// and changes nothing.
+func (s *Service) account(ctx context.Context, w Webhook) (acct tenants.MessagingAccount, ok bool, err error) {
+	sid := w.Params["AccountSid"]
+	if sid == "" || w.Signature == "" {
+		return acct, false, ErrWebhookForbidden
+	}
+	var r subaccountRoute
+	if err := s.control(subaccountsColl).FindOne(ctx, idFilter(sid)).Decode(&r); err != nil {
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return acct, false, ErrWebhookForbidden
+		}
+		return acct, false, fmt.Errorf("route webhook: %w", err)
+	}
+	acct, err = s.cfg.Account(ctx, "", r.CustomerID)
+	if errors.Is(err, tenants.ErrNotFound) {
+		return acct, false, ErrWebhookForbidden
+	}
+	if err != nil {
+		return acct, false, err
+	}
+	if acct.AccountSID != sid {
+		return acct, false, ErrWebhookForbidden
+	}
+	if acct.Status == tenants.StatusShredded || acct.AuthToken == "" {
+		// Nothing of the customer can be read or changed any more, its
+		// token included: answered, nothing changes.
+		return acct, false, nil
+	}
+	if v := client.NewRequestValidator(acct.AuthToken); !v.Validate(w.URL, w.Params, w.Signature) {
+		return acct, false, ErrWebhookForbidden
+	}
+	return acct, acct.Status == tenants.StatusActive || acct.Status == tenants.StatusDeactivated, nil
+}
+
+// StatusCallback applies a signed status callback for message mid (from
+// the callback URL; when absent, the message that registered MessageSid).
+// An unknown message, or one whose Twilio SID is another, changes nothing.
+func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) error {
+	acct, ok, err := s.account(ctx, w)
+	if err != nil || !ok {
+		return err
+	}
+	h, err := s.Open(ctx, acct.CustomerID)
+	if errors.Is(err, tenants.ErrDataShredded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sid := w.Params["MessageSid"]
+	if sid == "" {
+		sid = w.Params["SmsSid"]
+	}
+	if mid == "" && sid != "" {
+		if mid, err = h.sidOwner(ctx, sid); err != nil {
+			return err
+		}
+	}
+	if mid == "" {
+		return nil
+	}
+	tw := w.Params["MessageStatus"]
+	if tw == "" {
+		tw = w.Params["SmsStatus"]
+	}
+	code, _ := strconv.Atoi(w.Params["ErrorCode"])
+	now := s.now()
+	var learnt bool
+	d, err := h.apply(ctx, mid, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+		if cur.TwilioSID != nil && sid != "" && *cur.TwilioSID != sid {
+			return nil, nil, nil // another message's status
+		}
+		nxt, np := advanced(cur, p, tw, code, "", sid, now)
+		learnt = nxt != nil && cur.TwilioSID == nil && nxt.TwilioSID != nil
+		return nxt, np, nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if learnt {
+		if _, err := h.registerSID(ctx, sid, mid); err != nil {
+			return err
+		}
+	}
+	if d.Status == StatusFailed && d.ErrorCode != nil && *d.ErrorCode == CodeOptedOut {
+		return h.optedOutAtTwilio(ctx, d)
+	}
+	return nil
+}
+
+// optedOutAtTwilio records the opt-out Twilio's 21610 reports.
+func (h *Handle) optedOutAtTwilio(ctx context.Context, d *messageDoc) error {
+	p, err := h.open(d)
+	if err != nil {
+		return err
+	}
+	if err := h.recordOptOut(ctx, p.To, true, "twilio:21610"); err != nil {
+		return err
+	}
+	if d.ContactID != nil {
+		return h.contacts.SMSKeyword(ctx, *d.ContactID, "STOP", false, false)
+	}
+	return nil
+}
+
+// Inbound stores a signed inbound message once per MessageSid (its id is
+// derived from it), links it to the contact with that phone, records an
+// opt-out or opt-in keyword for the whole customer and moves the contact's
+// consent along, and puts it on the contact's timeline. A retry of the same
+// callback finds the message stored and changes nothing more.
+func (s *Service) Inbound(ctx context.Context, w Webhook) error {
+	acct, ok, err := s.account(ctx, w)
+	if err != nil || !ok {
+		return err
+	}
+	sid := w.Params["MessageSid"]
+	if sid == "" {
+		sid = w.Params["SmsSid"]
+	}
+	if sid == "" {
+		return switchboard.Invalid("MessageSid", "is required")
+	}
+	h, err := s.Open(ctx, acct.CustomerID)
+	if errors.Is(err, tenants.ErrDataShredded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return h.inbound(ctx, sid, w.Params)
+}
+
+func (h *Handle) inbound(ctx context.Context, sid string, params map[string]string) error {
+	id := h.s.derivedID("inbound", h.customerID, sid)
+	from, to := params["From"], params["To"]
+	if n, ok := switchboard.NormalizePhone(from, ""); ok {
+		from = n
+	}
+	if n, ok := switchboard.NormalizePhone(to, ""); ok {
+		to = n
+	}
+	body := params["Body"]
+	var media []string
+	if n, err := strconv.Atoi(params["NumMedia"]); err == nil {
+		for i := 0; i < n && i < maxMedia; i++ {
+			if u := params["MediaUrl"+strconv.Itoa(i)]; u != "" {
+				media = append(media, u)
+			}
+		}
+	}
+	d, err := h.docs.Get(ctx, id)
+	if err != nil {
+		// New: who sent it, and what it says.
+		cid, err := h.contacts.FindByPhone(ctx, from)
+		if err != nil {
+			return err
+		}
+		now := h.s.now()
+		d = &messageDoc{ID: id, Version: 1, Direction: Inbound, Status: StatusReceived,
+			PartyIdx: [][]byte{h.phoneIdx(from), h.phoneIdx(to)}, TwilioSID: &sid,
+			CreatedAt: now, UpdatedAt: now, TwilioRedacted: false}
+		if cid != "" {
+			d.ContactID = &cid
+		}
+		if k := keyword(body); k != "" {
+			d.Keyword = &k
+		}
+		segs := 1
+		if n, err := strconv.Atoi(params["NumSegments"]); err == nil && n > 0 {
+			segs = n
+		}
+		d.Segments = &segs
+		if err := h.seal(d, &payload{From: from, To: to, Body: &body, MediaURLs: media}); err != nil {
+			return err
+		}
+		if _, err := h.messages().InsertOne(ctx, d); err != nil {
+			if !mongo.IsDuplicateKeyError(err) {
+				return fmt.Errorf("store inbound message: %w", err)
+			}
+			// A retry racing this one stored it: go on with what it stored.
+			if d, err = h.docs.Get(ctx, id); err != nil {
+				return err
+			}
+		}
+	}
+	// What follows is idempotent, so a retry after a crash completes it.
+	if d.Keyword != nil {
+		k := *d.Keyword
+		switch {
+		case isOptOut(k):
+			err = h.recordOptOut(ctx, from, true, "sms:"+k)
+		case isOptIn(k):
+			err = h.recordOptOut(ctx, from, false, "sms:"+k)
+		}
+		if err != nil {
+			return err
+		}
+		if d.ContactID != nil && (isOptOut(k) || isOptIn(k)) {
+			if err := h.contacts.SMSKeyword(ctx, *d.ContactID, k, isOptIn(k), k == "YES" || k == "START"); err != nil {
+				return err
+			}
+		}
+	}
+	if d.ContactID != nil {
+		if err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), contacts.ItemInbound, d.ID, d.CreatedAt); err != nil && !errors.Is(err, contacts.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
