@@ -135,4 +135,3 @@ func optOutField(id string) crypto.Field {
 }
 
 func timelineItemID(s *Service, messageID string) string { return s.derivedID("timeline", messageID) }
-

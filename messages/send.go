@@ -198,4 +198,3 @@ func (h *Handle) replay(d *messageDoc, fp []byte) (Message, bool, error) {
 
 // messages is the messages collection.
 func (h *Handle) messages() *mongo.Collection { return h.docs.Docs }
-

@@ -61,7 +61,7 @@ type Config struct {
 type Service struct {
 	cfg     Config
 	numbers *ttl.Cache[string, []numberDoc] // customer → its numbers, oldest first
-	wake    chan job                          // the sender's hand-off
+	wake    chan job                        // the sender's hand-off
 	once    sync.Once
 }
 

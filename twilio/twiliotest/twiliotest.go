@@ -1,14 +1,26 @@
 // Package twiliotest is the Twilio test double: an HTTP server that speaks
-// Twilio's REST wire format for the Accounts API (HTTP Basic auth with the
-// master credentials, form-encoded writes, Twilio's account resources, list
-// pages and error bodies), so the twilio-go adapter is exercised for real.
+// Twilio's REST wire format (HTTP Basic auth with the master credentials,
+// form-encoded writes, Twilio's resources, list pages and error bodies) for
+// the Accounts API and, under a sub-account, for available and incoming
+// phone numbers and messages, so the twilio-go adapter is exercised for
+// real.
 //
 // Invariants:
 //   - every answer is one Twilio would give: a resource or list page as JSON,
-//     or an error body {code, message, more_info, status};
+//     204 with no body for a deletion, or an error body {code, message,
+//     more_info, status};
 //   - closed is final: a closed sub-account refuses every change (400);
-//   - failures happen only when a test asks for them (FailNext,
-//     LoseNextCreateAnswer, SetDelay, SetSubaccountLimit);
+//   - a phone number or message belongs to one account and exists only
+//     under that account's path (404 elsewhere, and under an account the
+//     double does not know);
+//   - a number is bought at most once: one an account holds, one marked
+//     unavailable or one in an exhausted area is refused (21422);
+//   - a message is deleted only once its status is final (else 20009);
+//     a redacted message's body is "";
+//   - failures happen only when a test asks for them (FailNext, FailNextOn,
+//     LoseNextCreateAnswer, LoseNextMessageAnswer, RefuseNextMessage,
+//     SetDelay, SetSubaccountLimit, MarkUnavailable, ExhaustArea), and an
+//     injected failure (FailNext, FailNextOn) changes nothing;
 //   - a Server is safe for concurrent use and stops when its test ends.
 package twiliotest
 
@@ -30,7 +42,8 @@ import (
 	"time"
 )
 
-// Routes, as RouteCount names them. {Sid} stands for any account SID.
+// Routes of the Accounts API, as RouteCount and FailNextOn name them.
+// {Sid} stands for any account SID.
 const (
 	RouteCreate = "POST /2010-04-01/Accounts.json"
 	RouteList   = "GET /2010-04-01/Accounts.json"
@@ -71,10 +84,22 @@ type Server struct {
 	routes     map[string]int
 	failLeft   int
 	failStatus int
+	failOn     map[string]failure // by route
 	loseCreate bool
 	delay      time.Duration
 	limit      int
+	pageLimit  int // 0: as many as PageSize asks
+
+	numbers     []*Number  // oldest first
+	messages    []*Message // oldest first
+	unavailable map[string]bool
+	exhausted   map[string]bool // area codes
+	loseMessage bool
+	refuseNext  int // Twilio code of the next message creation's refusal
 }
+
+// failure is what FailNextOn left to inject on one route.
+type failure struct{ left, status int }
 
 // NewServer starts a double whose master account is accountSID with
 // authToken; it stops when tb ends.
@@ -85,8 +110,11 @@ func NewServer(tb testing.TB, accountSID, authToken string) *Server {
 		master: Account{SID: accountSID, AuthToken: authToken, FriendlyName: MasterFriendlyName,
 			Status: "active", Created: now, Updated: now},
 		now:    time.Now,
-		routes: map[string]int{},
-		limit:  DefaultSubaccountLimit,
+		routes:      map[string]int{},
+		failOn:      map[string]failure{},
+		limit:       DefaultSubaccountLimit,
+		unavailable: map[string]bool{},
+		exhausted:   map[string]bool{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.srv.Close)
@@ -163,8 +191,27 @@ func (s *Server) Requests() int {
 	return s.requests
 }
 
-// RouteCount is how many authenticated requests reached route (RouteCreate,
-// RouteList, RouteFetch, RouteUpdate), injected failures excluded.
+// FailNextOn makes the next n requests to route (one of the Route
+// constants), and no other, answer status with a Twilio error body (and
+// Retry-After: 1 for 429) and change nothing. It applies to authenticated
+// requests only; FailNext, if armed, goes first.
+func (s *Server) FailNextOn(route string, n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failOn[route] = failure{left: n, status: status}
+}
+
+// SetPageLimit makes every list page hold at most n items, whatever
+// PageSize asks (page_size says how many a page holds); 0 lifts the limit.
+// Callers must follow next_page_uri all the same.
+func (s *Server) SetPageLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pageLimit = n
+}
+
+// RouteCount is how many authenticated requests reached route (one of the
+// Route constants), injected failures (FailNext, FailNextOn) excluded.
 func (s *Server) RouteCount(route string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,18 +325,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	path := r.URL.Path
-	var sid string
-	switch {
-	case path == accountsPath+".json":
-	case strings.HasPrefix(path, accountsPath+"/") && strings.HasSuffix(path, ".json") &&
-		!strings.Contains(strings.TrimPrefix(path, accountsPath+"/"), "/"):
-		sid = strings.TrimSuffix(strings.TrimPrefix(path, accountsPath+"/"), ".json")
-	default:
-		twilioError(w, http.StatusNotFound, 20404, "The requested resource "+path+" was not found")
+	route, params, known := match(r.Method, r.URL.Path)
+	if !known {
+		twilioError(w, http.StatusNotFound, 20404, "The requested resource "+r.URL.Path+" was not found")
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+	if route == "" {
 		twilioError(w, http.StatusMethodNotAllowed, 20004, "Method not allowed")
 		return
 	}
@@ -304,22 +345,94 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	route := r.Method + " " + accountsPath + ".json"
-	if sid != "" {
-		route = r.Method + " " + accountsPath + "/{Sid}.json"
-	}
 	s.mu.Lock()
-	s.routes[route]++
+	injected := 0
+	if f := s.failOn[route]; f.left > 0 {
+		f.left--
+		s.failOn[route] = f
+		injected = f.status
+	} else {
+		s.routes[route]++
+	}
 	s.mu.Unlock()
+	if injected != 0 {
+		twilioError(w, injected, 20000+injected, http.StatusText(injected))
+		return
+	}
 
 	switch route {
 	case RouteCreate:
 		s.create(w, r)
 	case RouteList:
 		s.list(w, r)
+	case RouteFetch, RouteUpdate:
+		s.account(w, r, params["Sid"])
 	default:
-		s.account(w, r, sid)
+		s.serveAccountResource(w, r, route, params)
 	}
+}
+
+// routes is every route the double serves.
+var routes = []string{
+	RouteCreate, RouteList, RouteFetch, RouteUpdate,
+	RouteAvailableLocal, RouteNumberBuy, RouteNumberList, RouteNumberFetch, RouteNumberRelease,
+	RouteMessageCreate, RouteMessageList, RouteMessageFetch, RouteMessageUpdate, RouteMessageDelete,
+}
+
+// match finds the route of a request and the values of its path's
+// placeholders. known is false when no route has that path (404); route
+// is "" when one has it with another method (405).
+func match(method, path string) (route string, params map[string]string, known bool) {
+	for _, rt := range routes {
+		m, pattern, _ := strings.Cut(rt, " ")
+		p, ok := matchPath(pattern, path)
+		if !ok {
+			continue
+		}
+		known = true
+		if m == method {
+			return rt, p, true
+		}
+	}
+	return "", nil, known
+}
+
+// matchPath matches path against pattern, whose segments are literal or
+// a placeholder with a literal suffix ("{Sid}.json"); a placeholder
+// matches a non-empty segment.
+func matchPath(pattern, path string) (map[string]string, bool) {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return nil, false
+	}
+	params := map[string]string{}
+	for i, p := range ps {
+		name, suffix, isParam := strings.Cut(strings.TrimPrefix(p, "{"), "}")
+		if !strings.HasPrefix(p, "{") || !isParam {
+			if p != xs[i] {
+				return nil, false
+			}
+			continue
+		}
+		v, ok := strings.CutSuffix(xs[i], suffix)
+		if !ok || v == "" {
+			return nil, false
+		}
+		params[name] = v
+	}
+	return params, true
+}
+
+// lose closes the connection of w without an answer.
+func lose(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	// net/http closes the connection without a response.
+	panic(http.ErrAbortHandler)
 }
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
@@ -344,44 +457,28 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	a := &Account{SID: "AC" + randomHex(16), AuthToken: randomHex(16), FriendlyName: name, Status: "active", Created: now, Updated: now}
 	s.accounts = append(s.accounts, a)
 	s.creates++
-	lose := s.loseCreate
+	lost := s.loseCreate
 	s.loseCreate = false
 	res := s.resource(a)
 	s.mu.Unlock()
 
-	if lose {
+	if lost {
 		// The account exists; the caller never hears of it.
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
+		lose(w)
+		return
 	}
 	writeJSON(w, http.StatusCreated, res)
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	size, page := 50, 0
-	if v := q.Get("PageSize"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			twilioError(w, http.StatusBadRequest, 20001, "PageSize must be an integer from 1 to 1000")
-			return
+	filters := url.Values{}
+	for _, k := range []string{"FriendlyName", "Status"} {
+		if v := q.Get(k); v != "" {
+			filters.Set(k, v)
 		}
-		size = n
 	}
-	if v := q.Get("Page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			twilioError(w, http.StatusBadRequest, 20001, "Page must be a non-negative integer")
-			return
-		}
-		page = n
-	}
-	name, status := q.Get("FriendlyName"), q.Get("Status")
+	name, status := filters.Get("FriendlyName"), filters.Get("Status")
 
 	s.mu.Lock()
 	var all []map[string]any
@@ -394,6 +491,51 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		sids = append(sids, a.SID)
 	}
 	s.mu.Unlock()
+	s.writePage(w, r, accountsPath+".json", "accounts", filters, all, sids, false)
+}
+
+// pageSize reads PageSize and Page as Twilio does; ok is false once it has
+// answered a refusal.
+func pageSize(w http.ResponseWriter, q url.Values) (size, page int, ok bool) {
+	size = 50
+	if v := q.Get("PageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			twilioError(w, http.StatusBadRequest, 20001, "PageSize must be an integer from 1 to 1000")
+			return 0, 0, false
+		}
+		size = n
+	}
+	if v := q.Get("Page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			twilioError(w, http.StatusBadRequest, 20001, "Page must be a non-negative integer")
+			return 0, 0, false
+		}
+		page = n
+	}
+	return size, page, true
+}
+
+// writePage answers one page of a list in Twilio's shape: the page's items
+// under key, and page URIs on path that keep filters. sids are the items'
+// SIDs, for page tokens. A single list has one page only, the first
+// (Twilio's available numbers).
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, path, key string, filters url.Values, all []map[string]any, sids []string, single bool) {
+	q := r.URL.Query()
+	size, page, ok := pageSize(w, q)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	if s.pageLimit > 0 {
+		size = min(size, s.pageLimit)
+	}
+	s.mu.Unlock()
+	if single {
+		page = 0
+		all = all[:min(size, len(all))]
+	}
 
 	start := min(page*size, len(all))
 	end := min(start+size, len(all))
@@ -403,18 +545,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	pageURI := func(p int, token string) string {
 		v := url.Values{}
-		if name != "" {
-			v.Set("FriendlyName", name)
-		}
-		if status != "" {
-			v.Set("Status", status)
+		for k, vs := range filters {
+			v[k] = vs
 		}
 		v.Set("PageSize", strconv.Itoa(size))
 		v.Set("Page", strconv.Itoa(p))
 		if token != "" {
 			v.Set("PageToken", token)
 		}
-		return accountsPath + ".json?" + v.Encode()
+		return path + "?" + v.Encode()
 	}
 	var next, prev any
 	if end < len(all) {
@@ -424,7 +563,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		prev = pageURI(page-1, "PB"+sids[start])
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"accounts":          items,
+		key:                 items,
 		"end":               max(end-1, start),
 		"first_page_uri":    pageURI(0, ""),
 		"next_page_uri":     next,
