@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/internal/fakeclock"
 	"github.com/switchboard/switchboard/internal/platformtest"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
@@ -54,9 +56,25 @@ type testAPI struct {
 	contract   *contractChecker
 	key        string // a partner's API key
 	other      string // another partner's API key
+	platform   *platformtest.Platform
 }
 
-func newTestAPI(t *testing.T) *testAPI {
+func newTestAPI(t *testing.T) *testAPI { return newTestAPIWith(t, apiOptions{}) }
+
+// apiOptions vary a test API.
+type apiOptions struct {
+	// sandbox: the sandbox provider instead of the twilio-go adapter and
+	// the double (its status callbacks reach the test server).
+	sandbox bool
+	// deliveryDelay is the sandbox's delay before "delivered".
+	deliveryDelay time.Duration
+	// messaging tunes the messaging service (attempt lease, backoff).
+	messaging messages.Config
+	// noSender: no sender runs (a test drives it).
+	noSender bool
+}
+
+func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 	t.Helper()
 	tw := twiliotest.NewServer(t, testMasterSID, testMasterToken)
 	client, err := twilio.NewClient(twilio.Config{AccountSID: testMasterSID, AuthToken: testMasterToken, APIURL: tw.URL(), Timeout: 2 * time.Second})
@@ -64,11 +82,18 @@ func newTestAPI(t *testing.T) *testAPI {
 		t.Fatal(err)
 	}
 	clk := fakeclock.New(time.Now())
-	p := platformtest.New(t, platformtest.Options{Twilio: client, Now: clk.Now})
+	opts := platformtest.Options{Twilio: client, Now: clk.Now, Messaging: o.messaging,
+		Sandbox: twilio.SandboxConfig{DeliveryDelay: o.deliveryDelay}}
+	if o.sandbox {
+		opts.Twilio, tw = nil, nil
+	}
+	p := platformtest.New(t, opts)
 	router := NewRouter(Config{
 		Tenants:     p.Tenants,
 		Tokens:      p.Tokens,
 		Contacts:    p.Contacts,
+		Messages:    p.Messages,
+		PublicURL:   p.PublicURL,
 		Idempotency: p.Idempotency,
 		ErasureKeys: p.Erasure,
 		Logger:      storetest.Logger(),
@@ -77,8 +102,16 @@ func newTestAPI(t *testing.T) *testAPI {
 		RateLimit:   1000,
 		RateBurst:   1000,
 	})
-	srv := httptest.NewServer(router)
-	t.Cleanup(srv.Close)
+	srv := p.Serve(t, router)
+	if !o.noSender {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.Messages.Run(ctx, messages.SenderOptions{Poll: 50 * time.Millisecond})
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	_, key, err := p.Tenants.CreatePartner(t.Context(), "Partner A")
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +121,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		t.Fatal(err)
 	}
 	return &testAPI{srv: srv, router: router, tokens: p.Tokens, clock: clk, master: p.Master, masterFile: p.MasterKeyFile, db: p.DB, svc: p.Tenants, twilio: tw,
-		contract: newContractChecker(t), key: key, other: other}
+		contract: newContractChecker(t), key: key, other: other, platform: p}
 }
 
 // response is an answer as the tests read it.

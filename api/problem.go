@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
 )
@@ -67,6 +68,7 @@ var (
 	errNoRoute         = &httpError{status: http.StatusNotFound, code: "not_found", detail: "No such route."}
 	errNoMethod        = &httpError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", detail: "The route does not take this method."}
 	errRateLimited     = &httpError{status: http.StatusTooManyRequests, code: "rate_limited", detail: "Too many requests: slow down and retry after the time in Retry-After."}
+	errFormType        = &httpError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", detail: "Twilio webhooks must be application/x-www-form-urlencoded."}
 	errNotReady        = &httpError{status: http.StatusServiceUnavailable, code: "not_ready", detail: "The service is not ready."}
 )
 
@@ -95,6 +97,13 @@ var sentinels = []struct {
 	{switchboard.ErrCustomerNotActive, http.StatusConflict, "customer_not_active", "The customer is not ACTIVE."},
 	{contacts.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
 	{contacts.ErrUniqueConflict, http.StatusConflict, "conflict", "Another contact already has this email, phone, crmId or externalId."},
+	{messages.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
+	{messages.ErrNumberNotFound, http.StatusNotFound, "not_found", "No such resource."},
+	{messages.ErrNoSenderNumber, http.StatusConflict, "no_sender_number", "The customer has no phone number to send from: buy one first."},
+	{messages.ErrRecipientOptedOut, http.StatusConflict, "recipient_opted_out", "The recipient opted out of messages from this customer; nothing was sent."},
+	{messages.ErrNumberUnavailable, http.StatusConflict, "number_unavailable", "The phone number is not available (Twilio error 21422 or 21452)."},
+	{messages.ErrIdempotencyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
+	{messages.ErrWebhookForbidden, http.StatusForbidden, "forbidden", "The callback's signature or AccountSid is not accepted."},
 	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."},
 	{idempotency.ErrKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
 }
@@ -120,6 +129,11 @@ func toProblem(err error) (problem, bool) {
 	if errors.Is(err, idempotency.ErrInvalidKey) {
 		return problem{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Detail: "The Idempotency-Key header is invalid.",
 			Errors: []problemField{{Field: "Idempotency-Key", Message: "must be 1 to 255 printable ASCII characters"}}}, true
+	}
+	var twe *messages.TwilioError
+	if errors.As(err, &twe) {
+		return problem{Status: http.StatusBadGateway, Code: "twilio_refused",
+			Detail: fmt.Sprintf("Twilio refused the request (Twilio error %d); nothing was changed.", twe.Code)}, true
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {

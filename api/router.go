@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
 )
@@ -43,6 +44,11 @@ type Config struct {
 	// ErasureKeys publishes the keys of erasure certificates at
 	// /.well-known/erasure-keys.json; nil: no such route.
 	ErasureKeys *tokens.ErasureKeys
+	// Messages is the messaging service; nil: no messaging routes.
+	Messages *messages.Service
+	// PublicURL is SWITCHBOARD_PUBLIC_URL: Twilio's webhook signatures are
+	// checked over it.
+	PublicURL string
 	// CursorKey authenticates list cursors (crypto.MasterKey.DeriveKey);
 	// nil means a random key, good for this process only.
 	CursorKey []byte
@@ -110,6 +116,12 @@ func NewRouter(cfg Config) *gin.Engine {
 	if cfg.Contacts != nil {
 		v1.POST("/customers/:id/export", query(), h.export)
 	}
+	if cfg.Messages != nil {
+		nh := numberHandlers{svc: cfg.Messages}
+		v1.POST("/customers/:id/phone-numbers", query(), idempotent(cfg.Idempotency, cfg.Tenants, func(c *gin.Context) string { return "partner:" + partner(c).ID }), nh.buy)
+		getAndHead(v1, "/customers/:id/phone-numbers", query(), nh.list)
+		v1.DELETE("/customers/:id/phone-numbers/:numberId", query(), nh.release)
+	}
 	if cfg.ErasureKeys != nil {
 		getAndHead(r, "/.well-known/erasure-keys.json", query(), func(c *gin.Context) {
 			keys, err := cfg.ErasureKeys.JWKS(c.Request.Context())
@@ -129,7 +141,7 @@ func NewRouter(cfg Config) *gin.Engine {
 	getAndHead(r, "/.well-known/jwks.json", query(), th.jwks)
 	v1.POST("/customers/:id/tokens", query(), th.mint)
 
-	ch := contactHandlers{cursors: cur}
+	ch := contactHandlers{cursors: cur, messages: cfg.Messages}
 	// Cheap refusals first: verify, limit, scope; only then open the data.
 	tenant := r.Group("/v1/contacts", fails.authFailures(), tenantAuth(cfg.Tokens), lim.limit(func(c *gin.Context) string { return "tenant:" + tenantClaims(c).CustomerID }),
 		scope(tokens.ContactsRead, tokens.ContactsWrite), openContacts(cfg.Contacts))
@@ -141,6 +153,25 @@ func NewRouter(cfg Config) *gin.Engine {
 	tenant.DELETE("/:id", query("anonymize"), ch.delete)
 	getAndHead(tenant, "/:id/timeline", query("limit", "cursor"), ch.timeline)
 	tenant.POST("/:id/events", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.event)
+	if cfg.Messages == nil {
+		return r
+	}
+	mh := messageHandlers{cursors: cur}
+	msgs := r.Group("/v1", fails.authFailures(), tenantAuth(cfg.Tokens), lim.limit(tenantScope),
+		scope(tokens.MessagesRead, tokens.MessagesSend), openMessages(cfg.Messages))
+	msgs.POST("/messages", query(), mh.send)
+	getAndHead(msgs, "/messages", query("limit", "cursor", "contactId", "direction", "status", "phone"), mh.list)
+	getAndHead(msgs, "/messages/:id", query(), mh.get)
+	msgs.DELETE("/messages/:id", query(), mh.redact)
+	getAndHead(msgs, "/opt-outs/:phone", query(), mh.optOut)
+	msgs.PUT("/opt-outs/:phone", query(), mh.setOptOut)
+	hooks := r.Group("/v1/webhooks/twilio")
+	hooks.POST("/inbound", query(), webhook(cfg.PublicURL, func(c *gin.Context, w messages.Webhook) error {
+		return cfg.Messages.Inbound(c.Request.Context(), w)
+	}))
+	hooks.POST("/status", query("mid"), webhook(cfg.PublicURL, func(c *gin.Context, w messages.Webhook) error {
+		return cfg.Messages.StatusCallback(c.Request.Context(), w, c.Query("mid"))
+	}))
 	return r
 }
 

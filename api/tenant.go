@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
 )
@@ -112,7 +113,26 @@ func (h tokenHandlers) mint(c *gin.Context) {
 	reply(c, http.StatusCreated, tokenJSON{AccessToken: t.AccessToken, TokenType: "Bearer", ExpiresIn: t.ExpiresIn, ExpiresAt: wireTime(t.ExpiresAt)})
 }
 
-type contactHandlers struct{ cursors cursors }
+type contactHandlers struct {
+	cursors  cursors
+	messages *messages.Service // nil: no messaging
+}
+
+// redactMessages erases a contact's messages, here and at Twilio, before
+// the contact is anonymized or deleted (a retry of either does it again).
+func (h contactHandlers) redactMessages(c *gin.Context) error {
+	if h.messages == nil {
+		return nil
+	}
+	if _, err := contactsOf(c).Get(c.Request.Context(), c.Param("id")); err != nil {
+		return err
+	}
+	mh, err := h.messages.Open(c.Request.Context(), tenantClaims(c).CustomerID)
+	if err != nil {
+		return err
+	}
+	return mh.RedactContact(c.Request.Context(), c.Param("id"))
+}
 
 func (h contactHandlers) upsert(c *gin.Context) {
 	var req upsertRequest
@@ -188,11 +208,19 @@ func (h contactHandlers) patch(c *gin.Context) {
 	reply(c, http.StatusOK, toContactJSON(ct))
 }
 
-func (contactHandlers) delete(c *gin.Context) {
+func (ch contactHandlers) delete(c *gin.Context) {
 	h := contactsOf(c)
 	anonymize, given := c.GetQuery("anonymize")
 	if given && anonymize == "" {
 		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
+		return
+	}
+	if anonymize != "true" && anonymize != "" && anonymize != "false" {
+		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
+		return
+	}
+	if err := ch.redactMessages(c); err != nil {
+		writeProblem(c, err)
 		return
 	}
 	switch anonymize {

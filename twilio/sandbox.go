@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 )
 
@@ -41,11 +42,11 @@ type Sandbox struct {
 
 	mu       sync.Mutex
 	closed   bool
-	accounts map[string]*tenants.Subaccount // by SID
-	byName   map[string][]string            // FriendlyName → SIDs, oldest first
-	numbers  map[string]*sandboxNumber      // by phone number (E.164)
-	msgs     map[string][]*sandboxMessage   // by account SID, oldest first
-	msgBySID map[string]*sandboxMessage     // by message SID
+	accounts map[string]*tenants.Subaccount       // by SID
+	byName   map[string][]string                  // FriendlyName → SIDs, oldest first
+	numbers  map[string]*sandboxNumber            // by phone number (E.164)
+	msgs     map[string][]*messages.TwilioMessage // by account SID, oldest first
+	msgBySID map[string]*messages.TwilioMessage   // by message SID
 }
 
 var _ tenants.Twilio = (*Sandbox)(nil)
@@ -92,8 +93,8 @@ func NewSandboxWith(cfg SandboxConfig) *Sandbox {
 	return &Sandbox{
 		secret: secret, http: hc, delay: delay, ctx: ctx, cancel: cancel,
 		accounts: map[string]*tenants.Subaccount{}, byName: map[string][]string{},
-		numbers: map[string]*sandboxNumber{}, msgs: map[string][]*sandboxMessage{},
-		msgBySID: map[string]*sandboxMessage{},
+		numbers: map[string]*sandboxNumber{}, msgs: map[string][]*messages.TwilioMessage{},
+		msgBySID: map[string]*messages.TwilioMessage{},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
@@ -36,6 +37,15 @@ type app struct {
 	keyring  *crypto.Keyring
 	tenants  *tenants.Service
 	erasure  *tokens.ErasureKeys
+	messages *messages.Service
+	// sandbox is the sandbox provider, nil with Twilio credentials.
+	sandbox *twilio.Sandbox
+}
+
+// twilioPort is both ports an adapter of Twilio serves.
+type twilioPort interface {
+	tenants.Twilio
+	messages.Twilio
 }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
@@ -73,7 +83,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 
-	var tw tenants.Twilio
+	var tw twilioPort
+	var sandbox *twilio.Sandbox
 	if cfg.TwilioAccountSID != "" || cfg.TwilioAuthToken != "" {
 		client, err := twilio.NewClient(twilio.Config{
 			AccountSID: cfg.TwilioAccountSID,
@@ -87,7 +98,10 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		tw = client
 	} else {
 		log.Info("no Twilio master credentials: using the sandbox provider (no messages leave this machine)")
-		tw = twilio.NewSandbox()
+		// Sub-account tokens derive from the master key, so the sandbox's
+		// signed callbacks (and the sandbox command) survive a restart.
+		sandbox = twilio.NewSandboxWith(twilio.SandboxConfig{Secret: master.DeriveKey("sandbox auth tokens")})
+		tw = sandbox
 	}
 
 	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
@@ -120,10 +134,18 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	// Tenant routes verify the token (and with it that the customer is
 	// ACTIVE) first, so opening its contacts needs only its key.
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
-	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure}, nil
+	ms := messages.NewService(messages.Config{
+		Control: db.Control, Database: db.Customer, Cipher: svc.Cipher, Account: svc.MessagingAccount,
+		Contacts: cs, Twilio: tw, PublicURL: cfg.PublicURL, Secret: master.DeriveKey("messaging ids"), Logger: log,
+	})
+	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure,
+		messages: ms, sandbox: sandbox}, nil
 }
 
 func (a *app) close(ctx context.Context) error {
+	if a.sandbox != nil {
+		a.sandbox.Close()
+	}
 	a.keyring.Close()
 	return a.db.Close(ctx)
 }
@@ -173,7 +195,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		RateBurst:   cfg.RateBurst,
 		CursorKey:   a.master.DeriveKey("list cursors"),
 		ErasureKeys: a.erasure,
+		Messages:    a.messages,
+		PublicURL:   cfg.PublicURL,
 	})
+	// The sender hands accepted messages to Twilio; it stops after the
+	// HTTP server, so nothing accepted waits for a restart needlessly.
+	sendCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		a.messages.Run(sendCtx, messages.SenderOptions{})
+	}()
+	defer func() {
+		stopSender()
+		<-senderDone
+	}()
 	srv := &http.Server{
 		Addr:              cfg.Addr,
 		Handler:           router,

@@ -5,6 +5,9 @@
 package platformtest
 
 import (
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
@@ -26,10 +30,22 @@ const Issuer = "http://switchboard.test"
 // wall clock.
 type Options struct {
 	// Twilio is the Twilio port; nil means the sandbox.
-	Twilio tenants.Twilio
+	Twilio Twilio
+	// Sandbox tunes the default sandbox (its secret is derived from the
+	// master key).
+	Sandbox twilio.SandboxConfig
+	// Messaging tunes the messaging service (its stores, ports and public
+	// URL are the platform's).
+	Messaging messages.Config
 	// Now is the tokens' clock (their expiry, the 5 s status cache); nil
 	// means time.Now.
 	Now func() time.Time
+}
+
+// Twilio is both Twilio ports.
+type Twilio interface {
+	tenants.Twilio
+	messages.Twilio
 }
 
 // Platform is the wired services, ready for a router (api.NewRouter).
@@ -42,6 +58,12 @@ type Platform struct {
 	Contacts    *contacts.Service
 	Idempotency *idempotency.Store
 	Erasure     *tokens.ErasureKeys
+	Messages    *messages.Service
+	// Sandbox is the sandbox provider, when no Twilio was given.
+	Sandbox *twilio.Sandbox
+	// PublicURL is where Serve serves: Twilio's callbacks go there.
+	PublicURL string
+	listener  net.Listener
 	// MasterKeyFile holds the master identity (a development key file).
 	MasterKeyFile string
 }
@@ -57,9 +79,21 @@ func New(tb testing.TB, opts Options) *Platform {
 	}
 	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
 	tb.Cleanup(keyring.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	publicURL := "http://" + ln.Addr().String()
 	tw := opts.Twilio
+	var sandbox *twilio.Sandbox
 	if tw == nil {
-		tw = twilio.NewSandbox()
+		sc := opts.Sandbox
+		if sc.Secret == nil {
+			sc.Secret = master.DeriveKey("sandbox auth tokens")
+		}
+		sandbox = twilio.NewSandboxWith(sc)
+		tb.Cleanup(sandbox.Close)
+		tw = sandbox
 	}
 	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
 	var tok *tokens.Service
@@ -71,12 +105,29 @@ func New(tb testing.TB, opts Options) *Platform {
 	})
 	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
 		Issuer: Issuer, Status: svc.Status, Now: opts.Now})
+	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
+	mc := opts.Messaging
+	mc.Control, mc.Database, mc.Cipher, mc.Account = db.Control, db.Customer, svc.Cipher, svc.MessagingAccount
+	mc.Contacts, mc.Twilio, mc.PublicURL, mc.Secret = cs, tw, publicURL, master.DeriveKey("messaging ids")
+	if mc.Logger == nil {
+		mc.Logger = storetest.Logger()
+	}
 	return &Platform{
 		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok,
-		Contacts:    &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer},
+		Messages: messages.NewService(mc), Sandbox: sandbox, PublicURL: publicURL, listener: ln,
+		Contacts:    cs,
 		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency"), idempotency.WithKey(master.DeriveKey("idempotency fingerprints"))),
 		Erasure:     erasure,
 
 		MasterKeyFile: filepath.Join(keyDir, crypto.DevMasterKeyFile),
 	}
+}
+
+// Serve serves h at PublicURL until tb ends. It may be called once.
+func (p *Platform) Serve(tb testing.TB, h http.Handler) *httptest.Server {
+	tb.Helper()
+	srv := &httptest.Server{Listener: p.listener, Config: &http.Server{Handler: h}}
+	srv.Start()
+	tb.Cleanup(srv.Close)
+	return srv
 }
