@@ -427,7 +427,9 @@ func (h *Handle) reconcile(ctx context.Context, accountSID string, d *messageDoc
 		return false, err
 	}
 	start := *d.AttemptAt
-	list, err := h.s.cfg.Twilio.ListMessages(ctx, accountSID, ListFilter{To: p.To, From: p.From, SentAfter: start.Add(-clockSkew)})
+	// No DateSent filter: a message Twilio created but has not sent yet has
+	// no date_sent, and it is exactly the one to find.
+	list, err := h.s.cfg.Twilio.ListMessages(ctx, accountSID, ListFilter{To: p.To, From: p.From})
 	if err != nil {
 		return false, err
 	}

@@ -59,6 +59,8 @@ commands:
   purge [--now T] [--dry-run] shred terminated customers whose retention has ended
   keys status                 what each master identity still wraps
   keys rewrap                 re-wrap every key under the newest master identity (rotation)
+  sandbox inbound --from E164 --to E164 --body TEXT
+                              sandbox only: a signed inbound SMS webhook to the running server
   version                     print the version
 
 Run 'switchboard <command> -h' for the flags of a command. Every flag can also
@@ -99,6 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fmt.Fprint(stderr, keysUsage)
 		return exitError{2, errSilent}
+	case "sandbox":
+		return sandbox(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

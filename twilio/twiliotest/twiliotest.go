@@ -109,7 +109,7 @@ func NewServer(tb testing.TB, accountSID, authToken string) *Server {
 	s := &Server{
 		master: Account{SID: accountSID, AuthToken: authToken, FriendlyName: MasterFriendlyName,
 			Status: "active", Created: now, Updated: now},
-		now:    time.Now,
+		now:         time.Now,
 		routes:      map[string]int{},
 		failOn:      map[string]failure{},
 		limit:       DefaultSubaccountLimit,
