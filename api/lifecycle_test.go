@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -72,6 +73,8 @@ type apiOptions struct {
 	messaging messages.Config
 	// noSender: no sender runs (a test drives it).
 	noSender bool
+	// logs, if set, receives every log line of the router and messaging.
+	logs io.Writer
 }
 
 func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
@@ -87,6 +90,11 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 	if o.sandbox {
 		opts.Twilio, tw = nil, nil
 	}
+	log := storetest.Logger()
+	if o.logs != nil {
+		log = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Messaging.Logger = log
+	}
 	p := platformtest.New(t, opts)
 	router := NewRouter(Config{
 		Tenants:     p.Tenants,
@@ -96,7 +104,7 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		PublicURL:   p.PublicURL,
 		Idempotency: p.Idempotency,
 		ErasureKeys: p.Erasure,
-		Logger:      storetest.Logger(),
+		Logger:      log,
 		Registry:    prometheus.NewRegistry(),
 		Ready:       p.DB.Ping,
 		RateLimit:   1000,
