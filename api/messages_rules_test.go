@@ -80,19 +80,21 @@ func TestNumbersOverHTTP(t *testing.T) {
 func TestSendRules(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	id, tok := a.activeCustomer(t, a.key, "send-rules")
-	send := func(body string) response { return a.do(t, req{method: "POST", path: "/v1/messages", key: tok, body: body}) }
+	send := func(body string) response {
+		return a.do(t, req{method: "POST", path: "/v1/messages", key: tok, body: body})
+	}
 	send(`{"to":"+14155550100","body":"hi"}`).problem(t, 409, "no_sender_number")
 	a.do(t, req{method: "POST", path: "/v1/customers/" + id + "/phone-numbers", key: a.key, body: `{"phoneNumber":"+15005550006"}`})
 	for body, field := range map[string]string{
-		`{"to":"+14155550100","contactId":"x","body":"hi"}`:                  "to",
-		`{"body":"hi"}`:                                                       "to",
-		`{"to":"4155550100","body":"hi"}`:                                     "to",
-		`{"to":"+14155550100"}`:                                               "body",
-		`{"to":"+14155550100","body":""}`:                                     "body",
-		`{"to":"+14155550100","body":"` + strings.Repeat("x", 1601) + `"}`:    "body",
-		`{"to":"+14155550100","mediaUrls":["http://example.com/a.png"]}`:      "mediaUrls[0]",
-		`{"to":"+14155550100","mediaUrls":[]}`:                                "mediaUrls",
-		`{"to":"+14155550100","body":"hi","from":"+14155550199"}`:             "from",
+		`{"to":"+14155550100","contactId":"x","body":"hi"}`: "to",
+		`{"body":"hi"}`:                   "to",
+		`{"to":"4155550100","body":"hi"}`: "to",
+		`{"to":"+14155550100"}`:           "body",
+		`{"to":"+14155550100","body":""}`: "body",
+		`{"to":"+14155550100","body":"` + strings.Repeat("x", 1601) + `"}`: "body",
+		`{"to":"+14155550100","mediaUrls":["http://example.com/a.png"]}`:   "mediaUrls[0]",
+		`{"to":"+14155550100","mediaUrls":[]}`:                             "mediaUrls",
+		`{"to":"+14155550100","body":"hi","from":"+14155550199"}`:          "from",
 		`{"contactId":"01938d5e-0000-7000-8000-000000000000","body":"hi"}`: "contactId",
 	} {
 		r := send(body)
@@ -106,7 +108,7 @@ func TestSendRules(t *testing.T) {
 	// A contact with no phone and no sms channel cannot be sent to.
 	c := a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"nophone@example.com"}]}`})
 	cid := c.Body["results"].([]any)[0].(map[string]any)["id"].(string)
-	send(`{"contactId":"` + cid + `","body":"hi"}`).field(t, "contactId")
+	send(`{"contactId":"`+cid+`","body":"hi"}`).field(t, "contactId")
 	// Media alone is a message.
 	if r := send(`{"to":"+14155550100","mediaUrls":["https://example.com/a.png"]}`); r.Status != 202 || len(r.Body["mediaUrls"].([]any)) != 1 {
 		t.Fatalf("media only: %d %s", r.Status, r.Raw)
