@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/store"
 )
@@ -51,10 +53,19 @@ func (h *Handle) optOutID(e164 string) string { return hex.EncodeToString(h.phon
 // optOut returns the opt-out state of a normalised number.
 func (h *Handle) optOut(ctx context.Context, e164 string) (OptOut, error) {
 	out := OptOut{Phone: e164}
-	d, err := h.optOuts.Get(ctx, h.optOutID(e164))
-	if errors.Is(err, store.ErrNotFound) {
+	id := h.optOutID(e164)
+	// Version 1 is the document's own insert: no document, no opt-out
+	// ever (one read). Else a change may be claimed and not yet applied:
+	// the claims decide.
+	var cur optOutDoc
+	err := h.optOuts.Docs.FindOne(ctx, idFilter(id)).Decode(&cur)
+	if errors.Is(err, mongo.ErrNoDocuments) {
 		return out, nil
 	}
+	if err != nil {
+		return OptOut{}, fmt.Errorf("read opt-out: %w", err)
+	}
+	d, err := h.optOuts.Settle(ctx, id, &cur)
 	if err != nil {
 		return OptOut{}, fmt.Errorf("read opt-out: %w", err)
 	}
@@ -116,9 +127,13 @@ func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, s
 	}
 	now := h.s.now()
 	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now}
-	err = h.optOuts.Create(ctx, id, d, struct{}{})
-	if !errors.Is(err, store.ErrExists) {
-		return err
+	// Version 1 is the document's insert (the claim of the first change).
+	_, err = h.optOuts.Docs.InsertOne(ctx, d)
+	if !mongo.IsDuplicateKeyError(err) {
+		if err != nil {
+			return fmt.Errorf("record opt-out: %w", err)
+		}
+		return nil
 	}
 	_, err = h.optOuts.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
 		if cur.OptedOut == optedOut {

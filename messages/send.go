@@ -93,55 +93,69 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 		m := hmac.New(sha256.New, h.s.cfg.Secret)
 		m.Write(fingerprint)
 		fp = m.Sum(nil)
-		// A retry answers as the first did, before anything else is judged.
-		if d, err := h.docs.Get(ctx, id); err == nil {
-			return h.replay(d, fp)
-		}
 	}
-	if in.ContactID != nil {
-		addr, err := h.contacts.SMSAddress(ctx, *in.ContactID)
-		switch {
-		case errors.Is(err, contacts.ErrNotFound):
-			return Message{}, false, switchboard.Invalid("contactId", "no such contact")
-		case errors.Is(err, contacts.ErrNoPhone):
-			return Message{}, false, switchboard.Invalid("contactId", "the contact has no phone number and no sms channel")
-		case err != nil:
-			return Message{}, false, err
+	// What the send needs is read at once: the recipient and its opt-out,
+	// and the numbers. (A contact with the recipient's phone is linked by
+	// the sender, off the request's path.)
+	var (
+		g   errgroup.Group
+		out OptOut
+		ns  []numberDoc
+	)
+	g.Go(func() (err error) {
+		ns, err = h.numbersOf(ctx)
+		return err
+	})
+	var refused error
+	g.Go(func() error {
+		if in.ContactID != nil {
+			addr, err := h.contacts.SMSAddress(ctx, *in.ContactID)
+			switch {
+			case errors.Is(err, contacts.ErrNotFound):
+				refused = switchboard.Invalid("contactId", "no such contact")
+				return nil
+			case errors.Is(err, contacts.ErrNoPhone):
+				refused = switchboard.Invalid("contactId", "the contact has no phone number and no sms channel")
+				return nil
+			case err != nil:
+				return err
+			}
+			to = addr
 		}
-		to = addr
-	}
-	ns, err := h.numbersOf(ctx)
-	if err != nil {
+		var err error
+		out, err = h.optOut(ctx, to)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return Message{}, false, err
 	}
 	switch {
+	case refused != nil:
 	case from != "" && !slices.ContainsFunc(ns, func(d numberDoc) bool { return d.number == from }):
-		return Message{}, false, switchboard.Invalid("from", "is not one of the customer's phone numbers")
+		refused = switchboard.Invalid("from", "is not one of the customer's phone numbers")
 	case from == "" && len(ns) == 0:
-		return Message{}, false, ErrNoSenderNumber
+		refused = ErrNoSenderNumber
+	case out.OptedOut:
+		refused = ErrRecipientOptedOut
 	case from == "":
 		from = ns[0].number
 	}
-	out, err := h.optOut(ctx, to)
-	if err != nil {
-		return Message{}, false, err
-	}
-	if out.OptedOut {
-		return Message{}, false, ErrRecipientOptedOut
-	}
-	contactID := in.ContactID
-	if contactID == nil {
-		cid, err := h.contacts.FindByPhone(ctx, to)
-		if err != nil {
-			return Message{}, false, err
+	if refused != nil {
+		// A retry of a request accepted before answers as the first did,
+		// whatever changed since (an opt-out, a contact gone).
+		if key != "" {
+			if d, err := h.earlier(ctx, id); err != nil || d != nil {
+				if err != nil {
+					return Message{}, false, err
+				}
+				return h.replay(d, fp)
+			}
 		}
-		if cid != "" {
-			contactID = &cid
-		}
+		return Message{}, false, refused
 	}
 	now := h.s.now()
 	d := &messageDoc{ID: id, Version: 1, Direction: Outbound, Status: StatusAccepted,
-		PartyIdx: [][]byte{h.phoneIdx(from), h.phoneIdx(to)}, ContactID: contactID,
+		PartyIdx: [][]byte{h.phoneIdx(from), h.phoneIdx(to)}, ContactID: in.ContactID,
 		Fingerprint: fp, CreatedAt: now, UpdatedAt: now}
 	if err := h.seal(d, &payload{From: from, To: to, Body: in.Body, MediaURLs: in.MediaURLs}); err != nil {
 		return Message{}, false, err
@@ -149,9 +163,9 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 	// The message and its pointer go to two databases at once; the answer
 	// waits for both. A pointer whose message never came is dropped by the
 	// sender; a message whose pointer write failed was not acknowledged.
-	var g errgroup.Group
+	var w errgroup.Group
 	var dup bool
-	g.Go(func() error {
+	w.Go(func() error {
 		_, err := h.docs.Docs.InsertOne(ctx, d)
 		if mongo.IsDuplicateKeyError(err) {
 			dup = true
@@ -162,12 +176,12 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 		}
 		return nil
 	})
-	g.Go(func() error { return h.s.point(ctx, job{kind: jobSend, customerID: h.customerID, messageID: id}) })
-	if err := g.Wait(); err != nil {
+	w.Go(func() error { return h.s.point(ctx, job{kind: jobSend, customerID: h.customerID, messageID: id}) })
+	if err := w.Wait(); err != nil {
 		return Message{}, false, err
 	}
 	if dup {
-		got, err := h.docs.Get(ctx, id)
+		got, err := h.earlier(ctx, id)
 		if err != nil {
 			return Message{}, false, err
 		}
@@ -176,6 +190,20 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 	h.s.handOff(job{kind: jobSend, customerID: h.customerID, messageID: id})
 	m, err := h.view(d)
 	return m, false, err
+}
+
+// earlier reads the message a request under the same Idempotency-Key
+// accepted before, or nil.
+func (h *Handle) earlier(ctx context.Context, id string) (*messageDoc, error) {
+	var d messageDoc
+	err := h.messages().FindOne(ctx, idFilter(id)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read message: %w", err)
+	}
+	return &d, nil
 }
 
 // replay answers a retry under an Idempotency-Key with the message as it

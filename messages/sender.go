@@ -204,7 +204,7 @@ func (s *Service) runJob(ctx context.Context, j job) {
 // openFor opens a job's customer for the sender: nil when its data can no
 // longer be read (the job is then void).
 func (s *Service) openFor(ctx context.Context, customerID string) (*Handle, tenants.MessagingAccount, error) {
-	acct, err := s.cfg.Account(ctx, "", customerID)
+	acct, err := s.accountOf(ctx, customerID)
 	if errors.Is(err, tenants.ErrNotFound) {
 		return nil, acct, nil
 	}
@@ -214,7 +214,7 @@ func (s *Service) openFor(ctx context.Context, customerID string) (*Handle, tena
 	if acct.Status == tenants.StatusShredded {
 		return nil, acct, nil
 	}
-	h, err := s.Open(ctx, customerID)
+	h, err := s.OpenVerified(ctx, customerID)
 	if errors.Is(err, tenants.ErrDataShredded) {
 		return nil, acct, nil
 	}
@@ -248,9 +248,6 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 	}
 	if d.Status != StatusAccepted {
 		return 0, h.outboundItem(ctx, d)
-	}
-	if err := h.outboundItem(ctx, d); err != nil {
-		return 0, err
 	}
 	now := s.now()
 	if d.RedactedAt != nil && d.AttemptAt == nil {
@@ -297,20 +294,48 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 			return 0, nil
 		}
 	}
+	p, err := h.open(d)
+	if err != nil {
+		return 0, err
+	}
+	// An opt-out that came after the message was accepted stops it; a
+	// contact with the recipient's phone is linked now.
+	out, err := h.optOut(ctx, p.To)
+	if err != nil {
+		return time.Second, err
+	}
+	if out.OptedOut {
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt, np := *cur, *p
+			msg := "the recipient opted out after the message was accepted; nothing was sent"
+			nxt.Status, nxt.TwilioRedacted, np.ErrorMessage = StatusFailed, true, &msg
+			return &nxt, &np, nil
+		})
+		return retryOnConflict(err)
+	}
+	contactID := d.ContactID
+	if contactID == nil && d.Attempt == 0 {
+		cid, err := h.contacts.FindByPhone(ctx, p.To)
+		if err != nil {
+			return time.Second, err
+		}
+		if cid != "" {
+			contactID = &cid
+		}
+	}
 	// Claim the attempt: of racing senders, one gets the version.
 	d, err = h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
 		nxt := *cur
 		nxt.Attempt++
 		at := now
-		nxt.AttemptAt, nxt.RetryAt = &at, nil
+		nxt.AttemptAt, nxt.RetryAt, nxt.ContactID = &at, nil, contactID
 		return &nxt, nil, nil
 	})
 	if err != nil {
 		return retryOnConflict(err)
 	}
-	p, err := h.open(d)
-	if err != nil {
-		return 0, err
+	if err := h.outboundItem(ctx, d); err != nil {
+		return time.Second, err
 	}
 	body := ""
 	if p.Body != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +30,10 @@ type Config struct {
 	// Cipher returns a customer's cipher, refusing a shredded customer
 	// (tenants.Service.Cipher).
 	Cipher func(ctx context.Context, customerID string) (*crypto.Cipher, error)
+	// KeyCipher returns a customer's cipher for a caller that has just
+	// checked the customer's status (tenants.Service.KeyCipher); nil means
+	// Cipher.
+	KeyCipher func(ctx context.Context, customerID string) (*crypto.Cipher, error)
 	// Account returns a customer's messaging account
 	// (tenants.Service.MessagingAccount).
 	Account func(ctx context.Context, partnerID, customerID string) (tenants.MessagingAccount, error)
@@ -59,11 +62,17 @@ type Config struct {
 
 // Service is the messaging domain.
 type Service struct {
-	cfg     Config
-	numbers *ttl.Cache[string, []numberDoc] // customer → its numbers, oldest first
-	wake    chan job                        // the sender's hand-off
-	once    sync.Once
+	cfg      Config
+	numbers  *ttl.Cache[string, []numberDoc]              // customer → its numbers, oldest first
+	accounts *ttl.Cache[string, tenants.MessagingAccount] // customer → its account, for webhooks and the sender
+	routes   *ttl.Cache[string, string]                   // AccountSid → customer (never changes)
+	wake     chan job                                     // the sender's hand-off
 }
+
+// accountTTL is how long webhooks and the sender trust a customer's status
+// and sub-account: as long as tokens trust a status (5 s), and this
+// process's own changes clear it at once (Forget).
+const accountTTL = 5 * time.Second
 
 // NewService returns the messaging service.
 func NewService(cfg Config) *Service {
@@ -79,11 +88,43 @@ func NewService(cfg Config) *Service {
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = time.Second
 	}
+	if cfg.KeyCipher == nil {
+		cfg.KeyCipher = cfg.Cipher
+	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	return &Service{cfg: cfg,
-		numbers: ttl.New[string, []numberDoc](10_000, 5*time.Second, cfg.Now),
-		wake:    make(chan job, 4096),
+		numbers:  ttl.New[string, []numberDoc](10_000, 5*time.Second, cfg.Now),
+		accounts: ttl.New[string, tenants.MessagingAccount](10_000, accountTTL, cfg.Now),
+		routes:   ttl.New[string, string](100_000, time.Hour, cfg.Now),
+		wake:     make(chan job, 4096),
 	}
+}
+
+// Forget drops what this process holds of a customer's status: its
+// lifecycle changed (tenants.Config.OnChange).
+func (s *Service) Forget(customerID string) { s.accounts.Remove(customerID) }
+
+// accountOf returns a customer's messaging account, through the cache.
+func (s *Service) accountOf(ctx context.Context, customerID string) (tenants.MessagingAccount, error) {
+	if a, ok := s.accounts.Get(customerID); ok {
+		return a, nil
+	}
+	a, err := s.cfg.Account(ctx, "", customerID)
+	if err != nil {
+		return a, err
+	}
+	s.accounts.Add(customerID, a)
+	return a, nil
+}
+
+// OpenVerified returns the handle of a customer whose status the caller
+// has just verified (a tenant token): only its key is read.
+func (s *Service) OpenVerified(ctx context.Context, customerID string) (*Handle, error) {
+	c, err := s.cfg.KeyCipher(ctx, customerID)
+	if err != nil {
+		return nil, err
+	}
+	return s.OpenWith(ctx, customerID, c)
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }

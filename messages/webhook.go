@@ -8,6 +8,7 @@ import (
 
 	"github.com/twilio/twilio-go/client"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
@@ -33,14 +34,19 @@ func (s *Service) account(ctx context.Context, w Webhook) (acct tenants.Messagin
 	if sid == "" || w.Signature == "" {
 		return acct, false, ErrWebhookForbidden
 	}
-	var r subaccountRoute
-	if err := s.control(subaccountsColl).FindOne(ctx, idFilter(sid)).Decode(&r); err != nil {
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return acct, false, ErrWebhookForbidden
+	customerID, ok := s.routes.Get(sid)
+	if !ok {
+		var r subaccountRoute
+		if err := s.control(subaccountsColl).FindOne(ctx, idFilter(sid)).Decode(&r); err != nil {
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				return acct, false, ErrWebhookForbidden
+			}
+			return acct, false, fmt.Errorf("route webhook: %w", err)
 		}
-		return acct, false, fmt.Errorf("route webhook: %w", err)
+		customerID = r.CustomerID
+		s.routes.Add(sid, customerID)
 	}
-	acct, err = s.cfg.Account(ctx, "", r.CustomerID)
+	acct, err = s.accountOf(ctx, customerID)
 	if errors.Is(err, tenants.ErrNotFound) {
 		return acct, false, ErrWebhookForbidden
 	}
@@ -69,7 +75,7 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 	if err != nil || !ok {
 		return err
 	}
-	h, err := s.Open(ctx, acct.CustomerID)
+	h, err := s.OpenVerified(ctx, acct.CustomerID)
 	if errors.Is(err, tenants.ErrDataShredded) {
 		return nil
 	}
@@ -152,7 +158,7 @@ func (s *Service) Inbound(ctx context.Context, w Webhook) error {
 	if sid == "" {
 		return switchboard.Invalid("MessageSid", "is required")
 	}
-	h, err := s.Open(ctx, acct.CustomerID)
+	h, err := s.OpenVerified(ctx, acct.CustomerID)
 	if errors.Is(err, tenants.ErrDataShredded) {
 		return nil
 	}
@@ -180,39 +186,58 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 			}
 		}
 	}
-	d, err := h.docs.Get(ctx, id)
+	// Who sent it, and what it says. A retry of the callback does this
+	// again and then finds the message stored.
+	cid, err := h.contacts.FindByPhone(ctx, from)
 	if err != nil {
-		// New: who sent it, and what it says.
-		cid, err := h.contacts.FindByPhone(ctx, from)
+		return err
+	}
+	now := h.s.now()
+	d := &messageDoc{ID: id, Version: 1, Direction: Inbound, Status: StatusReceived,
+		PartyIdx: [][]byte{h.phoneIdx(from), h.phoneIdx(to)}, TwilioSID: &sid,
+		CreatedAt: now, UpdatedAt: now}
+	if cid != "" {
+		d.ContactID = &cid
+	}
+	if k := keyword(body); k != "" {
+		d.Keyword = &k
+	}
+	segs := 1
+	if n, err := strconv.Atoi(params["NumSegments"]); err == nil && n > 0 {
+		segs = n
+	}
+	d.Segments = &segs
+	if err := h.seal(d, &payload{From: from, To: to, Body: &body, MediaURLs: media}); err != nil {
+		return err
+	}
+	// The message and its timeline item (both keyed by the MessageSid, so
+	// a retry writes neither twice) go at once.
+	var g errgroup.Group
+	var dup bool
+	g.Go(func() error {
+		_, err := h.messages().InsertOne(ctx, d)
+		if mongo.IsDuplicateKeyError(err) {
+			dup = true
+			return nil
+		}
 		if err != nil {
+			return fmt.Errorf("store inbound message: %w", err)
+		}
+		return nil
+	})
+	if d.ContactID != nil {
+		g.Go(func() error { return h.inboundItem(ctx, d) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if dup {
+		// Stored before: go on with what was stored.
+		if d, err = h.docs.Get(ctx, id); err != nil {
 			return err
 		}
-		now := h.s.now()
-		d = &messageDoc{ID: id, Version: 1, Direction: Inbound, Status: StatusReceived,
-			PartyIdx: [][]byte{h.phoneIdx(from), h.phoneIdx(to)}, TwilioSID: &sid,
-			CreatedAt: now, UpdatedAt: now, TwilioRedacted: false}
-		if cid != "" {
-			d.ContactID = &cid
-		}
-		if k := keyword(body); k != "" {
-			d.Keyword = &k
-		}
-		segs := 1
-		if n, err := strconv.Atoi(params["NumSegments"]); err == nil && n > 0 {
-			segs = n
-		}
-		d.Segments = &segs
-		if err := h.seal(d, &payload{From: from, To: to, Body: &body, MediaURLs: media}); err != nil {
+		if err := h.inboundItem(ctx, d); err != nil {
 			return err
-		}
-		if _, err := h.messages().InsertOne(ctx, d); err != nil {
-			if !mongo.IsDuplicateKeyError(err) {
-				return fmt.Errorf("store inbound message: %w", err)
-			}
-			// A retry racing this one stored it: go on with what it stored.
-			if d, err = h.docs.Get(ctx, id); err != nil {
-				return err
-			}
 		}
 	}
 	// What follows is idempotent, so a retry after a crash completes it.
@@ -233,10 +258,17 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 			}
 		}
 	}
-	if d.ContactID != nil {
-		if err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), contacts.ItemInbound, d.ID, d.CreatedAt); err != nil && !errors.Is(err, contacts.ErrNotFound) {
-			return err
-		}
-	}
 	return nil
+}
+
+// inboundItem puts an inbound message on its contact's timeline.
+func (h *Handle) inboundItem(ctx context.Context, d *messageDoc) error {
+	if d.ContactID == nil {
+		return nil
+	}
+	err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), contacts.ItemInbound, d.ID, d.CreatedAt)
+	if errors.Is(err, contacts.ErrNotFound) {
+		return nil
+	}
+	return err
 }

@@ -209,6 +209,12 @@ func (v *Versioned[T, E]) Latest(ctx context.Context, id string) (*T, error) {
 	return v.settle(ctx, id, cur, false)
 }
 
+// Settle rolls a state the caller read from the documents forward to the
+// document's latest claim (one read when none is ahead).
+func (v *Versioned[T, E]) Settle(ctx context.Context, id string, cur *T) (*T, error) {
+	return v.settle(ctx, id, cur, false)
+}
+
 // settle rolls cur forward to the latest claim. wrote says the caller just
 // replaced the document with cur, so the document needs no write unless a
 // newer claim exists.

@@ -114,6 +114,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	}
 	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
 	var tok *tokens.Service
+	var ms *messages.Service
 	svc := tenants.NewService(tenants.Config{
 		Control:          db.Control,
 		Keyring:          keyring,
@@ -126,7 +127,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		Logger:           log,
 		// A deactivation, termination or shred refuses the customer's tokens
 		// at once here; other instances within the status cache's 5 s.
-		OnChange: func(customerID string) { tok.Forget(customerID) },
+		OnChange: func(customerID string) { tok.Forget(customerID); ms.Forget(customerID) },
 	})
 	tok = tokens.NewService(tokens.Config{
 		Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: cfg.PublicURL, Status: svc.Status,
@@ -134,8 +135,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	// Tenant routes verify the token (and with it that the customer is
 	// ACTIVE) first, so opening its contacts needs only its key.
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
-	ms := messages.NewService(messages.Config{
-		Control: db.Control, Database: db.Customer, Cipher: svc.Cipher, Account: svc.MessagingAccount,
+	ms = messages.NewService(messages.Config{
+		Control: db.Control, Database: db.Customer, Cipher: svc.Cipher, KeyCipher: svc.KeyCipher, Account: svc.MessagingAccount,
 		Contacts: cs, Twilio: tw, PublicURL: cfg.PublicURL, Secret: master.DeriveKey("messaging ids"), Logger: log,
 	})
 	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure,

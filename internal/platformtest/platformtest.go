@@ -97,24 +97,26 @@ func New(tb testing.TB, opts Options) *Platform {
 	}
 	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
 	var tok *tokens.Service
+	var ms *messages.Service
 	svc := tenants.NewService(tenants.Config{
 		Certificates: erasure, Issuer: Issuer, Version: "test",
 		Control: db.Control, Keyring: keyring, Twilio: tw,
 		DropCustomerData: db.DropCustomer, ScrubKeys: db.ScrubKeys, Logger: storetest.Logger(),
-		OnChange: func(id string) { tok.Forget(id) },
+		OnChange: func(id string) { tok.Forget(id); ms.Forget(id) },
 	})
 	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
 		Issuer: Issuer, Status: svc.Status, Now: opts.Now})
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
 	mc := opts.Messaging
-	mc.Control, mc.Database, mc.Cipher, mc.Account = db.Control, db.Customer, svc.Cipher, svc.MessagingAccount
+	mc.Control, mc.Database, mc.Cipher, mc.KeyCipher, mc.Account = db.Control, db.Customer, svc.Cipher, svc.KeyCipher, svc.MessagingAccount
 	mc.Contacts, mc.Twilio, mc.PublicURL, mc.Secret = cs, tw, publicURL, master.DeriveKey("messaging ids")
 	if mc.Logger == nil {
 		mc.Logger = storetest.Logger()
 	}
+	ms = messages.NewService(mc)
 	return &Platform{
 		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok,
-		Messages: messages.NewService(mc), Sandbox: sandbox, PublicURL: publicURL, listener: ln,
+		Messages: ms, Sandbox: sandbox, PublicURL: publicURL, listener: ln,
 		Contacts:    cs,
 		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency"), idempotency.WithKey(master.DeriveKey("idempotency fingerprints"))),
 		Erasure:     erasure,
