@@ -35,7 +35,9 @@ func TestNumbersOverHTTP(t *testing.T) {
 	path := "/v1/customers/" + id + "/phone-numbers"
 	buy := func(body string) response { return a.do(t, req{method: "POST", path: path, key: a.key, body: body}) }
 	// bad breaks the documented schema on purpose: only the answer is checked.
-	bad := func(body string) response { return a.do(t, req{method: "POST", path: path, key: a.key, body: body, invalid: true}) }
+	bad := func(body string) response {
+		return a.do(t, req{method: "POST", path: path, key: a.key, body: body, invalid: true})
+	}
 	buy(`{"phoneNumber":"+15005550000"}`).problem(t, 409, "number_unavailable")
 	r := buy(`{"phoneNumber":"+15005550001"}`)
 	r.problem(t, 422, "validation_failed")
