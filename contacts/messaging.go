@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
 )
@@ -129,3 +130,45 @@ func (h *Handle) SMSKeyword(ctx context.Context, id, keyword string, optIn, conf
 
 // errNothingToChange stops a change that would store what is there.
 var errNothingToChange = errors.New("nothing to change")
+
+// MessageItem is a message's item on a contact's timeline.
+type MessageItem struct {
+	ContactID, ItemID, Type, MessageID string
+	At                                 time.Time
+}
+
+// AddMessageItems puts many message items on timelines with one insert;
+// items already there are left as they are.
+func (h *Handle) AddMessageItems(ctx context.Context, items []MessageItem) error {
+	var docs []any
+	for _, it := range items {
+		if it.Type != ItemInbound && it.Type != ItemOutbound {
+			return fmt.Errorf("message item type %q", it.Type)
+		}
+		if _, done := h.flushed.Get(it.ItemID); done {
+			continue
+		}
+		mid := it.MessageID
+		b, err := json.Marshal(timelinePayload{MessageID: &mid})
+		if err != nil {
+			return err
+		}
+		sealed, err := h.cipher.Seal(timelineField(it.ItemID), b)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, timelineDoc{ID: it.ItemID, ContactID: it.ContactID, Type: it.Type, At: it.At.UTC().Truncate(time.Millisecond), Sealed: sealed})
+	}
+	if len(docs) == 0 {
+		return nil
+	}
+	_, err := h.timeline().InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	var bwe mongo.BulkWriteException
+	if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
+		return fmt.Errorf("record message items: %w", err)
+	}
+	for _, it := range items {
+		h.flushed.Add(it.ItemID, struct{}{})
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/store"
@@ -73,7 +74,8 @@ type SenderOptions struct {
 // Run is the sender: it works off the outbox until ctx ends, jobs handed
 // off by this process at once, the others (a restart, another process's,
 // a retry) when due. Several processes may run it: a message is sent only
-// by the holder of its attempt.
+// by the holder of its attempt. Send jobs of one customer run in batches
+// (sendBatch).
 func (s *Service) Run(ctx context.Context, opts SenderOptions) {
 	if opts.Workers <= 0 {
 		opts.Workers = 8
@@ -81,30 +83,52 @@ func (s *Service) Run(ctx context.Context, opts SenderOptions) {
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
-	work := make(chan job)
+	work := make(chan []job)
 	var busy sync.Map // job id → struct{}: one run of a job at a time here
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range work {
-				s.runJob(ctx, j)
-				busy.Delete(j.id())
+			for batch := range work {
+				s.runBatch(ctx, batch)
+				for _, j := range batch {
+					busy.Delete(j.id())
+				}
 			}
 		}()
 	}
-	dispatch := func(j job) bool {
-		if _, running := busy.LoadOrStore(j.id(), struct{}{}); running {
-			return true
+	// dispatch hands jobs to the workers: send jobs of one customer
+	// together, up to maxBatch, every other job on its own.
+	dispatch := func(jobs []job) bool {
+		groups := map[string][]job{}
+		var order []string
+		for _, j := range jobs {
+			if _, running := busy.LoadOrStore(j.id(), struct{}{}); running {
+				continue
+			}
+			key := j.id()
+			if j.kind == jobSend {
+				key = "send:" + j.customerID
+			}
+			if len(groups[key]) == 0 {
+				order = append(order, key)
+			}
+			groups[key] = append(groups[key], j)
 		}
-		select {
-		case work <- j:
-			return true
-		case <-ctx.Done():
-			busy.Delete(j.id())
-			return false
+		for _, key := range order {
+			g := groups[key]
+			for len(g) > 0 {
+				n := min(len(g), maxBatch)
+				select {
+				case work <- g[:n]:
+				case <-ctx.Done():
+					return false
+				}
+				g = g[n:]
+			}
 		}
+		return true
 	}
 	tick := time.NewTicker(opts.Poll)
 	defer func() {
@@ -117,12 +141,7 @@ func (s *Service) Run(ctx context.Context, opts SenderOptions) {
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Error("read outbox", "err", err)
 		}
-		for _, j := range due {
-			if !dispatch(j) {
-				return false
-			}
-		}
-		return true
+		return dispatch(due)
 	}
 	if !scan() {
 		return
@@ -132,7 +151,18 @@ func (s *Service) Run(ctx context.Context, opts SenderOptions) {
 		case <-ctx.Done():
 			return
 		case j := <-s.wake:
-			if !dispatch(j) {
+			// Whatever else was handed off meanwhile goes along.
+			jobs := []job{j}
+		more:
+			for len(jobs) < maxBatch {
+				select {
+				case j := <-s.wake:
+					jobs = append(jobs, j)
+				default:
+					break more
+				}
+			}
+			if !dispatch(jobs) {
 				return
 			}
 		case <-tick.C:
@@ -162,42 +192,59 @@ func (s *Service) dueJobs(ctx context.Context) ([]job, error) {
 	return out, nil
 }
 
-// runJob runs one job and settles its pointer: gone when done, due again
-// later when not.
-func (s *Service) runJob(ctx context.Context, j job) {
-	var after time.Duration
-	var err error
-	switch j.kind {
-	case jobSend:
-		after, err = s.send(ctx, j)
-	case jobRedact:
-		after, err = s.redactAtTwilio(ctx, j)
-	default:
-		after = 0
+// runBatch runs jobs (send jobs of one customer, or a single job) and
+// settles their pointers: gone when done, due again later when not.
+func (s *Service) runBatch(ctx context.Context, jobs []job) {
+	var waits []time.Duration
+	if len(jobs) > 1 {
+		waits = s.sendBatch(ctx, jobs[0].customerID, jobs)
+	} else {
+		j := jobs[0]
+		var after time.Duration
+		var err error
+		switch j.kind {
+		case jobSend:
+			after, err = s.send(ctx, j)
+		case jobRedact:
+			after, err = s.redactAtTwilio(ctx, j)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("outbox job failed; retrying", "kind", j.kind, "customerId", j.customerID, "messageId", j.messageID, "err", err)
+			if after == 0 {
+				after = 5 * time.Second
+			}
+		}
+		waits = []time.Duration{after}
 	}
 	if ctx.Err() != nil {
-		return // the pointer stays: the next run finds it
-	}
-	if err != nil {
-		s.cfg.Logger.Warn("outbox job failed; retrying", "kind", j.kind, "customerId", j.customerID, "messageId", j.messageID, "err", err)
-		if after == 0 {
-			after = 5 * time.Second
-		}
+		return // the pointers stay: the next run finds them
 	}
 	coll := s.control(outboxColl)
-	if after == 0 {
-		if _, err := coll.DeleteOne(ctx, idFilter(j.id())); err != nil {
-			s.cfg.Logger.Error("settle outbox job", "kind", j.kind, "messageId", j.messageID, "err", err)
+	var done bson.A
+	for i, j := range jobs {
+		if waits[i] == 0 {
+			done = append(done, j.id())
+			continue
 		}
-		return
+		var p pointerDoc
+		if err := coll.FindOne(ctx, idFilter(j.id())).Decode(&p); err != nil {
+			continue
+		}
+		p.Due = s.now().Add(waits[i])
+		if _, err := coll.ReplaceOne(ctx, idFilter(p.ID), p); err != nil {
+			s.cfg.Logger.Error("reschedule outbox job", "kind", j.kind, "messageId", j.messageID, "err", err)
+		}
 	}
-	var p pointerDoc
-	if err := coll.FindOne(ctx, idFilter(j.id())).Decode(&p); err != nil {
-		return
-	}
-	p.Due = s.now().Add(after)
-	if _, err := coll.ReplaceOne(ctx, idFilter(p.ID), p); err != nil {
-		s.cfg.Logger.Error("reschedule outbox job", "kind", j.kind, "messageId", j.messageID, "err", err)
+	switch len(done) {
+	case 0:
+	case 1:
+		if _, err := coll.DeleteOne(ctx, idFilter(done[0].(string))); err != nil {
+			s.cfg.Logger.Error("settle outbox job", "err", err)
+		}
+	default:
+		if _, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: done}}}}); err != nil {
+			s.cfg.Logger.Error("settle outbox jobs", "err", err)
+		}
 	}
 }
 
@@ -225,6 +272,14 @@ func (s *Service) openFor(ctx context.Context, customerID string) (*Handle, tena
 // written at once, and the message's insert may still be on its way.
 const pointerGrace = time.Minute
 
+// attempt is a message ready for a send attempt: next is its state with
+// the attempt claimed (not yet stored), p its opened payload.
+type attempt struct {
+	j    job
+	next *messageDoc
+	p    *payload
+}
+
 // send runs a send job. It returns how long to wait before running it
 // again (0: settled).
 func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
@@ -232,104 +287,13 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 	if err != nil || h == nil {
 		return 0, err
 	}
-	d, err := h.docs.Latest(ctx, j.messageID)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			return 0, err
-		}
-		var p pointerDoc
-		if perr := s.control(outboxColl).FindOne(ctx, idFilter(j.id())).Decode(&p); perr == nil && s.now().Sub(p.At) < pointerGrace {
-			return time.Second, nil
-		}
-		return 0, nil
-	}
-	if d.Direction != Outbound {
-		return 0, nil
-	}
-	if d.Status != StatusAccepted {
-		return 0, h.outboundItem(ctx, d)
-	}
-	now := s.now()
-	if d.RedactedAt != nil && d.AttemptAt == nil {
-		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
-			nxt := *cur
-			nxt.Status, nxt.TwilioRedacted = StatusFailed, true
-			msg := "redacted before it was sent"
-			np := *p
-			np.ErrorMessage = &msg
-			return &nxt, &np, nil
-		})
-		return retryOnConflict(err)
-	}
-	switch acct.Status {
-	case tenants.StatusActive:
-	case tenants.StatusDeactivated:
-		return 30 * time.Second, nil // the sub-account is suspended: no traffic
-	default:
-		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
-			nxt := *cur
-			nxt.Status = StatusFailed
-			msg := "the customer was terminated before the message was sent"
-			np := *p
-			np.ErrorMessage = &msg
-			return &nxt, &np, nil
-		})
-		return retryOnConflict(err)
-	}
-	if d.RetryAt != nil && now.Before(*d.RetryAt) {
-		return d.RetryAt.Sub(now), nil
-	}
-	if d.AttemptAt != nil {
-		if left := d.AttemptAt.Add(s.cfg.AttemptLease).Sub(now); left > 0 {
-			return left, nil // an attempt may still be running
-		}
-		adopted, err := h.reconcile(ctx, acct.AccountSID, d)
-		if err != nil || adopted {
-			return retryOnConflict(err)
-		}
-		if d, err = h.docs.Latest(ctx, d.ID); err != nil {
-			return 0, err
-		}
-		if d.Status != StatusAccepted {
-			return 0, nil
-		}
-	}
-	p, err := h.open(d)
-	if err != nil {
-		return 0, err
-	}
-	// An opt-out that came after the message was accepted stops it; a
-	// contact with the recipient's phone is linked now.
-	out, err := h.optOut(ctx, p.To)
-	if err != nil {
-		return time.Second, err
-	}
-	if out.OptedOut {
-		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
-			nxt, np := *cur, *p
-			msg := "the recipient opted out after the message was accepted; nothing was sent"
-			nxt.Status, nxt.TwilioRedacted, np.ErrorMessage = StatusFailed, true, &msg
-			return &nxt, &np, nil
-		})
-		return retryOnConflict(err)
-	}
-	contactID := d.ContactID
-	if contactID == nil && d.Attempt == 0 {
-		cid, err := h.contacts.FindByPhone(ctx, p.To)
-		if err != nil {
-			return time.Second, err
-		}
-		if cid != "" {
-			contactID = &cid
-		}
+	a, wait, err := s.prepare(ctx, h, acct, j)
+	if a == nil {
+		return wait, err
 	}
 	// Claim the attempt: of racing senders, one gets the version.
-	d, err = h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
-		nxt := *cur
-		nxt.Attempt++
-		at := now
-		nxt.AttemptAt, nxt.RetryAt, nxt.ContactID = &at, nil, contactID
-		return &nxt, nil, nil
+	d, err := h.apply(ctx, a.next.ID, a.next.Version-1, func(*messageDoc, *payload) (*messageDoc, *payload, error) {
+		return a.next, nil, nil
 	})
 	if err != nil {
 		return retryOnConflict(err)
@@ -337,12 +301,140 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 	if err := h.outboundItem(ctx, d); err != nil {
 		return time.Second, err
 	}
+	tm, err := s.create(ctx, acct.AccountSID, d, a.p)
+	return s.settle(ctx, h, j, d, tm, err)
+}
+
+// prepare judges a send job's message: nil (and when to look again) when
+// no attempt is due, else the attempt to claim. It settles what needs no
+// Twilio call on the way: a message redacted, or of a customer terminated,
+// before it was sent fails; an attempt that never ended is reconciled; an
+// opt-out that came after the message was accepted stops it; a contact
+// with the recipient's phone is linked.
+func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.MessagingAccount, j job) (*attempt, time.Duration, error) {
+	d, err := h.docs.Latest(ctx, j.messageID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, 0, err
+		}
+		var p pointerDoc
+		if perr := s.control(outboxColl).FindOne(ctx, idFilter(j.id())).Decode(&p); perr == nil && s.now().Sub(p.At) < pointerGrace {
+			return nil, time.Second, nil
+		}
+		return nil, 0, nil
+	}
+	if d.Direction != Outbound {
+		return nil, 0, nil
+	}
+	if d.Status != StatusAccepted {
+		return nil, 0, h.outboundItem(ctx, d)
+	}
+	now := s.now()
+	fail := func(why string) (*attempt, time.Duration, error) {
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt, np := *cur, *p
+			nxt.Status, nxt.TwilioRedacted, np.ErrorMessage = StatusFailed, true, &why
+			return &nxt, &np, nil
+		})
+		wait, err := retryOnConflict(err)
+		return nil, wait, err
+	}
+	if d.RedactedAt != nil && d.AttemptAt == nil {
+		return fail("redacted before it was sent")
+	}
+	switch acct.Status {
+	case tenants.StatusActive:
+	case tenants.StatusDeactivated:
+		return nil, 30 * time.Second, nil // the sub-account is suspended: no traffic
+	default:
+		return fail("the customer was terminated before the message was sent")
+	}
+	if d.RetryAt != nil && now.Before(*d.RetryAt) {
+		return nil, d.RetryAt.Sub(now), nil
+	}
+	if d.AttemptAt != nil {
+		if left := d.AttemptAt.Add(s.cfg.AttemptLease).Sub(now); left > 0 {
+			return nil, left, nil // an attempt may still be running
+		}
+		adopted, err := h.reconcile(ctx, acct.AccountSID, d)
+		if err != nil || adopted {
+			wait, err := retryOnConflict(err)
+			return nil, wait, err
+		}
+		if d, err = h.docs.Latest(ctx, d.ID); err != nil {
+			return nil, 0, err
+		}
+		if d.Status != StatusAccepted {
+			return nil, 0, nil
+		}
+	}
+	p, err := h.open(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	var (
+		g   errgroup.Group
+		out OptOut
+		cid string
+	)
+	g.Go(func() (err error) {
+		out, err = h.optOut(ctx, p.To)
+		return err
+	})
+	if d.ContactID == nil && d.Attempt == 0 {
+		g.Go(func() (err error) {
+			cid, err = h.contacts.FindByPhone(ctx, p.To)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, time.Second, err
+	}
+	if out.OptedOut {
+		return fail("the recipient opted out after the message was accepted; nothing was sent")
+	}
+	nxt := *d
+	nxt.Version++
+	nxt.UpdatedAt = now
+	nxt.Attempt++
+	nxt.AttemptAt, nxt.RetryAt = &now, nil
+	if cid != "" {
+		nxt.ContactID = &cid
+	}
+	return &attempt{j: j, next: &nxt, p: p}, 0, nil
+}
+
+// create hands a message to Twilio.
+func (s *Service) create(ctx context.Context, accountSID string, d *messageDoc, p *payload) (TwilioMessage, error) {
 	body := ""
 	if p.Body != nil {
 		body = *p.Body
 	}
-	tm, err := s.cfg.Twilio.CreateMessage(ctx, acct.AccountSID, Send{From: p.From, To: p.To, Body: body, MediaURLs: p.MediaURLs,
+	return s.cfg.Twilio.CreateMessage(ctx, accountSID, Send{From: p.From, To: p.To, Body: body, MediaURLs: p.MediaURLs,
 		StatusCallback: s.cfg.PublicURL + StatusPath + "?mid=" + d.ID})
+}
+
+// sentState is d once Twilio accepted it as tm: its SID learnt, its
+// status moved on (at least sending), its attempt over.
+func (s *Service) sentState(cur *messageDoc, p *payload, tm TwilioMessage) (*messageDoc, *payload) {
+	nxt, np := advanced(cur, p, tm.Status, 0, "", tm.SID, s.now())
+	if nxt == nil {
+		c := *cur
+		nxt = &c
+	}
+	if tm.Segments > 0 && nxt.Segments == nil {
+		n := tm.Segments
+		nxt.Segments = &n
+	}
+	nxt.AttemptAt = nil
+	if nxt.Status == StatusAccepted {
+		nxt.Status = StatusSending
+	}
+	return nxt, np
+}
+
+// settle records Twilio's answer to an attempt on message d.
+func (s *Service) settle(ctx context.Context, h *Handle, j job, d *messageDoc, tm TwilioMessage, err error) (time.Duration, error) {
 	var te *TwilioError
 	switch {
 	case err == nil:
@@ -350,20 +442,7 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 			return time.Second, err
 		}
 		_, err = h.apply(ctx, d.ID, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
-			nxt, np := advanced(cur, p, tm.Status, 0, "", tm.SID, s.now())
-			if nxt == nil {
-				nxt, np = cur, nil
-				c := *cur
-				nxt = &c
-			}
-			if tm.Segments > 0 && nxt.Segments == nil {
-				n := tm.Segments
-				nxt.Segments = &n
-			}
-			nxt.AttemptAt = nil
-			if nxt.Status == StatusAccepted {
-				nxt.Status = StatusSending
-			}
+			nxt, np := s.sentState(cur, p, tm)
 			return nxt, np, nil
 		})
 		return 0, err

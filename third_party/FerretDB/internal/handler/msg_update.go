@@ -118,7 +118,6 @@ func (h *Handler) updateDocument(ctx context.Context, params *common.UpdateParam
 		}
 
 		closer := iterator.NewMultiCloser()
-		defer closer.Close()
 
 		closer.Add(res.Iter)
 
@@ -129,6 +128,14 @@ func (h *Handler) updateDocument(ctx context.Context, params *common.UpdateParam
 		}
 
 		result, err := common.UpdateDocument(ctx, c, "update", iter, &u)
+
+		// Switchboard patch (see third_party/README.md): close this
+		// statement's query before the next statement runs. Upstream
+		// deferred it to the end of the command, so a command of many
+		// statements held one SQLite connection per statement and, past
+		// the pool's 100 connections, waited for itself forever.
+		closer.Close()
+
 		if err != nil {
 			return 0, 0, nil, lazyerrors.Error(err)
 		}

@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
+)
+
+// ClaimMany is Update for many documents at once, each from a version the
+// caller read: nexts[i] is the next state of document ids[i] (its version
+// one above the one read). All claims go in one insert (a claim lost to
+// another writer is a duplicate, as in Update), the won ones are applied
+// with one bulk write of replaces, and each applied document is then
+// checked for a newer claim, as every apply is. won[i] tells whether
+// document i's claim won; a document whose claim lost is unchanged by this
+// call and the caller judges it again.
+//
+// A crash anywhere leaves claims that the next reader or writer applies,
+// as with Update.
+func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*T, evs []E) (won []bool, err error) {
+	won = make([]bool, len(ids))
+	if len(ids) == 0 {
+		return won, nil
+	}
+	at := v.now()
+	writer := writerID()
+	claims := make([]any, len(ids))
+	for i, id := range ids {
+		won[i] = true
+		n := v.Version(nexts[i])
+		claims[i] = Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: at, State: *nexts[i], Event: evs[i], Writer: writer}
+	}
+	_, err = v.Claims.InsertMany(ctx, claims, options.InsertMany().SetOrdered(false))
+	var bwe mongo.BulkWriteException
+	switch {
+	case err == nil:
+	case errors.As(err, &bwe) && bwe.WriteConcernError == nil:
+		for _, we := range bwe.WriteErrors {
+			won[we.Index] = false
+			if mongo.IsDuplicateKeyError(we) {
+				continue
+			}
+			// The answer may be lost while the insert stood: whether we
+			// won is in the claim.
+			c, cerr := v.Claim(context.WithoutCancel(ctx), ids[we.Index], v.Version(nexts[we.Index]))
+			if cerr == nil && c.Writer == writer {
+				won[we.Index] = true
+			}
+		}
+	default:
+		// Unknown outcome for all: judge each by its claim.
+		for i, id := range ids {
+			c, cerr := v.Claim(context.WithoutCancel(ctx), id, v.Version(nexts[i]))
+			won[i] = cerr == nil && c.Writer == writer
+		}
+	}
+	// Apply and check the won ones; this finishes even if the caller goes
+	// away (a claim that stands is applied now or by the next reader).
+	actx := context.WithoutCancel(ctx)
+	var models []mongo.WriteModel
+	for i, id := range ids {
+		if won[i] {
+			models = append(models, mongo.NewReplaceOneModel().SetFilter(idFilter(id)).SetReplacement(nexts[i]))
+		}
+	}
+	if len(models) == 0 {
+		return won, nil
+	}
+	if _, err := v.Docs.BulkWrite(actx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+		// The claims stand: the next reader or writer applies them.
+		return won, fmt.Errorf("apply %d claims: %w", len(models), err)
+	}
+	g, gctx := errgroup.WithContext(actx)
+	g.SetLimit(16)
+	for i, id := range ids {
+		if !won[i] {
+			continue
+		}
+		g.Go(func() error {
+			_, err := v.settleAfterWrite(gctx, id, nexts[i])
+			return err
+		})
+	}
+	return won, g.Wait()
+}
+
+func idFilter(id string) bson.D { return bson.D{{Key: "_id", Value: id}} }
