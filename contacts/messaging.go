@@ -54,6 +54,19 @@ func (h *Handle) FindByPhone(ctx context.Context, e164 string) (string, error) {
 	return "", nil
 }
 
+// FindByPhoneOnly returns the id of the contact whose phone is e164 (its
+// blind index: no scan), or "".
+func (h *Handle) FindByPhoneOnly(ctx context.Context, e164 string) (string, error) {
+	doc, err := h.findBy(ctx, KeyPhone, e164)
+	switch {
+	case err == nil:
+		return doc.ID, nil
+	case errors.Is(err, ErrNotFound):
+		return "", nil
+	}
+	return "", err
+}
+
 // SMSAddress returns where a contact is reached by SMS: its phone, else its
 // first sms channel (ErrNoPhone when it has neither).
 func (h *Handle) SMSAddress(ctx context.Context, id string) (string, error) {

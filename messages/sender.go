@@ -312,7 +312,10 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 // opt-out that came after the message was accepted stops it; a contact
 // with the recipient's phone is linked.
 func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.MessagingAccount, j job) (*attempt, time.Duration, error) {
-	d, err := h.docs.Latest(ctx, j.messageID)
+	// The cached document is enough: a claim ahead of it (a change being
+	// applied, or a crash's) makes the attempt's claim lose, and the job
+	// is judged again.
+	d, err := h.docs.Get(ctx, j.messageID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, 0, err
@@ -383,7 +386,7 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 	})
 	if d.ContactID == nil && d.Attempt == 0 {
 		g.Go(func() (err error) {
-			cid, err = h.contacts.FindByPhone(ctx, p.To)
+			cid, err = h.contacts.FindByPhoneOnly(ctx, p.To)
 			return err
 		})
 	}

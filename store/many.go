@@ -68,20 +68,26 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 			models = append(models, mongo.NewReplaceOneModel().SetFilter(idFilter(id)).SetReplacement(nexts[i]))
 		}
 	}
-	if len(models) == 0 {
-		return won, nil
-	}
-	if _, err := v.Docs.BulkWrite(actx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-		// The claims stand: the next reader or writer applies them.
-		return won, fmt.Errorf("apply %d claims: %w", len(models), err)
+	if len(models) > 0 {
+		if _, err := v.Docs.BulkWrite(actx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			// The claims stand: the next reader or writer applies them.
+			return won, fmt.Errorf("apply %d claims: %w", len(models), err)
+		}
 	}
 	g, gctx := errgroup.WithContext(actx)
 	g.SetLimit(16)
 	for i, id := range ids {
-		if !won[i] {
-			continue
-		}
 		g.Go(func() error {
+			if !won[i] {
+				// Lost to a claim that may not be applied yet (a crash):
+				// roll the document forward, as a lost Update does, so the
+				// caller's next look sees it.
+				_, err := v.Latest(gctx, id)
+				if errors.Is(err, ErrNotFound) {
+					err = nil
+				}
+				return err
+			}
 			_, err := v.settleAfterWrite(gctx, id, nexts[i])
 			return err
 		})
