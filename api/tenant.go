@@ -118,16 +118,16 @@ type contactHandlers struct {
 	messages *messages.Service // nil: no messaging
 }
 
-// redactMessages erases a contact's messages, here and at Twilio, before
-// the contact is anonymized or deleted (a retry of either does it again).
+// redactMessages erases a contact's messages, here and at Twilio. It runs
+// before the contact is anonymized or deleted (so a crash between leaves
+// a retry that finds the contact and does it again) and after (for a
+// message that was being stored, linked to the contact, meanwhile: it is
+// either found now, or it finds the contact gone and redacts itself).
 func (h contactHandlers) redactMessages(c *gin.Context) error {
 	if h.messages == nil {
 		return nil
 	}
-	if _, err := contactsOf(c).Get(c.Request.Context(), c.Param("id")); err != nil {
-		return err
-	}
-	mh, err := h.messages.Open(c.Request.Context(), tenantClaims(c).CustomerID)
+	mh, err := h.messages.OpenVerified(c.Request.Context(), tenantClaims(c).CustomerID)
 	if err != nil {
 		return err
 	}
@@ -219,6 +219,10 @@ func (ch contactHandlers) delete(c *gin.Context) {
 		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
 		return
 	}
+	if _, err := h.Get(c.Request.Context(), c.Param("id")); err != nil {
+		writeProblem(c, err)
+		return
+	}
 	if err := ch.redactMessages(c); err != nil {
 		writeProblem(c, err)
 		return
@@ -226,13 +230,20 @@ func (ch contactHandlers) delete(c *gin.Context) {
 	switch anonymize {
 	case "true":
 		ct, err := h.Anonymize(c.Request.Context(), c.Param("id"))
+		if err == nil {
+			err = ch.redactMessages(c)
+		}
 		if err != nil {
 			writeProblem(c, err)
 			return
 		}
 		reply(c, http.StatusOK, toContactJSON(ct))
 	case "", "false":
-		if err := h.Delete(c.Request.Context(), c.Param("id")); err != nil {
+		err := h.Delete(c.Request.Context(), c.Param("id"))
+		if err == nil {
+			err = ch.redactMessages(c)
+		}
+		if err != nil {
 			writeProblem(c, err)
 			return
 		}

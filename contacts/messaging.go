@@ -112,26 +112,39 @@ func (h *Handle) AddMessageItem(ctx context.Context, contactID, itemID, typ, mes
 	return nil
 }
 
-// SMSKeyword moves a contact's consent "sms" after an opt-out or opt-in
-// keyword from its phone: to False for an opt-out, to True for an opt-in,
-// with source "sms:<KEYWORD>". confirms tells whether the keyword may
-// confirm a consent awaiting confirmation (double opt-in: YES and START);
-// an opt-in that may not leaves it awaiting. A consent already at its value
+// SMSState is where a phone's opt-out ledger stands: what a contact's
+// consent "sms" follows.
+type SMSState struct {
+	OptIn bool
+	// Confirms: the opt-in may confirm a consent awaiting confirmation
+	// (double opt-in: only a YES or START from the phone).
+	Confirms bool
+	Source   string
+}
+
+// SMSConsent brings a contact's consent "sms" in step with its phone's
+// opt-out ledger: False when opted out, True when opted in (an opt-in
+// that may not confirm leaves a consent awaiting confirmation as it is),
+// with the ledger's source. state reads the ledger; it is read again
+// whenever the change is retried, so of changes racing the last one
+// applied follows the ledger's latest state. A consent already in step
 // changes nothing; a contact gone meanwhile is no error.
-func (h *Handle) SMSKeyword(ctx context.Context, id, keyword string, optIn, confirms bool) error {
-	want := ConsentFalse
-	if optIn {
-		want = ConsentTrue
-	}
-	source := "sms:" + keyword
+func (h *Handle) SMSConsent(ctx context.Context, id string, state func(context.Context) (SMSState, error)) error {
 	_, _, err := h.change(ctx, id, store.AnyVersion, func(old *contactDoc, oldP *personal) (*personal, *string, bool, []timelineDoc, error) {
-		cons := slices.Clone(oldP.Consents)
-		i := slices.IndexFunc(cons, func(c Consent) bool { return c.Topic == TopicSMS })
-		if i >= 0 && (cons[i].Value == want || (optIn && !confirms && cons[i].Value == ConsentAwaitingConfirmation)) {
+		st, err := state(ctx)
+		if err != nil {
+			return nil, nil, false, nil, err
+		}
+		want := ConsentFalse
+		if st.OptIn {
+			want = ConsentTrue
+		}
+		i := slices.IndexFunc(oldP.Consents, func(c Consent) bool { return c.Topic == TopicSMS })
+		if i >= 0 && (oldP.Consents[i].Value == want || (st.OptIn && !st.Confirms && oldP.Consents[i].Value == ConsentAwaitingConfirmation)) {
 			return nil, nil, false, nil, errNothingToChange
 		}
 		now := h.nowMs()
-		p, _, changes := merge(oldP, Input{Consents: Field[[]ConsentInput]{Set: true, Value: []ConsentInput{{Topic: TopicSMS, Value: want, Source: source}}}}, now)
+		p, _, changes := merge(oldP, Input{Consents: Field[[]ConsentInput]{Set: true, Value: []ConsentInput{{Topic: TopicSMS, Value: want, Source: st.Source}}}}, now)
 		items, err := h.items(id, "", nil, changes, now)
 		return p, old.Country, old.Anonymized, items, err
 	})

@@ -128,6 +128,9 @@ type optOutDoc struct {
 	OptedOut  bool      `bson:"optedOut"`
 	Source    []byte    `bson:"source"` // sealed
 	UpdatedAt time.Time `bson:"updatedAt"`
+	// Order is the contacts.OrderKey of the event that set it: an older
+	// event arriving late (a retried webhook) does not undo it.
+	Order string `bson:"order"`
 }
 
 func optOutField(id string) crypto.Field {

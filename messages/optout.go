@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/store"
 )
 
@@ -104,29 +106,51 @@ func (h *Handle) SetOptOut(ctx context.Context, phone string, optedOut bool, sou
 	if len(errs) > 0 {
 		return OptOut{}, &switchboard.ValidationError{Fields: errs}
 	}
-	if err := h.recordOptOut(ctx, n, optedOut, source); err != nil {
+	if err := h.recordOptOut(ctx, n, optedOut, source, orderKey(h.s.now(), newID())); err != nil {
 		return OptOut{}, err
 	}
 	if cid, err := h.contacts.FindByPhone(ctx, n); err != nil {
 		return OptOut{}, err
 	} else if cid != "" {
-		if err := h.contacts.SMSKeyword(ctx, cid, source, !optedOut, true); err != nil {
+		if err := h.followLedger(ctx, cid, n); err != nil {
 			return OptOut{}, err
 		}
 	}
 	return h.optOut(ctx, n)
 }
 
-// recordOptOut stores a number's opt-out state; the same state and source
-// again changes nothing.
-func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, source string) error {
+// orderKey orders the events that move an opt-out (they can arrive out of
+// order: a retried webhook, two keywords at once): the event's time, then
+// an id that breaks ties. Keys compare as strings.
+func orderKey(at time.Time, id string) string {
+	return fmt.Sprintf("%013d:%s", at.UnixMilli(), id)
+}
+
+// followLedger brings the consent "sms" of contact cid in step with the
+// opt-out ledger of its phone e164. Only a YES or START from the phone
+// confirms a double opt-in; one recorded some other way never does.
+func (h *Handle) followLedger(ctx context.Context, cid, e164 string) error {
+	return h.contacts.SMSConsent(ctx, cid, func(ctx context.Context) (contacts.SMSState, error) {
+		o, err := h.optOut(ctx, e164)
+		if err != nil {
+			return contacts.SMSState{}, err
+		}
+		src := deref(o.Source)
+		return contacts.SMSState{OptIn: !o.OptedOut, Confirms: src == "sms:YES" || src == "sms:START", Source: src}, nil
+	})
+}
+
+// recordOptOut stores a number's opt-out state as of the event order
+// (orderKey); an event older than the one recorded, or the same
+// one again, changes nothing.
+func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, source, order string) error {
 	id := h.optOutID(e164)
 	sealed, err := h.cipher.Seal(optOutField(id), []byte(source))
 	if err != nil {
 		return err
 	}
 	now := h.s.now()
-	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now}
+	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now, Order: order}
 	// Version 1 is the document's insert (the claim of the first change).
 	_, err = h.optOuts.Docs.InsertOne(ctx, d)
 	if !mongo.IsDuplicateKeyError(err) {
@@ -136,10 +160,8 @@ func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, s
 		return nil
 	}
 	_, err = h.optOuts.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
-		if cur.OptedOut == optedOut {
-			if old, err := h.cipher.Open(optOutField(id), cur.Source); err == nil && string(old) == source {
-				return nil, struct{}{}, nil
-			}
+		if cur.Order >= order {
+			return nil, struct{}{}, nil
 		}
 		nxt := *d
 		nxt.Version = cur.Version + 1

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/switchboard/switchboard/store"
 )
 
 // Redact erases a message's body and media URLs here, and has the sender
@@ -17,7 +19,10 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 	// The job first: a crash after the local erasure still reaches Twilio.
 	j := job{kind: jobRedact, customerID: h.customerID, messageID: id}
 	if _, err := h.docs.Get(ctx, id); err != nil {
-		return Message{}, ErrNotFound
+		if errors.Is(err, store.ErrNotFound) {
+			return Message{}, ErrNotFound
+		}
+		return Message{}, err
 	}
 	if err := h.s.point(ctx, j); err != nil {
 		return Message{}, err
@@ -63,9 +68,8 @@ func (h *Handle) RedactContact(ctx context.Context, contactID string) error {
 		return fmt.Errorf("messages of contact: %w", err)
 	}
 	for _, d := range docs {
-		if d.RedactedAt != nil && d.TwilioRedacted {
-			continue
-		}
+		// Even one redacted before goes again: a redaction stopped half-way
+		// (its history not yet rewritten) is finished.
 		if _, err := h.Redact(ctx, d.ID); err != nil {
 			return err
 		}

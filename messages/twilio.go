@@ -109,8 +109,10 @@ type TwilioError struct {
 	Message string
 }
 
+// Error names the status and code only: Twilio's text can carry a phone
+// number, and errors reach logs.
 func (e *TwilioError) Error() string {
-	return fmt.Sprintf("twilio refused (status %d, error %d): %s", e.Status, e.Code, e.Message)
+	return fmt.Sprintf("twilio refused (status %d, error %d)", e.Status, e.Code)
 }
 
 // TwilioCode returns the Twilio error code of a refusal, or 0.

@@ -100,13 +100,14 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 	}
 	code, _ := strconv.Atoi(w.Params["ErrorCode"])
 	now := s.now()
-	var learnt bool
+	var learnt, failed bool
 	d, err := h.apply(ctx, mid, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
 		if cur.TwilioSID != nil && sid != "" && *cur.TwilioSID != sid {
 			return nil, nil, nil // another message's status
 		}
 		nxt, np := advanced(cur, p, tw, code, "", sid, now)
 		learnt = nxt != nil && cur.TwilioSID == nil && nxt.TwilioSID != nil
+		failed = nxt != nil && cur.Status != StatusFailed && nxt.Status == StatusFailed
 		return nxt, np, nil
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -120,7 +121,9 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 			return err
 		}
 	}
-	if d.Status == StatusFailed && d.ErrorCode != nil && *d.ErrorCode == CodeOptedOut {
+	// Only the callback that failed the message records Twilio's opt-out:
+	// a retried one must not undo a later opt-in.
+	if failed && d.ErrorCode != nil && *d.ErrorCode == CodeOptedOut {
 		return h.optedOutAtTwilio(ctx, d)
 	}
 	return nil
@@ -132,11 +135,11 @@ func (h *Handle) optedOutAtTwilio(ctx context.Context, d *messageDoc) error {
 	if err != nil {
 		return err
 	}
-	if err := h.recordOptOut(ctx, p.To, true, "twilio:21610"); err != nil {
+	if err := h.recordOptOut(ctx, p.To, true, "twilio:21610", orderKey(h.s.now(), d.ID)); err != nil {
 		return err
 	}
 	if d.ContactID != nil {
-		return h.contacts.SMSKeyword(ctx, *d.ContactID, "STOP", false, false)
+		return h.followLedger(ctx, *d.ContactID, p.To)
 	}
 	return nil
 }
@@ -241,21 +244,29 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 		}
 	}
 	// What follows is idempotent, so a retry after a crash completes it.
-	if d.Keyword != nil {
-		k := *d.Keyword
-		switch {
-		case isOptOut(k):
-			err = h.recordOptOut(ctx, from, true, "sms:"+k)
-		case isOptIn(k):
-			err = h.recordOptOut(ctx, from, false, "sms:"+k)
+	// A keyword moves the opt-out ledger as of the message (a retry, or a
+	// keyword older than the last one recorded, changes nothing) and the
+	// contact's consent follows the ledger.
+	if k := deref(d.Keyword); isOptOut(k) || isOptIn(k) {
+		if err := h.recordOptOut(ctx, from, isOptOut(k), "sms:"+k, orderKey(d.CreatedAt, d.ID)); err != nil {
+			return err
+		}
+		if d.ContactID != nil {
+			if err := h.followLedger(ctx, *d.ContactID, from); err != nil {
+				return err
+			}
+		}
+	}
+	// A contact deleted or anonymized while this message was on its way
+	// keeps none of it: its erasure redacts what it finds once it is done,
+	// and this redacts what it could not find yet.
+	if d.ContactID != nil && d.RedactedAt == nil {
+		c, err := h.contacts.Get(ctx, *d.ContactID)
+		if errors.Is(err, contacts.ErrNotFound) || (err == nil && c.Anonymized) {
+			_, err = h.Redact(ctx, d.ID)
 		}
 		if err != nil {
 			return err
-		}
-		if d.ContactID != nil && (isOptOut(k) || isOptIn(k)) {
-			if err := h.contacts.SMSKeyword(ctx, *d.ContactID, k, isOptIn(k), k == "YES" || k == "START"); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -271,4 +282,11 @@ func (h *Handle) inboundItem(ctx context.Context, d *messageDoc) error {
 		return nil
 	}
 	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
