@@ -213,33 +213,38 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 	if err := h.seal(d, &payload{From: from, To: to, Body: &body, MediaURLs: media}); err != nil {
 		return err
 	}
-	// The message and its timeline item (both keyed by the MessageSid, so
-	// a retry writes neither twice) go at once.
-	var g errgroup.Group
-	var dup bool
-	g.Go(func() error {
-		_, err := h.messages().InsertOne(ctx, d)
-		if mongo.IsDuplicateKeyError(err) {
-			dup = true
-			return nil
-		}
-		if err != nil {
+	// The message first (its id is derived from the MessageSid: a retry
+	// finds it stored and goes on with what was stored).
+	if _, err := h.messages().InsertOne(ctx, d); err != nil {
+		if !mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("store inbound message: %w", err)
 		}
-		return nil
-	})
-	if d.ContactID != nil {
+		if d, err = h.docs.Get(ctx, id); err != nil {
+			return err
+		}
+	}
+	// Then, side by side, its timeline item (keyed by the message) and a
+	// look at its contact: one deleted or anonymized while this message was
+	// on its way keeps none of it (its erasure redacts what it finds once it
+	// is done; this redacts what it could not find yet).
+	var g errgroup.Group
+	var gone bool
+	if d.ContactID != nil && d.RedactedAt == nil {
 		g.Go(func() error { return h.inboundItem(ctx, d) })
+		g.Go(func() error {
+			c, err := h.contacts.Get(ctx, *d.ContactID)
+			gone = errors.Is(err, contacts.ErrNotFound) || (err == nil && c.Anonymized)
+			if gone {
+				return nil
+			}
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if dup {
-		// Stored before: go on with what was stored.
-		if d, err = h.docs.Get(ctx, id); err != nil {
-			return err
-		}
-		if err := h.inboundItem(ctx, d); err != nil {
+	if gone {
+		if _, err := h.Redact(ctx, d.ID); err != nil {
 			return err
 		}
 	}
@@ -255,18 +260,6 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 			if err := h.followLedger(ctx, *d.ContactID, from); err != nil {
 				return err
 			}
-		}
-	}
-	// A contact deleted or anonymized while this message was on its way
-	// keeps none of it: its erasure redacts what it finds once it is done,
-	// and this redacts what it could not find yet.
-	if d.ContactID != nil && d.RedactedAt == nil {
-		c, err := h.contacts.Get(ctx, *d.ContactID)
-		if errors.Is(err, contacts.ErrNotFound) || (err == nil && c.Anonymized) {
-			_, err = h.Redact(ctx, d.ID)
-		}
-		if err != nil {
-			return err
 		}
 	}
 	return nil
