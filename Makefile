@@ -35,6 +35,8 @@ bench:
 	$(GO) test -run '^$$' -bench UpsertIntoLargeCustomer -benchtime 10x -timeout 30m ./contacts/
 	$(GO) test -run '^$$' -bench LookupByEmail -benchtime 500x ./contacts/
 	$(GO) test -run '^$$' -bench Verify ./tokens/
+	$(GO) test -run '^$$' -bench 'SendMessage|Inbound' -benchtime 400x ./api/
+	$(GO) test -run '^$$' -bench 'Sender|StatusStorm' -benchtime 1x ./api/
 
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
