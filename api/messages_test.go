@@ -62,6 +62,14 @@ func (a *testAPI) hook(t *testing.T, path string, params map[string]string, toke
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	// The exchange is checked against the OpenAPI document like any other.
+	check := hr.Clone(t.Context())
+	check.Body = io.NopCloser(strings.NewReader(form.Encode()))
+	if sig == "" {
+		a.contract.CheckResponse(t, check, resp, raw) // no signature: breaks the request on purpose
+	} else {
+		a.contract.Check(t, check, []byte(form.Encode()), resp, raw)
+	}
 	if resp.StatusCode == 200 && (resp.Header.Get("Content-Type") != "text/xml; charset=utf-8" || !strings.Contains(string(raw), "<Response/>")) {
 		t.Fatalf("webhook answer %q %s", resp.Header.Get("Content-Type"), raw)
 	}

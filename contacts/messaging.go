@@ -122,6 +122,25 @@ type SMSState struct {
 	Source   string
 }
 
+// InStep reports whether a contact's consent "sms" agrees with a ledger
+// state.
+func InStep(c Contact, st SMSState) bool { return inStep(c.Consents, st) }
+
+func inStep(cons []Consent, st SMSState) bool {
+	i := slices.IndexFunc(cons, func(c Consent) bool { return c.Topic == TopicSMS })
+	if i < 0 {
+		return false
+	}
+	switch v := cons[i].Value; {
+	case !st.OptIn:
+		return v == ConsentFalse
+	case v == ConsentTrue:
+		return true
+	default:
+		return v == ConsentAwaitingConfirmation && !st.Confirms
+	}
+}
+
 // SMSConsent brings a contact's consent "sms" in step with its phone's
 // opt-out ledger: False when opted out, True when opted in (an opt-in
 // that may not confirm leaves a consent awaiting confirmation as it is),
@@ -135,13 +154,12 @@ func (h *Handle) SMSConsent(ctx context.Context, id string, state func(context.C
 		if err != nil {
 			return nil, nil, false, nil, err
 		}
+		if inStep(oldP.Consents, st) {
+			return nil, nil, false, nil, errNothingToChange
+		}
 		want := ConsentFalse
 		if st.OptIn {
 			want = ConsentTrue
-		}
-		i := slices.IndexFunc(oldP.Consents, func(c Consent) bool { return c.Topic == TopicSMS })
-		if i >= 0 && (oldP.Consents[i].Value == want || (st.OptIn && !st.Confirms && oldP.Consents[i].Value == ConsentAwaitingConfirmation)) {
-			return nil, nil, false, nil, errNothingToChange
 		}
 		now := h.nowMs()
 		p, _, changes := merge(oldP, Input{Consents: Field[[]ConsentInput]{Set: true, Value: []ConsentInput{{Topic: TopicSMS, Value: want, Source: st.Source}}}}, now)

@@ -129,15 +129,40 @@ func orderKey(at time.Time, id string) string {
 // followLedger brings the consent "sms" of contact cid in step with the
 // opt-out ledger of its phone e164. Only a YES or START from the phone
 // confirms a double opt-in; one recorded some other way never does.
+//
+// A writer that found the consent in step changed nothing, so nothing
+// orders it after another writer's change made from an older ledger: each
+// writer therefore looks again after its own step, and steps again until
+// ledger and consent agree. The last writer to look leaves them agreeing.
 func (h *Handle) followLedger(ctx context.Context, cid, e164 string) error {
-	return h.contacts.SMSConsent(ctx, cid, func(ctx context.Context) (contacts.SMSState, error) {
+	state := func(ctx context.Context) (contacts.SMSState, error) {
 		o, err := h.optOut(ctx, e164)
 		if err != nil {
 			return contacts.SMSState{}, err
 		}
 		src := deref(o.Source)
 		return contacts.SMSState{OptIn: !o.OptedOut, Confirms: src == "sms:YES" || src == "sms:START", Source: src}, nil
-	})
+	}
+	for range 20 {
+		if err := h.contacts.SMSConsent(ctx, cid, state); err != nil {
+			return err
+		}
+		st, err := state(ctx)
+		if err != nil {
+			return err
+		}
+		c, err := h.contacts.Get(ctx, cid)
+		if errors.Is(err, contacts.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if contacts.InStep(c, st) {
+			return nil
+		}
+	}
+	return fmt.Errorf("sms consent of contact %s: the opt-out ledger keeps changing", cid)
 }
 
 // recordOptOut stores a number's opt-out state as of the event order
