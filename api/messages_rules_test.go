@@ -169,6 +169,9 @@ func TestOptOutsOverHTTP(t *testing.T) {
 		t.Fatalf("consent after an opt-out by phone call: %s", ct.Raw)
 	}
 	a.do(t, req{method: "POST", path: "/v1/messages", key: mc.token, body: `{"contactId":"` + cid + `","body":"hi"}`}).problem(t, 409, "recipient_opted_out")
+	// For the whole customer: from any of its numbers.
+	second := a.do(t, req{method: "POST", path: "/v1/customers/" + mc.id + "/phone-numbers", key: a.key, body: `{"country":"US"}`})
+	a.do(t, req{method: "POST", path: "/v1/messages", key: mc.token, body: `{"to":"+14155550123","from":"` + second.Body["phoneNumber"].(string) + `","body":"hi"}`}).problem(t, 409, "recipient_opted_out")
 	// Another customer knows nothing of it.
 	other := a.messagingCustomer(t, "optouts-other")
 	if r := a.do(t, req{method: "GET", path: "/v1/opt-outs/" + url.PathEscape("+14155550123"), key: other.token}); r.Body["optedOut"] != false {

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"time"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/twilio"
+	"github.com/switchboard/switchboard/twilio/twiliotest"
 )
 
 // token is the sub-account's own auth token at the double.
@@ -135,5 +137,34 @@ func TestCallbackForAnotherMessageSid(t *testing.T) {
 	e.callback(t, svc, e.token(t), m.ID, "SM00000000000000000000000000000000", "failed", "30008")
 	if got := e.wait(t, svc, m.ID, func(messages.Message) bool { return true }); got.Status != "sending" || len(e.history(t, m.ID)) != before {
 		t.Fatalf("another SID's callback changed the message: %s", got.Status)
+	}
+}
+
+// TestRedactionRetriedUntilTwilioConfirms: Twilio failing the delete
+// twice does not stop the erasure of its copy.
+func TestRedactionRetriedUntilTwilioConfirms(t *testing.T) {
+	e := newEnv(t)
+	svc := e.service(e.client, 0)
+	defer run(svc)()
+	m := e.wait(t, svc, e.send(t, svc, "redact-retry-marker").ID, sending)
+	e.dbl.SetMessageStatus(*m.TwilioSID, "delivered")
+	e.callback(t, svc, e.token(t), m.ID, *m.TwilioSID, "delivered", "")
+	e.dbl.FailNextOn(twiliotest.RouteMessageDelete, 2, 500)
+	h, err := svc.Open(t.Context(), e.customerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h.Redact(t.Context(), m.ID); err != nil || r.Body != nil || r.RedactedAt == nil {
+		t.Fatalf("redact: %+v %v", r, err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(e.atTwilio("redact-retry-marker")) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Twilio's copy stayed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := e.dbl.RouteCount(twiliotest.RouteMessageDelete); n != 1 {
+		t.Fatalf("%d deletes counted (failures are not), want 1", n)
 	}
 }
