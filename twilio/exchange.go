@@ -81,14 +81,40 @@ func (e *exchange) lastStatus() int {
 // names the HTTP status and Twilio's code and message, never a URL, a
 // header or a body, so it cannot carry a credential.
 func (e *exchange) fail(op string, err error) error {
+	if status, code, message, ok := restError(err); ok {
+		return classify(op, status, code, message, e.lastStatus())
+	}
+	if failed := e.transportFail(op, err); failed != nil {
+		return failed
+	}
+	// twilio-go could not read the answer: not Twilio's JSON.
+	status := e.lastStatus()
+	switch {
+	case status == 0 || status < 400 || status >= 500 || status == http.StatusTooManyRequests:
+		return fmt.Errorf("%s: %w: unreadable answer (HTTP %d)", op, tenants.ErrUpstreamUnavailable, status)
+	default:
+		return fmt.Errorf("%s: unexpected answer (HTTP %d)", op, status)
+	}
+}
+
+// restError returns the status, code and message of Twilio's error body,
+// when err carries one.
+func restError(err error) (status, code int, message string, ok bool) {
 	var rest *client.TwilioRestError
 	if errors.As(err, &rest) {
-		return classify(op, rest.Status, rest.Code, rest.Message, e.lastStatus())
+		return rest.Status, rest.Code, rest.Message, true
 	}
 	var restV1 *client.RestErrorV1
 	if errors.As(err, &restV1) {
-		return classify(op, restV1.HttpStatusCode, restV1.Code, restV1.Message, e.lastStatus())
+		return restV1.HttpStatusCode, restV1.Code, restV1.Message, true
 	}
+	return 0, 0, "", false
+}
+
+// transportFail classifies an error that never reached Twilio's answer (the
+// caller gave up, no answer in time, a connection that failed), or returns
+// nil for an answer twilio-go could not read.
+func (e *exchange) transportFail(op string, err error) error {
 	if cerr := e.ctx.Err(); cerr != nil {
 		return fmt.Errorf("%s: %w: %w", op, tenants.ErrUpstreamUnavailable, cerr)
 	}
@@ -99,14 +125,7 @@ func (e *exchange) fail(op string, err error) error {
 		}
 		return fmt.Errorf("%s: %w: connection failed", op, tenants.ErrUpstreamUnavailable)
 	}
-	// twilio-go could not read the answer: not Twilio's JSON.
-	status := e.lastStatus()
-	switch {
-	case status == 0 || status < 400 || status >= 500 || status == http.StatusTooManyRequests:
-		return fmt.Errorf("%s: %w: unreadable answer (HTTP %d)", op, tenants.ErrUpstreamUnavailable, status)
-	default:
-		return fmt.Errorf("%s: unexpected answer (HTTP %d)", op, status)
-	}
+	return nil
 }
 
 // classify maps one Twilio error body. status falls back to the HTTP status

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/twilio/twilio-go/client"
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
 	"github.com/switchboard/switchboard/messages"
@@ -336,23 +334,11 @@ func (e *exchange) goneIsDone(op string, err error) error {
 // Twilio's code and message (URLs and paths taken out), never a URL, a
 // header or a body, so it cannot carry a credential.
 func (e *exchange) failMessaging(op string, err error) error {
-	var rest *client.TwilioRestError
-	if errors.As(err, &rest) {
-		return classifyMessaging(op, rest.Status, rest.Code, rest.Message, e.lastStatus())
+	if status, code, message, ok := restError(err); ok {
+		return classifyMessaging(op, status, code, message, e.lastStatus())
 	}
-	var restV1 *client.RestErrorV1
-	if errors.As(err, &restV1) {
-		return classifyMessaging(op, restV1.HttpStatusCode, restV1.Code, restV1.Message, e.lastStatus())
-	}
-	if cerr := e.ctx.Err(); cerr != nil {
-		return fmt.Errorf("%s: %w: %w", op, tenants.ErrUpstreamUnavailable, cerr)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return fmt.Errorf("%s: %w: no answer in time", op, tenants.ErrUpstreamUnavailable)
-		}
-		return fmt.Errorf("%s: %w: connection failed", op, tenants.ErrUpstreamUnavailable)
+	if failed := e.transportFail(op, err); failed != nil {
+		return failed
 	}
 	// twilio-go could not read the answer: not Twilio's, whatever its
 	// status (a proxy's error page, say).
