@@ -17,6 +17,21 @@ import (
 	"github.com/switchboard/switchboard/tenants"
 )
 
+// readBody reads the whole request body (limited to maxBody: 413 past it)
+// and leaves a fresh reader over the same bytes for what follows.
+func readBody(c *gin.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, errPayloadTooLarge
+		}
+		return nil, err
+	}
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
+}
+
 // decodeJSON reads the request body into dst strictly: malformed JSON,
 // duplicate names, unknown members and values of the wrong JSON type
 // (a fraction or a string where an integer belongs) are a 400 naming the

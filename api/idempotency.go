@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -57,16 +56,11 @@ func idempotent(store *idempotency.Store, svc *tenants.Service, scope func(*gin.
 		}
 		// The body is already limited to maxBody; read it to fingerprint the
 		// request, and give the handler a fresh reader over the same bytes.
-		body, err := io.ReadAll(c.Request.Body)
+		body, err := readBody(c)
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				err = errPayloadTooLarge
-			}
 			writeProblem(c, err)
 			return
 		}
-		c.Request.Body = io.NopCloser(bytes.NewReader(body))
 		// A request holding a key ends well before its claim counts as
 		// dead (StaleClaim): a retry may only take a claim over once its
 		// request can no longer be running.

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -73,16 +71,11 @@ type messageHandlers struct{ cursors cursors }
 // send accepts a message (202). It honours Idempotency-Key itself: the
 // message's id is derived from the key, so its insert is the key's claim.
 func (messageHandlers) send(c *gin.Context) {
-	body, err := io.ReadAll(c.Request.Body)
+	body, err := readBody(c)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			err = errPayloadTooLarge
-		}
 		writeProblem(c, err)
 		return
 	}
-	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	var req sendRequest
 	if err := decodeJSON(c, &req); err != nil {
 		writeProblem(c, err)

@@ -1,13 +1,14 @@
 package api
 
 import (
-	"github.com/switchboard/switchboard/internal/fakeclock"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/fakeclock"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"

@@ -298,7 +298,7 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 	if err != nil {
 		return retryOnConflict(err)
 	}
-	if err := h.outboundItem(ctx, d); err != nil {
+	if err := h.timelineItem(ctx, d); err != nil {
 		return time.Second, err
 	}
 	tm, err := s.create(ctx, acct.AccountSID, d, a.p)
@@ -330,7 +330,7 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 		return nil, 0, nil
 	}
 	if d.Status != StatusAccepted {
-		return nil, 0, h.outboundItem(ctx, d)
+		return nil, 0, h.timelineItem(ctx, d)
 	}
 	now := s.now()
 	fail := func(why string) (*attempt, time.Duration, error) {
@@ -572,12 +572,17 @@ func (h *Handle) reconcile(ctx context.Context, accountSID string, d *messageDoc
 	return false, nil
 }
 
-// outboundItem puts an outbound message on its contact's timeline.
-func (h *Handle) outboundItem(ctx context.Context, d *messageDoc) error {
+// timelineItem puts a message on its contact's timeline
+// (message.inbound or message.outbound, by its direction).
+func (h *Handle) timelineItem(ctx context.Context, d *messageDoc) error {
 	if d.ContactID == nil {
 		return nil
 	}
-	err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), contacts.ItemOutbound, d.ID, d.CreatedAt)
+	typ := contacts.ItemOutbound
+	if d.Direction == Inbound {
+		typ = contacts.ItemInbound
+	}
+	err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), typ, d.ID, d.CreatedAt)
 	if errors.Is(err, contacts.ErrNotFound) {
 		return nil
 	}

@@ -230,7 +230,7 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 	var g errgroup.Group
 	var gone bool
 	if d.ContactID != nil && d.RedactedAt == nil {
-		g.Go(func() error { return h.inboundItem(ctx, d) })
+		g.Go(func() error { return h.timelineItem(ctx, d) })
 		g.Go(func() error {
 			c, err := h.contacts.Get(ctx, *d.ContactID)
 			gone = errors.Is(err, contacts.ErrNotFound) || (err == nil && c.Anonymized)
@@ -263,18 +263,6 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 		}
 	}
 	return nil
-}
-
-// inboundItem puts an inbound message on its contact's timeline.
-func (h *Handle) inboundItem(ctx context.Context, d *messageDoc) error {
-	if d.ContactID == nil {
-		return nil
-	}
-	err := h.contacts.AddMessageItem(ctx, *d.ContactID, timelineItemID(h.s, d.ID), contacts.ItemInbound, d.ID, d.CreatedAt)
-	if errors.Is(err, contacts.ErrNotFound) {
-		return nil
-	}
-	return err
 }
 
 func deref(s *string) string {
