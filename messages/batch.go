@@ -127,20 +127,22 @@ func (s *Service) sendBatch(ctx context.Context, customerID string, jobs []job) 
 		return waits
 	}
 	ids, nexts = ids[:0], nexts[:0]
+	var recorded []int // the jobs of ids, in order
 	for _, i := range ok {
 		nxt, np := s.sentState(attempts[i].next, attempts[i].p, answers[i])
 		nxt.Version = attempts[i].next.Version + 1
 		nxt.UpdatedAt = s.now()
 		if np != nil {
 			if err := h.seal(nxt, np); err != nil {
+				waits[i] = time.Second
 				fail(i, err)
 				continue
 			}
 		}
-		ids, nexts = append(ids, nxt.ID), append(nexts, nxt)
+		ids, nexts, recorded = append(ids, nxt.ID), append(nexts, nxt), append(recorded, i)
 	}
 	won, err = h.docs.ClaimMany(ctx, ids, nexts, make([]struct{}, len(ids)))
-	for k, i := range ok {
+	for k, i := range recorded {
 		switch {
 		case err != nil:
 			waits[i] = time.Second

@@ -12,6 +12,7 @@ import (
 // customer to the sender at once (they run in batches) and finds each at
 // Twilio exactly once.
 func TestBatchSendsEveryMessageOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 5*time.Second)
 	const n = 250

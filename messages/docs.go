@@ -22,6 +22,9 @@ type messageDoc struct {
 	TwilioSID *string  `bson:"twilioSid,omitempty"`
 	Segments  *int     `bson:"segments,omitempty"`
 	Keyword   *string  `bson:"keyword,omitempty"`
+	// BodyIdx is the blind index of an outbound body: reconciliation finds
+	// the message at Twilio by it, even once the body is redacted here.
+	BodyIdx []byte `bson:"bodyIdx,omitempty"`
 	// Fingerprint is the keyed fingerprint of the request that created the
 	// message under an Idempotency-Key.
 	Fingerprint []byte `bson:"fingerprint,omitempty"`
@@ -74,6 +77,9 @@ func (h *Handle) open(d *messageDoc) (*payload, error) {
 	}
 	return &p, nil
 }
+
+// bodyIdx is the blind index of a message body.
+func (h *Handle) bodyIdx(body string) []byte { return h.cipher.BlindIndex("message body", body) }
 
 // phoneIdx is the blind index of a normalised phone number.
 func (h *Handle) phoneIdx(e164 string) []byte { return h.cipher.BlindIndex("phone", e164) }

@@ -157,6 +157,11 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 	d := &messageDoc{ID: id, Version: 1, Direction: Outbound, Status: StatusAccepted,
 		PartyIdx: [][]byte{h.phoneIdx(from), h.phoneIdx(to)}, ContactID: in.ContactID,
 		Fingerprint: fp, CreatedAt: now, UpdatedAt: now}
+	body := ""
+	if in.Body != nil {
+		body = *in.Body
+	}
+	d.BodyIdx = h.bodyIdx(body)
 	if err := h.seal(d, &payload{From: from, To: to, Body: in.Body, MediaURLs: in.MediaURLs}); err != nil {
 		return Message{}, false, err
 	}

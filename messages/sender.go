@@ -221,18 +221,20 @@ func (s *Service) runBatch(ctx context.Context, jobs []job) {
 	}
 	coll := s.control(outboxColl)
 	var done bson.A
+	var later []mongo.WriteModel
 	for i, j := range jobs {
 		if waits[i] == 0 {
 			done = append(done, j.id())
 			continue
 		}
-		var p pointerDoc
-		if err := coll.FindOne(ctx, idFilter(j.id())).Decode(&p); err != nil {
-			continue
-		}
-		p.Due = s.now().Add(waits[i])
-		if _, err := coll.ReplaceOne(ctx, idFilter(p.ID), p); err != nil {
-			s.cfg.Logger.Error("reschedule outbox job", "kind", j.kind, "messageId", j.messageID, "err", err)
+		// When to look again is a hint for the senders, written by them
+		// alone: the last one written wins, which is any of them.
+		later = append(later, mongo.NewUpdateOneModel().SetFilter(idFilter(j.id())).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "due", Value: s.now().Add(waits[i])}}}}))
+	}
+	if len(later) > 0 {
+		if _, err := coll.BulkWrite(ctx, later, options.BulkWrite().SetOrdered(false)); err != nil {
+			s.cfg.Logger.Error("reschedule outbox jobs", "err", err)
 		}
 	}
 	switch len(done) {
@@ -364,11 +366,11 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 			wait, err := retryOnConflict(err)
 			return nil, wait, err
 		}
-		if d, err = h.docs.Latest(ctx, d.ID); err != nil {
-			return nil, 0, err
-		}
-		if d.Status != StatusAccepted {
-			return nil, 0, nil
+		// Twilio has no message of the dead attempt. The next attempt is
+		// claimed from the version judged here: if another sender judged
+		// it too and claimed first, this claim loses.
+		if d.RedactedAt != nil {
+			return fail("redacted before it was sent")
 		}
 	}
 	p, err := h.open(d)
@@ -407,8 +409,25 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 	return &attempt{j: j, next: &nxt, p: p}, 0, nil
 }
 
-// create hands a message to Twilio.
+// errNotAttempted: the attempt's window passed before Twilio was called, so
+// Twilio has nothing of it.
+var errNotAttempted = errors.New("send attempt not made: its window passed")
+
+// attemptWindow is how long after its claim an attempt may call Twilio
+// (the call included): a third of the lease, so that by the time the
+// lease ends and another sender reconciles, no call of this attempt can
+// still be on its way, and Twilio's message of it, if any, was created
+// within the first half of the lease (see reconcile).
+func (s *Service) attemptWindow() time.Duration { return s.cfg.AttemptLease / 3 }
+
+// create hands a message to Twilio, within its attempt's window.
 func (s *Service) create(ctx context.Context, accountSID string, d *messageDoc, p *payload) (TwilioMessage, error) {
+	deadline := d.AttemptAt.Add(s.attemptWindow())
+	if !s.cfg.Now().Before(deadline) {
+		return TwilioMessage{}, errNotAttempted
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	body := ""
 	if p.Body != nil {
 		body = *p.Body
@@ -440,6 +459,17 @@ func (s *Service) sentState(cur *messageDoc, p *payload, tm TwilioMessage) (*mes
 func (s *Service) settle(ctx context.Context, h *Handle, j job, d *messageDoc, tm TwilioMessage, err error) (time.Duration, error) {
 	var te *TwilioError
 	switch {
+	case errors.Is(err, errNotAttempted):
+		// Nothing reached Twilio: the attempt is over, the next may start.
+		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, _ *payload) (*messageDoc, *payload, error) {
+			nxt := *cur
+			nxt.AttemptAt = nil
+			return &nxt, nil, nil
+		})
+		if err != nil {
+			return s.cfg.AttemptLease, nil // judged again once the attempt counts as dead
+		}
+		return 100 * time.Millisecond, nil
 	case err == nil:
 		if _, err := h.registerSID(ctx, tm.SID, d.ID); err != nil {
 			return time.Second, err
@@ -450,6 +480,13 @@ func (s *Service) settle(ctx context.Context, h *Handle, j job, d *messageDoc, t
 		})
 		return 0, err
 	case errors.As(err, &te):
+		if te.Code == CodeOptedOut {
+			// The opt-out first: a stop after the message failed must not
+			// lose it (the job is settled once the message failed).
+			if err := h.optedOutAtTwilio(ctx, d); err != nil {
+				return time.Second, err
+			}
+		}
 		d, err := h.apply(ctx, d.ID, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
 			if cur.Status != StatusAccepted {
 				return nil, nil, nil
@@ -463,8 +500,12 @@ func (s *Service) settle(ctx context.Context, h *Handle, j job, d *messageDoc, t
 		if err != nil {
 			return time.Second, err
 		}
-		if te.Code == CodeOptedOut {
-			return 0, h.optedOutAtTwilio(ctx, d)
+		if te.Code == CodeOptedOut && d.ContactID != nil {
+			p, err := h.open(d)
+			if err != nil {
+				return time.Second, err
+			}
+			return 0, h.followLedger(ctx, *d.ContactID, p.To)
 		}
 		return 0, nil
 	case errors.Is(err, ErrTwilioRateLimited):
@@ -509,9 +550,9 @@ func retryOnConflict(err error) (time.Duration, error) {
 	return time.Second, err
 }
 
-// clockSkew is how far Twilio's clock may be from ours when matching a
-// message Twilio created to an attempt.
-const clockSkew = 5 * time.Minute
+// clockSkew is how far Twilio's clock (which counts whole seconds) may be
+// from ours when matching a message Twilio created to an attempt.
+const clockSkew = time.Second
 
 // reconcile settles an attempt that never ended: a message Twilio created
 // for it (to, from and body alike, created while the attempt ran, and no
@@ -540,12 +581,14 @@ func (h *Handle) reconcile(ctx context.Context, accountSID string, d *messageDoc
 	if err != nil {
 		return false, err
 	}
-	body := ""
-	if p.Body != nil {
-		body = *p.Body
-	}
+	// The attempt called Twilio within its window (a third of the lease),
+	// so its message, if any, was created before the lease's half (Twilio
+	// counts whole seconds, hence the skew). Another message of the same
+	// text still on its way was claimed at most a window ago, so it was
+	// created after that: it is never taken for this one.
+	from, until := start.Add(-clockSkew), start.Add(h.s.cfg.AttemptLease/2-clockSkew)
 	for _, m := range list {
-		if m.Body != body || m.DateCreated.Before(start.Add(-clockSkew)) || m.DateCreated.After(start.Add(h.s.cfg.AttemptLease+clockSkew)) {
+		if !h.sameBody(d, p, m.Body) || m.DateCreated.Before(from) || !m.DateCreated.Before(until) {
 			continue
 		}
 		mine, err := h.registerSID(ctx, m.SID, d.ID)
@@ -587,4 +630,14 @@ func (h *Handle) timelineItem(ctx context.Context, d *messageDoc) error {
 		return nil
 	}
 	return err
+}
+
+// sameBody reports whether Twilio's body is the message's: by its
+// fingerprint, which outlives a redaction (a message redacted while its
+// attempt was unsettled is still found at Twilio, to be erased there).
+func (h *Handle) sameBody(d *messageDoc, p *payload, body string) bool {
+	if d.BodyIdx != nil {
+		return string(h.bodyIdx(body)) == string(d.BodyIdx)
+	}
+	return p.Body != nil && *p.Body == body
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +86,7 @@ func (e *env) waitNoPointer(t *testing.T, id string, within time.Duration) {
 // recipient is accepted. The same happens when recordOptOut merely errors
 // (the retry is judged on the failed message and deletes the pointer).
 func TestReviewOptOutLostWhenStoppedAfterFailing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -175,6 +175,7 @@ func (g *gatedTwilio) CreateMessage(ctx context.Context, sid string, s messages.
 // are "sent" with one SID; only one was ever handed to Twilio: A is
 // dropped.
 func TestReviewReconcileTakesAnIdenticalMessagesInFlightSend(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	g := &gatedTwilio{Twilio: e.client, created: make(chan string, 1), release: make(chan struct{})}
 	svc := e.service(g, 300*time.Millisecond)
@@ -237,6 +238,7 @@ func deref(s *string) string {
 // nothing to send), and the message ends failed with TwilioRedacted set:
 // the copy Twilio holds, body and all, is never redacted.
 func TestReviewRedactAfterLostAnswerKeepsTwilioCopy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 500*time.Millisecond)
 	e.dbl.LoseNextMessageAnswer()
@@ -269,9 +271,13 @@ func TestReviewRedactAfterLostAnswerKeepsTwilioCopy(t *testing.T) {
 	if got.TwilioSID != nil {
 		sid = *got.TwilioSID
 	}
+	code := 0
+	if got.ErrorCode != nil {
+		code = *got.ErrorCode
+	}
 	if len(held) > 0 {
-		t.Errorf("redacted message ended %s (error %v, twilioSid %q, %d creates); Twilio still holds its body in %v",
-			got.Status, got.ErrorCode, sid, e.dbl.RouteCount(twiliotest.RouteMessageCreate), held)
+		t.Errorf("redacted message ended %s (error %d, twilioSid %q, %d creates); Twilio still holds its body in %v",
+			got.Status, code, sid, e.dbl.RouteCount(twiliotest.RouteMessageCreate), held)
 	}
 }
 
@@ -308,6 +314,7 @@ func (f *flakyTwilio) CreateMessage(ctx context.Context, sid string, s messages.
 // and 429s injected: every message is at Twilio exactly once and none is
 // left unsent.
 func TestReviewManySendersTwiceEachNeverSendTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const n = 60
 	var svcs []*messages.Service
@@ -335,6 +342,7 @@ func TestReviewManySendersTwiceEachNeverSendTwice(t *testing.T) {
 // database write, for every k up to the end of a send, restarts it, and
 // checks the message is at Twilio exactly once and settled.
 func TestReviewStopAtEveryStepSendsOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for k := 1; k <= 14; k++ {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -364,5 +372,92 @@ func TestReviewStopAtEveryStepSendsOnce(t *testing.T) {
 		if at := e.atTwilio(body); len(at) != 1 {
 			t.Errorf("stopped after write %d: %d at Twilio", k, len(at))
 		}
+	}
+}
+
+// failingCreate answers every create with a 5xx after creating nothing.
+type failingCreate struct {
+	messages.Twilio
+	calls atomic.Int32
+}
+
+func (f *failingCreate) CreateMessage(context.Context, string, messages.Send) (messages.TwilioMessage, error) {
+	f.calls.Add(1)
+	return messages.TwilioMessage{}, fmt.Errorf("502: %w", tenants.ErrUpstreamUnavailable)
+}
+
+// racingReconcile plays one of two processes that reconcile the same
+// message at once. Process A lists once B is listing too, creates, and
+// answers a little late; B's list (taken before A's create) answers only
+// after A's create.
+type racingReconcile struct {
+	messages.Twilio
+	a                  bool
+	bListing, aCreated chan struct{}
+	onceB, onceA       *sync.Once
+	creates            *atomic.Int32
+}
+
+func (r *racingReconcile) ListMessages(ctx context.Context, sid string, f messages.ListFilter) ([]messages.TwilioMessage, error) {
+	l, err := r.Twilio.ListMessages(ctx, sid, f)
+	if r.a {
+		select {
+		case <-r.bListing:
+		case <-time.After(3 * time.Second):
+		}
+	} else {
+		r.onceB.Do(func() { close(r.bListing) })
+		select {
+		case <-r.aCreated:
+		case <-time.After(3 * time.Second):
+		}
+	}
+	return l, err
+}
+
+func (r *racingReconcile) CreateMessage(ctx context.Context, sid string, s messages.Send) (messages.TwilioMessage, error) {
+	r.creates.Add(1)
+	tm, err := r.Twilio.CreateMessage(ctx, sid, s)
+	if r.a {
+		r.onceA.Do(func() { close(r.aCreated) })
+		time.Sleep(300 * time.Millisecond) // the answer is on its way
+	}
+	return tm, err
+}
+
+// TestReviewConcurrentReconcileSendsTwice: a message's first attempt got
+// no answer (nothing was created). Two processes reconcile it at once:
+// both list Twilio and find nothing. A claims the next attempt and creates
+// the message. B, whose list was taken before A's create, reads the latest
+// state (prepare: "h.docs.Latest" after reconcile) and finds it still
+// accepted — with A's attempt in flight — and claims another attempt
+// without looking at AttemptAt again: the message is created twice.
+func TestReviewConcurrentReconcileSendsTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const body = "review-concurrent-reconcile"
+	fc := &failingCreate{Twilio: e.client}
+	first := e.service(fc, time.Second)
+	m := e.send(t, first, body)
+	stop := run(first)
+	deadline := time.Now().Add(5 * time.Second)
+	for fc.calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no first attempt")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	var creates atomic.Int32
+	bListing, aCreated := make(chan struct{}), make(chan struct{})
+	var onceA, onceB sync.Once
+	a := e.service(&racingReconcile{Twilio: e.client, a: true, bListing: bListing, aCreated: aCreated, onceA: &onceA, onceB: &onceB, creates: &creates}, time.Second)
+	b := e.service(&racingReconcile{Twilio: e.client, bListing: bListing, aCreated: aCreated, onceA: &onceA, onceB: &onceB, creates: &creates}, time.Second)
+	defer run(a)()
+	defer run(b)()
+	e.wait(t, a, m.ID, func(m messages.Message) bool { return m.Status != messages.StatusAccepted })
+	time.Sleep(time.Second) // let B finish what it started
+	if n := len(e.atTwilio(body)); n != 1 {
+		t.Errorf("message created %d times at Twilio (%d create calls)", n, creates.Load())
 	}
 }

@@ -107,7 +107,7 @@ func (e *env) wait(t *testing.T, svc *messages.Service, id string, ok func(messa
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(40 * time.Second)
 	for {
 		m, err := h.Get(t.Context(), id)
 		if err != nil {
@@ -153,6 +153,7 @@ func (c crashAfterCreate) CreateMessage(ctx context.Context, sid string, s messa
 }
 
 func TestCrashBetweenTwilioAndStatusWriteSendsOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var stop func()
 	var once sync.Once
@@ -180,6 +181,7 @@ func TestCrashBetweenTwilioAndStatusWriteSendsOnce(t *testing.T) {
 }
 
 func TestLostAnswerIsReconciled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 300*time.Millisecond)
 	e.dbl.LoseNextMessageAnswer()
@@ -192,6 +194,7 @@ func TestLostAnswerIsReconciled(t *testing.T) {
 }
 
 func TestTimeoutIsReconciledThenResent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 300*time.Millisecond)
 	// Twilio's answer (a 500 after nothing was created) never says
@@ -209,6 +212,7 @@ func TestTimeoutIsReconciledThenResent(t *testing.T) {
 }
 
 func TestDelayedAnswerIsReconciled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 300*time.Millisecond)
 	e.dbl.SetDelay(1500 * time.Millisecond) // past the client's 1 s timeout
@@ -224,6 +228,7 @@ func TestDelayedAnswerIsReconciled(t *testing.T) {
 }
 
 func TestRateLimitedThenSent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 300*time.Millisecond)
 	e.dbl.FailNextOn(twiliotest.RouteMessageCreate, 2, http.StatusTooManyRequests)
@@ -240,6 +245,7 @@ func TestRateLimitedThenSent(t *testing.T) {
 }
 
 func TestOptedOutAtTwilioIsRecorded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 300*time.Millisecond)
 	e.dbl.RefuseNextMessage(messages.CodeOptedOut)
@@ -264,6 +270,7 @@ func TestOptedOutAtTwilioIsRecorded(t *testing.T) {
 // processes) over the same outbox: every message is created at Twilio
 // exactly once.
 func TestTwoSendersNeverSendTwice(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	const n = 40
 	var ids []string
@@ -298,6 +305,7 @@ func (c *countingTwilio) CreateMessage(ctx context.Context, sid string, s messag
 }
 
 func TestAcceptedBeforeARestartIsSentAfterIt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Accepted by a process whose sender never ran (it died at once).
 	m := e.send(t, e.service(e.client, time.Second), "restart-marker")

@@ -53,7 +53,8 @@ type Config struct {
 	Logger *slog.Logger
 	// AttemptLease is how long a send attempt holds off other senders
 	// before it counts as dead and is reconciled (default 45 s: three
-	// times Twilio's 15 s timeout).
+	// times Twilio's 15 s timeout; at least MinAttemptLease). An attempt
+	// calls Twilio only in the first third of its lease.
 	AttemptLease time.Duration
 	// RetryBase is the first backoff after a Twilio 429 (default 1 s;
 	// doubling up to a minute).
@@ -68,6 +69,9 @@ type Service struct {
 	routes   *ttl.Cache[string, string]                   // AccountSid → customer (never changes)
 	wake     chan job                                     // the sender's hand-off
 }
+
+// MinAttemptLease is the shortest lease of a send attempt.
+const MinAttemptLease = 9 * time.Second
 
 // accountTTL is how long webhooks and the sender trust a customer's status
 // and sub-account: as long as tokens trust a status (5 s), and this
@@ -85,6 +89,10 @@ func NewService(cfg Config) *Service {
 	if cfg.AttemptLease == 0 {
 		cfg.AttemptLease = 45 * time.Second
 	}
+	// Reconciliation tells an attempt's message at Twilio by its creation
+	// time, which Twilio gives in whole seconds (see reconcile): shorter
+	// leases could not tell it from the next attempt's.
+	cfg.AttemptLease = max(cfg.AttemptLease, MinAttemptLease)
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = time.Second
 	}

@@ -63,6 +63,7 @@ func (e *env) history(t *testing.T, id string) []string {
 // callbacks at once, again and again: the message ends at its highest
 // status and no version ever moved it back.
 func TestConcurrentStatusCallbacks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 0)
 	defer run(svc)()
@@ -106,6 +107,7 @@ func TestConcurrentStatusCallbacks(t *testing.T) {
 // TestFailureIsNeverHidden: a delivered after a failure, in any order of
 // arrival, keeps the failure and its code.
 func TestFailureIsNeverHidden(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 0)
 	defer run(svc)()
@@ -129,6 +131,7 @@ func TestFailureIsNeverHidden(t *testing.T) {
 // TestCallbackForAnotherMessageSid changes nothing: a status whose
 // MessageSid is not the message's Twilio SID is another message's.
 func TestCallbackForAnotherMessageSid(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 0)
 	defer run(svc)()
@@ -143,6 +146,7 @@ func TestCallbackForAnotherMessageSid(t *testing.T) {
 // TestRedactionRetriedUntilTwilioConfirms: Twilio failing the delete
 // twice does not stop the erasure of its copy.
 func TestRedactionRetriedUntilTwilioConfirms(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 0)
 	defer run(svc)()

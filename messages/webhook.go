@@ -100,14 +100,13 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 	}
 	code, _ := strconv.Atoi(w.Params["ErrorCode"])
 	now := s.now()
-	var learnt, failed bool
+	var learnt bool
 	d, err := h.apply(ctx, mid, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
 		if cur.TwilioSID != nil && sid != "" && *cur.TwilioSID != sid {
 			return nil, nil, nil // another message's status
 		}
 		nxt, np := advanced(cur, p, tw, code, "", sid, now)
 		learnt = nxt != nil && cur.TwilioSID == nil && nxt.TwilioSID != nil
-		failed = nxt != nil && cur.Status != StatusFailed && nxt.Status == StatusFailed
 		return nxt, np, nil
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -121,27 +120,33 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 			return err
 		}
 	}
-	// Only the callback that failed the message records Twilio's opt-out:
-	// a retried one must not undo a later opt-in.
-	if failed && d.ErrorCode != nil && *d.ErrorCode == CodeOptedOut {
-		return h.optedOutAtTwilio(ctx, d)
+	// Twilio's opt-out is recorded as of the message (optedOutAtTwilio):
+	// a retry of this callback records it if a stop lost it, and never
+	// undoes a later opt-in.
+	if d.Status == StatusFailed && d.ErrorCode != nil && *d.ErrorCode == CodeOptedOut {
+		if err := h.optedOutAtTwilio(ctx, d); err != nil {
+			return err
+		}
+		if d.ContactID != nil {
+			p, err := h.open(d)
+			if err != nil {
+				return err
+			}
+			return h.followLedger(ctx, *d.ContactID, p.To)
+		}
 	}
 	return nil
 }
 
-// optedOutAtTwilio records the opt-out Twilio's 21610 reports.
+// optedOutAtTwilio records the opt-out Twilio's 21610 reports, as of the
+// message's acceptance: recording it again changes nothing, and an opt-in
+// received since is never undone by it.
 func (h *Handle) optedOutAtTwilio(ctx context.Context, d *messageDoc) error {
 	p, err := h.open(d)
 	if err != nil {
 		return err
 	}
-	if err := h.recordOptOut(ctx, p.To, true, "twilio:21610", orderKey(h.s.now(), d.ID)); err != nil {
-		return err
-	}
-	if d.ContactID != nil {
-		return h.followLedger(ctx, *d.ContactID, p.To)
-	}
-	return nil
+	return h.recordOptOut(ctx, p.To, true, "twilio:21610", orderKey(d.CreatedAt, d.ID))
 }
 
 // Inbound stores a signed inbound message once per MessageSid (its id is

@@ -17,8 +17,8 @@ import (
 // another writer is a duplicate, as in Update), the won ones are applied
 // with one bulk write of replaces, and each applied document is then
 // checked for a newer claim, as every apply is. won[i] tells whether
-// document i's claim won; a document whose claim lost is unchanged by this
-// call and the caller judges it again.
+// document i's claim won; a document whose claim lost (or that does not
+// exist) is unchanged by this call and the caller judges it again.
 //
 // A crash anywhere leaves claims that the next reader or writer applies,
 // as with Update.
@@ -69,9 +69,26 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 		}
 	}
 	if len(models) > 0 {
-		if _, err := v.Docs.BulkWrite(actx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+		res, err := v.Docs.BulkWrite(actx, models, options.BulkWrite().SetOrdered(false))
+		if err != nil {
 			// The claims stand: the next reader or writer applies them.
 			return won, fmt.Errorf("apply %d claims: %w", len(models), err)
+		}
+		if res.MatchedCount < int64(len(models)) {
+			// A document that does not exist cannot change: its claim is
+			// taken back (nothing reads a claim above a missing first one)
+			// and it did not win.
+			for i, id := range ids {
+				if !won[i] {
+					continue
+				}
+				if _, gerr := v.Docs.FindOne(actx, idFilter(id)).Raw(); errors.Is(gerr, mongo.ErrNoDocuments) {
+					won[i] = false
+					if _, derr := v.Claims.DeleteOne(actx, idFilter(ClaimID(id, v.Version(nexts[i])))); derr != nil {
+						return won, fmt.Errorf("take back the claim on missing %s: %w", id, derr)
+					}
+				}
+			}
 		}
 	}
 	g, gctx := errgroup.WithContext(actx)
