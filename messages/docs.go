@@ -126,6 +126,10 @@ func numberField(id string) crypto.Field {
 	return crypto.Field{Collection: "phone_numbers", DocumentID: id, Name: "phoneNumber"}
 }
 
+func purchaseField(id string) crypto.Field {
+	return crypto.Field{Collection: "number_purchases", DocumentID: id, Name: "phoneNumber"}
+}
+
 // optOutDoc is the opt-out state of one phone number: its _id is the
 // number's blind index (hex), so the number itself is not stored.
 type optOutDoc struct {

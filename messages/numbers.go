@@ -2,10 +2,12 @@ package messages
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -89,6 +91,12 @@ func (s *Service) BuyNumber(ctx context.Context, partnerID, customerID string, i
 	if _, err := s.control(subaccountsColl).InsertOne(ctx, subaccountRoute{ID: acct.AccountSID, CustomerID: customerID}); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return PhoneNumber{}, fmt.Errorf("route sub-account: %w", err)
 	}
+	// A purchase a crash (or a lost answer) left unrecorded is recorded
+	// now; a search repeated after one gets that number, not another.
+	adopted, err := h.adoptPurchases(ctx, acct.AccountSID)
+	if err != nil {
+		return PhoneNumber{}, err
+	}
 	if want != "" {
 		var r numberRoute
 		err := s.control(numberRouteColl).FindOne(ctx, bson.D{{Key: "_id", Value: s.routeID(want)}}).Decode(&r)
@@ -96,10 +104,16 @@ func (s *Service) BuyNumber(ctx context.Context, partnerID, customerID string, i
 			return PhoneNumber{}, ErrNumberUnavailable
 		}
 	} else {
+		if adopted != nil {
+			return *adopted, nil
+		}
 		want, err = s.cfg.Twilio.SearchNumber(ctx, acct.AccountSID, country, area)
 		if err != nil {
 			return PhoneNumber{}, numberErr(err)
 		}
+	}
+	if err := h.notePurchase(ctx, want, in.PhoneNumber == nil); err != nil {
+		return PhoneNumber{}, err
 	}
 	n, err := s.cfg.Twilio.BuyNumber(ctx, acct.AccountSID, want, s.cfg.PublicURL+InboundPath)
 	if TwilioCode(err) == CodeNumberUnavailable {
@@ -111,7 +125,93 @@ func (s *Service) BuyNumber(ctx context.Context, partnerID, customerID string, i
 	if err != nil {
 		return PhoneNumber{}, numberErr(err)
 	}
-	return h.recordNumber(ctx, acct.AccountSID, n)
+	pn, err := h.recordNumber(ctx, acct.AccountSID, n)
+	if err != nil {
+		return PhoneNumber{}, err
+	}
+	return pn, h.forgetPurchase(ctx, n.PhoneNumber)
+}
+
+// purchaseDoc notes a number being bought, until it is recorded: its _id is
+// the number's blind index, the number itself sealed.
+type purchaseDoc struct {
+	ID     string    `bson:"_id"`
+	Sealed []byte    `bson:"sealed"`
+	Search bool      `bson:"search"` // bought by a search
+	At     time.Time `bson:"at"`
+}
+
+// purchaseGrace is how old a noted purchase must be before a later request
+// judges it: one still on its way (Twilio answers within 15 s) is left to
+// its own request.
+const purchaseGrace = time.Minute
+
+func (h *Handle) purchases() *mongo.Collection { return h.db.Collection("number_purchases") }
+
+func (h *Handle) purchaseID(e164 string) string { return hex.EncodeToString(h.phoneIdx(e164)) }
+
+// notePurchase notes a number about to be bought.
+func (h *Handle) notePurchase(ctx context.Context, e164 string, search bool) error {
+	id := h.purchaseID(e164)
+	sealed, err := h.cipher.Seal(purchaseField(id), []byte(e164))
+	if err != nil {
+		return err
+	}
+	_, err = h.purchases().InsertOne(ctx, purchaseDoc{ID: id, Sealed: sealed, Search: search, At: h.s.now()})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("note number purchase: %w", err)
+	}
+	return nil
+}
+
+func (h *Handle) forgetPurchase(ctx context.Context, e164 string) error {
+	if _, err := h.purchases().DeleteOne(ctx, idFilter(h.purchaseID(e164))); err != nil {
+		return fmt.Errorf("forget number purchase: %w", err)
+	}
+	return nil
+}
+
+// adoptPurchases settles the purchases noted more than purchaseGrace ago:
+// one Twilio shows in the sub-account is recorded (the first bought by a
+// search is returned), one it does not show never happened. The collection
+// holds only unfinished purchases, so this reads nothing in the usual case.
+func (h *Handle) adoptPurchases(ctx context.Context, accountSID string) (*PhoneNumber, error) {
+	cur, err := h.purchases().Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("number purchases: %w", err)
+	}
+	var docs []purchaseDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("number purchases: %w", err)
+	}
+	var adopted *PhoneNumber
+	for _, d := range docs {
+		if h.s.now().Sub(d.At) < purchaseGrace {
+			continue
+		}
+		b, err := h.cipher.Open(purchaseField(d.ID), d.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("open number purchase: %w", err)
+		}
+		n, err := h.s.cfg.Twilio.FindNumber(ctx, accountSID, string(b))
+		switch {
+		case errors.Is(err, ErrTwilioNotFound):
+		case err != nil:
+			return nil, numberErr(err)
+		default:
+			pn, err := h.recordNumber(ctx, accountSID, n)
+			if err != nil {
+				return nil, err
+			}
+			if d.Search && adopted == nil {
+				adopted = &pn
+			}
+		}
+		if _, err := h.purchases().DeleteOne(ctx, idFilter(d.ID)); err != nil {
+			return nil, fmt.Errorf("forget number purchase: %w", err)
+		}
+	}
+	return adopted, nil
 }
 
 // numberErr maps Twilio's refusals of a number to the API's.

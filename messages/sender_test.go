@@ -31,6 +31,7 @@ type env struct {
 	dbl        *twiliotest.Server
 	client     *twilio.Client
 	customerID string
+	partnerID  string
 	accountSID string
 	number     string
 }
@@ -59,7 +60,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{p: p, dbl: dbl, client: client, customerID: c.ID, accountSID: c.Twilio.AccountSID, number: n.PhoneNumber}
+	return &env{p: p, dbl: dbl, client: client, customerID: c.ID, partnerID: partner.ID, accountSID: c.Twilio.AccountSID, number: n.PhoneNumber}
 }
 
 func ptr[T any](v T) *T { return &v }
