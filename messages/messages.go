@@ -126,12 +126,11 @@ type OptOut struct {
 
 // Sentinels of the messaging domain; the api package maps each to a problem.
 var (
-	ErrNotFound           = errors.New("message not found")
-	ErrNumberNotFound     = errors.New("phone number not found")
-	ErrNoSenderNumber     = errors.New("the customer has no phone number to send from")
-	ErrRecipientOptedOut  = errors.New("the recipient opted out")
-	ErrNumberUnavailable  = errors.New("phone number unavailable")
-	ErrIdempotencyReused  = errors.New("idempotency key reused with another request")
-	ErrWebhookForbidden   = errors.New("webhook signature or account not accepted")
-	ErrCustomerNotServing = errors.New("customer not active or deactivated")
+	ErrNotFound          = errors.New("message not found")
+	ErrNumberNotFound    = errors.New("phone number not found")
+	ErrNoSenderNumber    = errors.New("the customer has no phone number to send from")
+	ErrRecipientOptedOut = errors.New("the recipient opted out")
+	ErrNumberUnavailable = errors.New("phone number unavailable")
+	ErrIdempotencyReused = errors.New("idempotency key reused with another request")
+	ErrWebhookForbidden  = errors.New("webhook signature or account not accepted")
 )

@@ -176,9 +176,6 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 	}, nil
 }
 
-// Contacts is the handle's customer's contacts.
-func (h *Handle) Contacts() *contacts.Handle { return h.contacts }
-
 // derivedID is a UUID (RFC 9562 version 8) derived from parts under the
 // service's secret: the same parts give the same id, and nobody without
 // the secret can tell the parts from it.
