@@ -86,8 +86,11 @@ func (s *Service) redactAtTwilio(ctx context.Context, j job) (time.Duration, err
 		return 0, err
 	}
 	d, err := h.docs.Latest(ctx, j.messageID)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil // gone: nothing left to erase here
+	}
+	if err != nil {
+		return time.Second, err // the job stays: erasure is retried until done
 	}
 	if d.TwilioRedacted || d.RedactedAt == nil {
 		return 0, nil
