@@ -35,12 +35,8 @@ const TopicSMS = "sms"
 // its blind index), else of the newest contact with e164 as an sms channel,
 // else "".
 func (h *Handle) FindByPhone(ctx context.Context, e164 string) (string, error) {
-	doc, err := h.findBy(ctx, KeyPhone, e164)
-	switch {
-	case err == nil:
-		return doc.ID, nil
-	case !errors.Is(err, ErrNotFound):
-		return "", err
+	if id, err := h.FindByPhoneOnly(ctx, e164); id != "" || err != nil {
+		return id, err
 	}
 	found, err := h.Lookup(ctx, "channel", e164)
 	if err != nil {
