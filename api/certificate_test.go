@@ -53,7 +53,12 @@ func verifyJWS(t *testing.T, jws string, jwks map[string]any) (map[string]any, m
 // tombstone and the events; one changed claim does not verify.
 func TestErasureCertificate(t *testing.T) {
 	a := newTestAPI(t)
-	id := a.activate(t, a.register(t, "certified")["id"].(string))["id"].(string)
+	id, tok := a.activeCustomer(t, a.key, "certified")
+	a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"ann@example.com"},{"email":"bob@example.com"}]}`})
+	held, err := a.db.CountCustomerData(t.Context(), id)
+	if err != nil || held < 2 {
+		t.Fatalf("the customer holds %d documents (%v)", held, err)
+	}
 	path := "/v1/customers/" + id + "/erasure-certificate"
 	a.do(t, req{method: "GET", path: path, key: a.key}).problem(t, 409, "not_shredded")
 
@@ -99,7 +104,13 @@ func TestErasureCertificate(t *testing.T) {
 	if tw := claims["twilio"].(map[string]any); tw["status"] != "closed" || tw["accountSid"] != gone.Body["twilio"].(map[string]any)["accountSid"] {
 		t.Errorf("twilio %v", tw)
 	}
-	for _, k := range []string{"keyDestroyedAt", "databaseDroppedAt"} {
+	if claims["documentsDeleted"] != float64(held) {
+		t.Errorf("documentsDeleted = %v, want %d", claims["documentsDeleted"], held)
+	}
+	if _, old := claims["databaseDroppedAt"]; old {
+		t.Error("a new certificate carries databaseDroppedAt")
+	}
+	for _, k := range []string{"keyDestroyedAt", "dataDeletedAt"} {
 		at, err := time.Parse(time.RFC3339, claims[k].(string))
 		if err != nil || at.Before(time.Now().Add(-time.Minute)) {
 			t.Errorf("%s = %v", k, claims[k])

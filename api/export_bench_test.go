@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/store"
 )
 
 // exportContacts is the size of the exported customer.
@@ -56,11 +56,11 @@ func buildExportFixture(b *testing.B) *exportFixture {
 	}
 	scanCloneContacts(b, p, f.customer, tpls, exportContacts-len(tpls), 0)
 
-	cdb := p.db.Customer(f.customer)
-	if got, err := cdb.Collection("contacts").CountDocuments(ctx, bson.D{}); err != nil || got != exportContacts {
+	cdb := p.db.Tenant(f.customer)
+	if got, err := cdb.Collection("contacts").Count(ctx, store.Range{}); err != nil || got != exportContacts {
 		b.Fatalf("contacts holds %d (%v), want %d", got, err, exportContacts)
 	}
-	got, err := cdb.Collection("timeline").CountDocuments(ctx, bson.D{})
+	got, err := cdb.Collection("timeline").Count(ctx, store.Range{})
 	if err != nil || got < exportContacts {
 		b.Fatalf("timeline holds %d (%v), want at least %d", got, err, exportContacts)
 	}

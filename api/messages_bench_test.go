@@ -92,7 +92,7 @@ func (mb *messagingBench) bareInsert(b *testing.B, coll string) time.Duration {
 		{Key: "partyIdx", Value: bson.A{make([]byte, 32), make([]byte, 32)}}, {Key: "contactId", Value: nil},
 		{Key: "createdAt", Value: now}, {Key: "updatedAt", Value: now}}
 	start := time.Now()
-	if _, err := mb.p.DB.Customer(mb.customerID).Collection(coll).InsertOne(b.Context(), doc); err != nil {
+	if _, err := mb.p.DB.DataDatabase(mb.customerID).Collection(coll).InsertOne(b.Context(), doc); err != nil {
 		b.Fatal(err)
 	}
 	return time.Since(start)
@@ -329,7 +329,7 @@ func BenchmarkStatusStorm(b *testing.B) {
 			}
 		}
 		// Baseline: 3,000 replaces by _id, 16 at a time.
-		coll := mb.p.DB.Customer(mb.customerID).Collection("bare_storm")
+		coll := mb.p.DB.DataDatabase(mb.customerID).Collection("bare_storm")
 		docs := make([]string, n)
 		for i := range docs {
 			docs[i] = uuid.Must(uuid.NewV7()).String()

@@ -205,11 +205,16 @@ func buildScanFixture(b *testing.B, n int) *scanFixture {
 			b.Fatalf("%s holds %d (%v), want %d", c.Name(), got, err, want)
 		}
 	}
+	countT := func(c *store.Coll, filter bson.D, want int) {
+		if got, err := c.Count(ctx, store.Range{Where: filter}); err != nil || got != int64(want) {
+			b.Fatalf("%s holds %d (%v), want %d", c.Name(), got, err, want)
+		}
+	}
 	count(p.db.Control.Collection("customers"), bson.D{}, n)
 	count(p.db.Control.Collection("customers"), bson.D{{Key: "partnerId", Value: p.partnerA.ID}}, n/2)
-	count(p.db.Customer(contactsCust).Collection("contacts"), bson.D{}, n)
-	count(p.db.Customer(timelineCust).Collection("timeline"), bson.D{{Key: "contactId", Value: f.timelineOf}}, n)
-	count(p.db.Customer(timelineCust).Collection("timeline"), bson.D{}, n)
+	countT(p.db.Tenant(contactsCust).Collection("contacts"), bson.D{}, n)
+	countT(p.db.Tenant(timelineCust).Collection("timeline"), bson.D{{Key: "contactId", Value: f.timelineOf}}, n)
+	countT(p.db.Tenant(timelineCust).Collection("timeline"), bson.D{}, n)
 	b.Logf("fixture of %d built in %v", n, time.Since(start).Round(time.Millisecond))
 	return f
 }
@@ -229,6 +234,33 @@ func scanFind(b *testing.B, c *mongo.Collection, filter bson.D) []bson.D {
 		b.Fatalf("nothing in %s matches %v", c.Name(), filter)
 	}
 	return docs
+}
+
+// scanFindT reads a customer's documents (logical ids) that match filter.
+func scanFindT(b *testing.B, c *store.Coll, filter bson.D) []bson.D {
+	docs, err := store.All[bson.D](context.Background(), c, store.Range{Where: filter})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(docs) == 0 {
+		b.Fatalf("nothing in %s matches %v", c.Name(), filter)
+	}
+	return docs
+}
+
+// scanInsertT inserts a customer's docs in batches.
+func scanInsertT(b *testing.B, c *store.Coll, docs []any) {
+	for lo := 0; lo < len(docs); lo += 5000 {
+		if err := c.InsertMany(context.Background(), docs[lo:min(lo+5000, len(docs))]); err != nil {
+			b.Fatalf("fill %s: %v", c.Name(), err)
+		}
+	}
+}
+
+// scanTimelineKey is the storage key of a timeline item (contacts'
+// timelineKey): its contact, its time in ms from year 1, its id.
+func scanTimelineKey(contactID string, at time.Time, itemID string) string {
+	return contactID + "/" + fmt.Sprintf("%015d", at.UnixMilli()+62135596800000) + "/" + itemID
 }
 
 // scanInsert inserts docs in batches.
@@ -372,7 +404,7 @@ func scanCloneWorkEmail(i int) string { return fmt.Sprintf("clone%05d@work.examp
 // with new ids), its claim, its lookup entries and its timeline items. It
 // returns the id of clone number want.
 func scanCloneContacts(b *testing.B, p *scanPlatform, customerID string, tpls []string, n, want int) string {
-	cdb := p.db.Customer(customerID)
+	cdb := p.db.Tenant(customerID)
 	c := scanCipher(b, p, customerID)
 	type template struct {
 		doc, claim bson.D
@@ -384,9 +416,9 @@ func scanCloneContacts(b *testing.B, p *scanPlatform, customerID string, tpls []
 	var ts []template
 	for _, id := range tpls {
 		var t template
-		t.doc = scanFind(b, cdb.Collection("contacts"), bson.D{{Key: "_id", Value: id}})[0]
-		t.claim = scanFind(b, cdb.Collection("contact_claims"), bson.D{{Key: "docId", Value: id}})[0]
-		t.lookups = scanFind(b, cdb.Collection("lookups"), bson.D{{Key: "body.contactId", Value: id}})
+		t.doc = scanFindT(b, cdb.Collection("contacts"), bson.D{{Key: "_id", Value: id}})[0]
+		t.claim = scanFindT(b, cdb.Collection("contact_claims"), bson.D{{Key: "docId", Value: id}})[0]
+		t.lookups = scanFindT(b, cdb.Collection("lookups"), bson.D{{Key: "body.contactId", Value: id}})
 		var err error
 		if t.personal, err = c.Open(crypto.Field{Collection: "contacts", DocumentID: id, Name: "personal"}, scanBytes(b, scanGet(t.doc, "sealed"))); err != nil {
 			b.Fatal(err)
@@ -460,7 +492,8 @@ func scanCloneContacts(b *testing.B, p *scanPlatform, customerID string, tpls []
 			}
 			item := scanSet(scanSet(scanSet(it, "_id", itemID), "contactId", id), "sealed", sealed)
 			pending = append(pending, item)
-			timeline = append(timeline, item)
+			at := scanGet(item, "at").(bson.DateTime).Time()
+			timeline = append(timeline, scanSet(scanSet(item, "_id", scanTimelineKey(id, at, itemID)), "itemId", itemID))
 		}
 		sealed, err := c.Seal(crypto.Field{Collection: "contacts", DocumentID: id, Name: "personal"}, plain)
 		if err != nil {
@@ -491,10 +524,10 @@ func scanCloneContacts(b *testing.B, p *scanPlatform, customerID string, tpls []
 			lookups = append(lookups, scanSet(l, "body", scanSet(body, "contactId", id)))
 		}
 	}
-	scanInsert(b, cdb.Collection("contact_claims"), claims)
-	scanInsert(b, cdb.Collection("contacts"), docs)
-	scanInsert(b, cdb.Collection("lookups"), lookups)
-	scanInsert(b, cdb.Collection("timeline"), timeline)
+	scanInsertT(b, cdb.Collection("contact_claims"), claims)
+	scanInsertT(b, cdb.Collection("contacts"), docs)
+	scanInsertT(b, cdb.Collection("lookups"), lookups)
+	scanInsertT(b, cdb.Collection("timeline"), timeline)
 	if wantID == "" {
 		b.Fatalf("clone %d of %d", want, n)
 	}
@@ -505,13 +538,13 @@ func scanCloneContacts(b *testing.B, p *scanPlatform, customerID string, tpls []
 // (cycling), each with a new id, its payload sealed for it, and older
 // times: one second apart, before the oldest real item.
 func scanCloneTimeline(b *testing.B, p *scanPlatform, customerID, contactID string, n int) {
-	coll := p.db.Customer(customerID).Collection("timeline")
+	coll := p.db.Tenant(customerID).Collection("timeline")
 	c := scanCipher(b, p, customerID)
-	items := scanFind(b, coll, bson.D{{Key: "contactId", Value: contactID}})
+	items := scanFindT(b, coll, bson.D{{Key: "contactId", Value: contactID}})
 	payloads := make([][]byte, len(items))
 	oldest := time.Now()
 	for k, it := range items {
-		id, _ := scanGet(it, "_id").(string)
+		id, _ := scanGet(it, "itemId").(string)
 		var err error
 		if payloads[k], err = c.Open(crypto.Field{Collection: "timeline", DocumentID: id, Name: "payload"}, scanBytes(b, scanGet(it, "sealed"))); err != nil {
 			b.Fatal(err)
@@ -528,11 +561,12 @@ func scanCloneTimeline(b *testing.B, p *scanPlatform, customerID, contactID stri
 		if err != nil {
 			b.Fatal(err)
 		}
-		d := scanSet(items[k], "_id", id)
-		d = scanSet(d, "at", bson.NewDateTimeFromTime(oldest.Add(-time.Duration(i+1)*time.Second)))
+		at := oldest.Add(-time.Duration(i+1) * time.Second)
+		d := scanSet(scanSet(items[k], "_id", scanTimelineKey(contactID, at, id)), "itemId", id)
+		d = scanSet(d, "at", bson.NewDateTimeFromTime(at))
 		docs[i] = scanSet(d, "sealed", sealed)
 	}
-	scanInsert(b, coll, docs)
+	scanInsertT(b, coll, docs)
 }
 
 // scanRoute is one measured request: key and path on a fixture, and how

@@ -27,11 +27,15 @@ func benchService(b *testing.B) *Service {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchDB = db
 	return &Service{
-		Cipher:   func(context.Context, string) (*crypto.Cipher, error) { return c, nil },
-		Database: db.Customer,
+		Cipher: func(context.Context, string) (*crypto.Cipher, error) { return c, nil },
+		Tenant: db.Tenant,
 	}
 }
+
+// benchDB is the store of the last benchService, for bare baselines.
+var benchDB *store.DB
 
 // benchOpen opens the handle of one customer and creates the collections an
 // upsert writes to, so that no timed write pays for creating a collection.
@@ -41,7 +45,7 @@ func benchOpen(b *testing.B, s *Service, customerID string) *Handle {
 		b.Fatal(err)
 	}
 	for _, name := range benchUpsertCollections {
-		benchCreate(b, h.db, name)
+		benchCreate(b, benchDB.DataDatabase(customerID), name)
 	}
 	return h
 }
@@ -113,8 +117,9 @@ func BenchmarkUpsert1000(b *testing.B) {
 	ctx := b.Context()
 	bare := map[string]*mongo.Collection{}
 	for _, name := range benchUpsertCollections {
-		benchCreate(b, h.db, "bare_"+name)
-		bare[name] = h.db.Collection("bare_" + name)
+		raw := benchDB.DataDatabase(h.db.ID())
+		benchCreate(b, raw, "bare_"+name)
+		bare[name] = raw.Collection("bare_" + name)
 	}
 	if _, err := bare["contacts"].Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "channelIdx", Value: 1}}}); err != nil {
 		b.Fatal(err)
@@ -126,7 +131,7 @@ func BenchmarkUpsert1000(b *testing.B) {
 	count := func() map[string]int64 {
 		out := map[string]int64{}
 		for _, name := range benchUpsertCollections {
-			n, err := h.db.Collection(name).CountDocuments(ctx, bson.D{})
+			n, err := h.db.Collection(name).Count(ctx, store.Range{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -190,20 +195,20 @@ func BenchmarkUpsert1000(b *testing.B) {
 // collection: its lookup entries, its claim, its document and its timeline.
 func benchWrittenFor(b *testing.B, h *Handle, id string, in Input) map[string][]bson.D {
 	ctx := b.Context()
-	one := func(c *mongo.Collection, filter bson.D) bson.D {
+	byID := func(c *store.Coll, id string) bson.D {
 		var d bson.D
-		if err := c.FindOne(ctx, filter).Decode(&d); err != nil {
-			b.Fatalf("%s %v: %v", c.Name(), filter, err)
+		if err := c.FindID(ctx, id).Decode(&d); err != nil {
+			b.Fatalf("%s %v: %v", c.Name(), id, err)
 		}
 		return d
 	}
-	byID := func(c *mongo.Collection, id string) bson.D { return one(c, bson.D{{Key: "_id", Value: id}}) }
 	doc := byID(h.contacts(), id)
 	pending, _ := benchField(doc, "pending").(bson.A)
 	if len(pending) != 1 {
 		b.Fatalf("contact %s has %d pending items, want 1", id, len(pending))
 	}
 	itemID, _ := benchField(pending[0].(bson.D), "_id").(string)
+	itemAt, _ := benchField(pending[0].(bson.D), "at").(bson.DateTime)
 	return map[string][]bson.D{
 		"lookups": {
 			byID(h.lookups(), store.GenID(lookupName(KeyEmail, h.index(KeyEmail, in.Email.Value)), 1)),
@@ -211,7 +216,7 @@ func benchWrittenFor(b *testing.B, h *Handle, id string, in Input) map[string][]
 		},
 		"contact_claims": {byID(h.db.Collection("contact_claims"), store.ClaimID(id, 1))},
 		"contacts":       {doc},
-		"timeline":       {byID(h.timeline(), itemID)},
+		"timeline":       {byID(h.timeline(), timelineKey(id, itemAt.Time(), itemID))},
 	}
 }
 
@@ -302,6 +307,7 @@ func benchFillContacts(b *testing.B, h *Handle, n int) {
 	tpl := benchWrittenFor(b, h, tplID, in)
 	pending, _ := benchField(tpl["contacts"][0], "pending").(bson.A)
 	itemID, _ := benchField(pending[0].(bson.D), "_id").(string)
+	itemAt, _ := benchField(pending[0].(bson.D), "at").(bson.DateTime)
 	sealedPerson := benchField(tpl["contacts"][0], "sealed").(bson.Binary).Data
 	sealedItem := benchField(tpl["timeline"][0], "sealed").(bson.Binary).Data
 	person, err := h.cipher.Open(personalField(tplID), sealedPerson)
@@ -334,7 +340,8 @@ func benchFillContacts(b *testing.B, h *Handle, n int) {
 			}
 			repl := map[string]any{
 				tplID: id, store.ClaimID(tplID, 1): store.ClaimID(id, 1), itemID: newItem,
-				string(sealedPerson): sp, string(sealedItem): si,
+				timelineKey(tplID, itemAt.Time(), itemID): timelineKey(id, itemAt.Time(), newItem),
+				string(sealedPerson):                      sp, string(sealedItem): si,
 			}
 			for kind, v := range map[string]string{KeyEmail: email(j), KeyPhone: phone(j)} {
 				idx := h.index(kind, v)
@@ -349,11 +356,10 @@ func benchFillContacts(b *testing.B, h *Handle, n int) {
 			}
 		}
 		for _, name := range benchUpsertCollections {
-			res, err := h.db.Collection(name).InsertMany(ctx, out[name])
-			if err != nil {
+			if err := h.db.Collection(name).InsertMany(ctx, out[name]); err != nil {
 				b.Fatalf("fill %s: %v", name, err)
 			}
-			inserted[name] += len(res.InsertedIDs)
+			inserted[name] += len(out[name])
 		}
 	}
 	for _, name := range benchUpsertCollections {
@@ -436,10 +442,10 @@ func BenchmarkLookupByEmail(b *testing.B) {
 		ours += time.Since(start)
 		start = time.Now()
 		var entry, doc bson.Raw
-		if err := h.lookups().FindOne(ctx, bson.D{{Key: "_id", Value: entries[i]}}).Decode(&entry); err != nil {
+		if err := h.lookups().FindID(ctx, entries[i]).Decode(&entry); err != nil {
 			b.Fatal(err)
 		}
-		if err := h.contacts().FindOne(ctx, bson.D{{Key: "_id", Value: res[i].ID}}).Decode(&doc); err != nil {
+		if err := h.contacts().FindID(ctx, res[i].ID).Decode(&doc); err != nil {
 			b.Fatal(err)
 		}
 		bare += time.Since(start)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"github.com/switchboard/switchboard/store"
 )
 
 // Each calls fn for every contact of the customer, one at a time off a
 // cursor (constant memory in the number of contacts), in _id order.
 func (h *Handle) Each(ctx context.Context, fn func(Contact) error) error {
-	cur, err := h.contacts().Find(ctx, bson.D{})
+	cur, err := h.contacts().Find(ctx, store.Range{})
 	if err != nil {
 		return fmt.Errorf("each contact: %w", err)
 	}
@@ -34,16 +34,17 @@ func (h *Handle) Each(ctx context.Context, fn func(Contact) error) error {
 // EachTimelineItem calls fn for every timeline item of every contact of the
 // customer, one at a time off a cursor, with the item's contact id.
 func (h *Handle) EachTimelineItem(ctx context.Context, fn func(contactID string, it TimelineItem) error) error {
-	cur, err := h.timeline().Find(ctx, bson.D{})
+	cur, err := h.timeline().Find(ctx, store.Range{})
 	if err != nil {
 		return fmt.Errorf("each timeline item: %w", err)
 	}
 	defer cur.Close(ctx)
 	for cur.Next(ctx) {
-		var d timelineDoc
-		if err := cur.Decode(&d); err != nil {
+		var row timelineRow
+		if err := cur.Decode(&row); err != nil {
 			return fmt.Errorf("each timeline item: %w", err)
 		}
+		d := row.doc()
 		it, err := h.item(d)
 		if err != nil {
 			return err

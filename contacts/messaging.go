@@ -8,9 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/switchboard/switchboard/store"
 )
 
@@ -101,7 +98,7 @@ func (h *Handle) AddMessageItem(ctx context.Context, contactID, itemID, typ, mes
 		return err
 	}
 	d := timelineDoc{ID: itemID, ContactID: contactID, Type: typ, At: at.UTC().Truncate(time.Millisecond), Sealed: sealed}
-	if _, err := h.timeline().InsertOne(ctx, d); err != nil && !mongo.IsDuplicateKeyError(err) {
+	if err := h.putItems(ctx, []timelineDoc{d}); err != nil {
 		return fmt.Errorf("record message item: %w", err)
 	}
 	h.flushed.Add(itemID, struct{}{})
@@ -180,7 +177,7 @@ type MessageItem struct {
 // AddMessageItems puts many message items on timelines with one insert;
 // items already there are left as they are.
 func (h *Handle) AddMessageItems(ctx context.Context, items []MessageItem) error {
-	var docs []any
+	var docs []timelineDoc
 	for _, it := range items {
 		if it.Type != ItemInbound && it.Type != ItemOutbound {
 			return fmt.Errorf("message item type %q", it.Type)
@@ -202,9 +199,7 @@ func (h *Handle) AddMessageItems(ctx context.Context, items []MessageItem) error
 	if len(docs) == 0 {
 		return nil
 	}
-	_, err := h.timeline().InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	var bwe mongo.BulkWriteException
-	if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
+	if err := h.putItems(ctx, docs); err != nil {
 		return fmt.Errorf("record message items: %w", err)
 	}
 	for _, it := range items {

@@ -527,7 +527,7 @@ func TestCrashBetweenClaimAndApply(t *testing.T) {
 		t.Fatalf("built version %d", state.Version)
 	}
 	claim := store.Claim[contactDoc, struct{}]{ID: store.ClaimID(id, 2), DocID: id, Version: 2, At: h.nowMs(), State: *state}
-	if _, err := h.contactDocs().Claims.InsertOne(ctx, claim); err != nil {
+	if err := h.contactDocs().Claims.InsertOne(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
 

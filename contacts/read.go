@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/store"
 )
 
 func (h *Handle) view(doc *contactDoc, p *personal) Contact {
@@ -51,13 +51,9 @@ func (h *Handle) Lookup(ctx context.Context, kind, value string) ([]Contact, err
 		if len(idxs) == 0 {
 			return nil, nil
 		}
-		cur, err := h.contacts().Find(ctx, bson.D{{Key: "channelIdx", Value: bson.D{{Key: "$in", Value: idxs}}}},
-			options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(200))
+		docs, err := store.All[contactDoc](ctx, h.contacts(), store.Range{Desc: true, Limit: 200,
+			Where: bson.D{{Key: "channelIdx", Value: bson.D{{Key: "$in", Value: idxs}}}}})
 		if err != nil {
-			return nil, fmt.Errorf("lookup contacts: %w", err)
-		}
-		var docs []contactDoc
-		if err := cur.All(ctx, &docs); err != nil {
 			return nil, fmt.Errorf("lookup contacts: %w", err)
 		}
 		return h.views(ctx, docs)
@@ -109,20 +105,16 @@ func (h *Handle) views(ctx context.Context, docs []contactDoc) ([]Contact, error
 
 // List returns a page of contacts, newest first, and the next cursor.
 func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact, string, error) {
-	filter := bson.D{}
+	r := store.Range{Desc: true, Limit: limit + 1}
 	if cursor != "" {
 		last, err := switchboard.DecodeCursor(cursor, 1)
 		if err != nil {
 			return nil, "", err
 		}
-		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: last[0]}}}}
+		r.After = last[0]
 	}
-	cur, err := h.contacts().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)+1))
+	docs, err := store.All[contactDoc](ctx, h.contacts(), r)
 	if err != nil {
-		return nil, "", fmt.Errorf("list contacts: %w", err)
-	}
-	var docs []contactDoc
-	if err := cur.All(ctx, &docs); err != nil {
 		return nil, "", fmt.Errorf("list contacts: %w", err)
 	}
 	next := ""

@@ -40,7 +40,7 @@ func reviewHandle(t *testing.T, db *store.DB, hook *atomic.Pointer[func()]) *Han
 		}
 		return time.Now()
 	}
-	s := &Service{Cipher: func(context.Context, string) (*crypto.Cipher, error) { return c, nil }, Database: db.Customer, Now: now}
+	s := &Service{Cipher: func(context.Context, string) (*crypto.Cipher, error) { return c, nil }, Tenant: db.Tenant, Now: now}
 	h, err := s.Open(t.Context(), "0193a0c4-1111-7000-8000-00000000000c")
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func TestReviewCrashedChangeLandsAfterItsEntryExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := store.Claim[contactDoc, struct{}]{ID: store.ClaimID(a, 2), DocID: a, Version: 2, At: h.nowMs().Add(-2 * time.Minute), State: *state}
-	if _, err := h.contactDocs().Claims.InsertOne(ctx, cl); err != nil {
+	if err := h.contactDocs().Claims.InsertOne(ctx, cl); err != nil {
 		t.Fatal(err)
 	}
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
@@ -27,7 +25,7 @@ func openHandle(t *testing.T, db *store.DB) *Handle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Service{Cipher: func(context.Context, string) (*crypto.Cipher, error) { return c, nil }, Database: db.Customer}
+	s := &Service{Cipher: func(context.Context, string) (*crypto.Cipher, error) { return c, nil }, Tenant: db.Tenant}
 	h, err := s.Open(t.Context(), "0193a0c4-1111-7000-8000-00000000000c")
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +144,7 @@ func TestPendingTimelineSurvivesACrash(t *testing.T) {
 	}
 	id := res[0].ID
 	// Simulate the crash: the timeline collection lost the copy.
-	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
+	if _, err := h.timeline().DeleteRange(ctx, timelineOf(id)); err != nil {
 		t.Fatal(err)
 	}
 	restarted := openHandle(t, db)

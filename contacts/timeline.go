@@ -3,6 +3,7 @@ package contacts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -13,21 +14,74 @@ import (
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/store"
 )
+
+// timelineRow is a timeline item as stored: its _id is its contact's id,
+// its time and its own id, so a contact's timeline is one _id range,
+// newest first when read downwards. The sealed text stays bound to the
+// item's own id (timelineField), not to the storage key.
+type timelineRow struct {
+	Key       string    `bson:"_id"`
+	ID        string    `bson:"itemId"`
+	ContactID string    `bson:"contactId"`
+	Type      string    `bson:"type"`
+	At        time.Time `bson:"at"`
+	Sealed    []byte    `bson:"sealed"`
+}
+
+// msFromYear1 shifts Unix milliseconds so that every time Go can hold from
+// year 1 on is a non-negative 15-digit number: the keys sort as the times.
+const msFromYear1 = 62135596800000
+
+func timelineKey(contactID string, at time.Time, itemID string) string {
+	return contactID + "/" + fmt.Sprintf("%015d", at.UnixMilli()+msFromYear1) + "/" + itemID
+}
+
+// timelineOf is the range of one contact's timeline.
+func timelineOf(contactID string) store.Range { return store.Prefix(contactID + "/") }
+
+func (d timelineDoc) row() timelineRow {
+	return timelineRow{Key: timelineKey(d.ContactID, d.At, d.ID), ID: d.ID, ContactID: d.ContactID, Type: d.Type, At: d.At, Sealed: d.Sealed}
+}
+
+func (r timelineRow) doc() timelineDoc {
+	return timelineDoc{ID: r.ID, ContactID: r.ContactID, Type: r.Type, At: r.At, Sealed: r.Sealed}
+}
+
+// putItems stores timeline items; one stored before (a retry, a pending
+// item copied twice) is left as it is.
+func (h *Handle) putItems(ctx context.Context, items []timelineDoc) error {
+	if len(items) == 0 {
+		return nil
+	}
+	rows := make([]any, len(items))
+	for i, it := range items {
+		rows[i] = it.row()
+	}
+	err := h.timeline().InsertMany(ctx, rows)
+	var bwe mongo.BulkWriteException
+	if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
+		return err
+	}
+	return nil
+}
 
 // flush copies pending timeline items; copying one twice is harmless, and
 // an item this process already copied is not tried again.
 func (h *Handle) flush(ctx context.Context, items []timelineDoc) error {
+	var todo []timelineDoc
 	for _, it := range items {
-		if _, done := h.flushed.Get(it.ID); done {
-			continue
+		if _, done := h.flushed.Get(it.ID); !done {
+			todo = append(todo, it)
 		}
-		if _, err := h.timeline().InsertOne(ctx, it); err != nil && !mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("record timeline: %w", err)
-		}
+	}
+	if err := h.putItems(ctx, todo); err != nil {
+		return fmt.Errorf("record timeline: %w", err)
+	}
+	for _, it := range todo {
 		h.flushed.Add(it.ID, struct{}{})
 	}
 	return nil
@@ -72,15 +126,17 @@ func (h *Handle) items(id, typ string, changed []string, consents []Consent, now
 
 // scrubTimeline erases the texts of a contact's timeline items.
 func (h *Handle) scrubTimeline(ctx context.Context, contactID string) error {
-	cur, err := h.timeline().Find(ctx, bson.D{{Key: "contactId", Value: contactID}})
+	cur, err := h.timeline().Find(ctx, timelineOf(contactID))
 	if err != nil {
 		return fmt.Errorf("scrub timeline: %w", err)
 	}
-	var docs []timelineDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return fmt.Errorf("scrub timeline: %w", err)
-	}
-	for _, d := range docs {
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var row timelineRow
+		if err := cur.Decode(&row); err != nil {
+			return fmt.Errorf("scrub timeline: %w", err)
+		}
+		d := row.doc()
 		var p timelinePayload
 		b, err := h.cipher.Open(timelineField(d.ID), d.Sealed)
 		if err != nil {
@@ -100,11 +156,12 @@ func (h *Handle) scrubTimeline(ctx context.Context, contactID string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := h.timeline().UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "sealed", Value: sealed}}}}); err != nil {
+		row.Sealed = sealed
+		if _, err := h.timeline().ReplaceID(ctx, row.Key, row); err != nil {
 			return fmt.Errorf("scrub timeline: %w", err)
 		}
 	}
-	return nil
+	return cur.Err()
 }
 
 // Timeline returns a page of a contact's timeline, newest first.
@@ -112,7 +169,8 @@ func (h *Handle) Timeline(ctx context.Context, id string, limit int, cursor stri
 	if _, _, err := h.load(ctx, id); err != nil {
 		return nil, "", err
 	}
-	filter := bson.D{{Key: "contactId", Value: id}}
+	r := timelineOf(id)
+	r.Desc, r.Limit = true, limit+1
 	if cursor != "" {
 		// The cursor is the last item's (at, id): items sort by both.
 		last, err := switchboard.DecodeCursor(cursor, 2)
@@ -123,19 +181,15 @@ func (h *Handle) Timeline(ctx context.Context, id string, limit int, cursor stri
 		if err != nil {
 			return nil, "", switchboard.Invalid("cursor", "is not a cursor this list returned")
 		}
-		at, lastID := time.UnixMilli(ms).UTC(), last[1]
-		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
-			bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: at}}}},
-			bson.D{{Key: "at", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: lastID}}}},
-		}})
+		r.After = timelineKey(id, time.UnixMilli(ms).UTC(), last[1])
 	}
-	cur, err := h.timeline().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "at", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(limit)+1))
+	rows, err := store.All[timelineRow](ctx, h.timeline(), r)
 	if err != nil {
 		return nil, "", fmt.Errorf("timeline: %w", err)
 	}
-	var docs []timelineDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", fmt.Errorf("timeline: %w", err)
+	docs := make([]timelineDoc, len(rows))
+	for i, row := range rows {
+		docs[i] = row.doc()
 	}
 	next := ""
 	if len(docs) > limit {
@@ -206,8 +260,23 @@ func (h *Handle) AddEvent(ctx context.Context, id string, ev ExternalEvent) (Tim
 	if err != nil {
 		return TimelineItem{}, err
 	}
-	if _, err := h.timeline().InsertOne(ctx, d); err != nil {
+	if err := h.timeline().InsertOne(ctx, d.row()); err != nil {
 		return TimelineItem{}, fmt.Errorf("record event: %w", err)
 	}
 	return h.item(d)
+}
+
+// LegacyTimelineRow maps a timeline item of the first storage layout
+// ({_id: item id, contactId, type, at, sealed}) to its row in this one (its
+// _id the contact, time and item id). The sealed text is bound to the item
+// id and is kept as it is.
+func LegacyTimelineRow(old bson.Raw) (bson.Raw, error) {
+	var d timelineDoc
+	if err := bson.Unmarshal(old, &d); err != nil {
+		return nil, fmt.Errorf("timeline item of the first layout: %w", err)
+	}
+	if d.ID == "" || d.ContactID == "" {
+		return nil, errors.New("timeline item of the first layout without its ids")
+	}
+	return bson.Marshal(d.row())
 }

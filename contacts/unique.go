@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
 )
@@ -165,7 +164,7 @@ func (h *Handle) claimFresh(ctx context.Context, names []string, bodies []lookup
 	for i, name := range names {
 		docs[i] = lookupGen{ID: store.GenID(name, 1), Name: name, N: 1, Body: bodies[i]}
 	}
-	_, err := h.lookups().InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	err := h.lookups().InsertMany(ctx, docs)
 	if err == nil {
 		return failed, nil
 	}

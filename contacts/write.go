@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
 
@@ -215,7 +213,7 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 	ids := make([]string, len(plan))
 	docs := make([]*contactDoc, len(plan))
 	evs := make([]struct{}, len(plan))
-	var timeline []any
+	var timeline []timelineDoc
 	var written []string
 	for k, p := range plan {
 		ids[k], docs[k] = p.doc.ID, p.doc
@@ -231,9 +229,7 @@ func (h *Handle) applyBatch(ctx context.Context, mode, matchBy string, items []I
 	if len(timeline) > 0 {
 		// The items also sit in each contact's pending list: a crash before
 		// this line loses none of them.
-		_, err := h.timeline().InsertMany(ctx, timeline, options.InsertMany().SetOrdered(false))
-		var bwe mongo.BulkWriteException
-		if err != nil && !(errors.As(err, &bwe) && allDuplicates(bwe)) {
+		if err := h.putItems(ctx, timeline); err != nil {
 			return nil, fmt.Errorf("record timeline: %w", err)
 		}
 		for _, id := range written {
@@ -500,7 +496,7 @@ func (h *Handle) Delete(ctx context.Context, id string) error {
 	if err := h.release(ctx, id, doc.Idx); err != nil {
 		return err
 	}
-	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
+	if _, err := h.timeline().DeleteRange(ctx, timelineOf(id)); err != nil {
 		return fmt.Errorf("delete timeline: %w", err)
 	}
 	return nil

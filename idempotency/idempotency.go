@@ -111,7 +111,7 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // NewStore returns a Store over coll (the control database's idempotency
 // collection).
 func NewStore(coll *mongo.Collection, opts ...Option) *Store {
-	s := &Store{chain: store.Chain[record]{Coll: coll}, now: time.Now}
+	s := &Store{chain: store.Chain[record]{Coll: store.Plain(coll)}, now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}
@@ -247,10 +247,10 @@ const SweepAfter = 2 * Retention
 // from a background job.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	cutoff := s.now().Add(-SweepAfter)
-	cur, err := s.chain.Coll.Find(ctx, bson.D{
+	cur, err := s.chain.Coll.Find(ctx, store.Range{Where: bson.D{
 		{Key: "body.createdAt", Value: bson.D{{Key: "$lt", Value: cutoff}}},
 		{Key: "body.state", Value: bson.D{{Key: "$ne", Value: stateCompacted}}},
-	})
+	}})
 	if err != nil {
 		return 0, fmt.Errorf("idempotency sweep: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard/switchboard/contacts"
@@ -178,7 +177,7 @@ func (h *Handle) registerSIDs(ctx context.Context, attempts []*attempt, answers 
 	for k, i := range ok {
 		docs[k] = bson.D{{Key: "_id", Value: answers[i].SID}, {Key: "messageId", Value: attempts[i].next.ID}}
 	}
-	_, err := h.db.Collection("message_sids").InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	err := h.db.Collection("message_sids").InsertMany(ctx, docs)
 	var bwe mongo.BulkWriteException
 	if err == nil {
 		return nil

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/tenants"
 )
 
@@ -146,7 +147,7 @@ type purchaseDoc struct {
 // its own request.
 const purchaseGrace = time.Minute
 
-func (h *Handle) purchases() *mongo.Collection { return h.db.Collection("number_purchases") }
+func (h *Handle) purchases() *store.Coll { return h.db.Collection("number_purchases") }
 
 func (h *Handle) purchaseID(e164 string) string { return hex.EncodeToString(h.phoneIdx(e164)) }
 
@@ -157,7 +158,7 @@ func (h *Handle) notePurchase(ctx context.Context, e164 string, search bool) err
 	if err != nil {
 		return err
 	}
-	_, err = h.purchases().InsertOne(ctx, purchaseDoc{ID: id, Sealed: sealed, Search: search, At: h.s.now()})
+	err = h.purchases().InsertOne(ctx, purchaseDoc{ID: id, Sealed: sealed, Search: search, At: h.s.now()})
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("note number purchase: %w", err)
 	}
@@ -165,7 +166,7 @@ func (h *Handle) notePurchase(ctx context.Context, e164 string, search bool) err
 }
 
 func (h *Handle) forgetPurchase(ctx context.Context, e164 string) error {
-	if _, err := h.purchases().DeleteOne(ctx, idFilter(h.purchaseID(e164))); err != nil {
+	if _, err := h.purchases().DeleteID(ctx, h.purchaseID(e164)); err != nil {
 		return fmt.Errorf("forget number purchase: %w", err)
 	}
 	return nil
@@ -176,7 +177,7 @@ func (h *Handle) forgetPurchase(ctx context.Context, e164 string) error {
 // search is returned), one it does not show never happened. The collection
 // holds only unfinished purchases, so this reads nothing in the usual case.
 func (h *Handle) adoptPurchases(ctx context.Context, accountSID string) (*PhoneNumber, error) {
-	cur, err := h.purchases().Find(ctx, bson.D{})
+	cur, err := h.purchases().Find(ctx, store.Range{})
 	if err != nil {
 		return nil, fmt.Errorf("number purchases: %w", err)
 	}
@@ -207,7 +208,7 @@ func (h *Handle) adoptPurchases(ctx context.Context, accountSID string) (*PhoneN
 				adopted = &pn
 			}
 		}
-		if _, err := h.purchases().DeleteOne(ctx, idFilter(d.ID)); err != nil {
+		if _, err := h.purchases().DeleteID(ctx, d.ID); err != nil {
 			return nil, fmt.Errorf("forget number purchase: %w", err)
 		}
 	}
@@ -243,11 +244,11 @@ func (h *Handle) recordNumber(ctx context.Context, accountSID string, n Number) 
 		return PhoneNumber{}, err
 	}
 	d := numberDoc{ID: id, Sealed: sealed, TwilioSID: n.SID, SMS: n.SMS, MMS: n.MMS, CreatedAt: now}
-	if _, err := h.db.Collection("phone_numbers").InsertOne(ctx, d); err != nil {
+	if err := h.db.Collection("phone_numbers").InsertOne(ctx, d); err != nil {
 		if !mongo.IsDuplicateKeyError(err) {
 			return PhoneNumber{}, fmt.Errorf("record number: %w", err)
 		}
-		if err := h.db.Collection("phone_numbers").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil {
+		if err := h.db.Collection("phone_numbers").FindID(ctx, id).Decode(&d); err != nil {
 			return PhoneNumber{}, fmt.Errorf("record number: %w", err)
 		}
 	}
@@ -267,7 +268,7 @@ func (h *Handle) numbersOf(ctx context.Context) ([]numberDoc, error) {
 	if ns, ok := h.s.numbers.Get(h.customerID); ok {
 		return ns, nil
 	}
-	cur, err := h.db.Collection("phone_numbers").Find(ctx, bson.D{})
+	cur, err := h.db.Collection("phone_numbers").Find(ctx, store.Range{})
 	if err != nil {
 		return nil, fmt.Errorf("list numbers: %w", err)
 	}
@@ -358,7 +359,7 @@ func (s *Service) ReleaseNumber(ctx context.Context, partnerID, customerID, numb
 	if _, err := s.control(numberRouteColl).DeleteOne(ctx, bson.D{{Key: "_id", Value: s.routeID(d.number)}}); err != nil {
 		return fmt.Errorf("forget number route: %w", err)
 	}
-	if _, err := h.db.Collection("phone_numbers").DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
+	if _, err := h.db.Collection("phone_numbers").DeleteID(ctx, d.ID); err != nil {
 		return fmt.Errorf("forget number: %w", err)
 	}
 	s.numbers.Remove(customerID)

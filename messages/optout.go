@@ -60,7 +60,7 @@ func (h *Handle) optOut(ctx context.Context, e164 string) (OptOut, error) {
 	// ever (one read). Else a change may be claimed and not yet applied:
 	// the claims decide.
 	var cur optOutDoc
-	err := h.optOuts.Docs.FindOne(ctx, idFilter(id)).Decode(&cur)
+	err := h.optOuts.Docs.FindID(ctx, id).Decode(&cur)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return out, nil
 	}
@@ -177,7 +177,7 @@ func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, s
 	now := h.s.now()
 	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now, Order: order}
 	// Version 1 is the document's insert (the claim of the first change).
-	_, err = h.optOuts.Docs.InsertOne(ctx, d)
+	err = h.optOuts.Docs.InsertOne(ctx, d)
 	if !mongo.IsDuplicateKeyError(err) {
 		if err != nil {
 			return fmt.Errorf("record opt-out: %w", err)

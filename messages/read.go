@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/store"
@@ -63,6 +63,7 @@ func (h *Handle) List(ctx context.Context, q Query) ([]Message, string, error) {
 	if q.Status != "" {
 		filter = append(filter, bson.E{Key: "status", Value: q.Status})
 	}
+	var after *messageDoc
 	if q.Cursor != "" {
 		last, err := switchboard.DecodeCursor(q.Cursor, 2)
 		if err != nil {
@@ -72,20 +73,30 @@ func (h *Handle) List(ctx context.Context, q Query) ([]Message, string, error) {
 		if err != nil {
 			return nil, "", switchboard.Invalid("cursor", "is not a cursor this list returned")
 		}
-		at := time.UnixMilli(ms).UTC()
-		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
-			bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: at}}}},
-			bson.D{{Key: "createdAt", Value: at}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: last[1]}}}},
-		}})
+		after = &messageDoc{ID: last[1], CreatedAt: time.UnixMilli(ms).UTC()}
 	}
-	cur, err := h.messages().Find(ctx, filter, options.Find().
-		SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(q.Limit)+1))
+	// The customer's range, filtered by the engine, ordered here: messages
+	// with derived ids (an Idempotency-Key, a MessageSid) are not in time
+	// order by _id.
+	all, err := store.All[messageDoc](ctx, h.messages(), store.Range{Where: filter})
 	if err != nil {
 		return nil, "", fmt.Errorf("list messages: %w", err)
 	}
-	var docs []messageDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, "", fmt.Errorf("list messages: %w", err)
+	newer := func(a, b *messageDoc) bool {
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.After(b.CreatedAt)
+		}
+		return a.ID > b.ID
+	}
+	docs := make([]messageDoc, 0, q.Limit+1)
+	for i := range all {
+		if after == nil || newer(after, &all[i]) {
+			docs = append(docs, all[i])
+		}
+	}
+	sort.Slice(docs, func(i, j int) bool { return newer(&docs[i], &docs[j]) })
+	if len(docs) > q.Limit+1 {
+		docs = docs[:q.Limit+1]
 	}
 	next := ""
 	if len(docs) > q.Limit {

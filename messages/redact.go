@@ -59,7 +59,7 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 // RedactContact redacts every message of a contact (its anonymization or
 // deletion).
 func (h *Handle) RedactContact(ctx context.Context, contactID string) error {
-	cur, err := h.messages().Find(ctx, bson.D{{Key: "contactId", Value: contactID}})
+	cur, err := h.messages().Find(ctx, store.Range{Where: bson.D{{Key: "contactId", Value: contactID}}})
 	if err != nil {
 		return fmt.Errorf("messages of contact: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/store"
 )
 
 // SendInput is POST /v1/messages.
@@ -171,7 +172,7 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 	var w errgroup.Group
 	var dup bool
 	w.Go(func() error {
-		_, err := h.docs.Docs.InsertOne(ctx, d)
+		err := h.docs.Docs.InsertOne(ctx, d)
 		if mongo.IsDuplicateKeyError(err) {
 			dup = true
 			return nil
@@ -201,7 +202,7 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 // accepted before, or nil.
 func (h *Handle) earlier(ctx context.Context, id string) (*messageDoc, error) {
 	var d messageDoc
-	err := h.messages().FindOne(ctx, idFilter(id)).Decode(&d)
+	err := h.messages().FindID(ctx, id).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -230,4 +231,4 @@ func (h *Handle) replay(d *messageDoc, fp []byte) (Message, bool, error) {
 }
 
 // messages is the messages collection.
-func (h *Handle) messages() *mongo.Collection { return h.docs.Docs }
+func (h *Handle) messages() *store.Coll { return h.docs.Docs }

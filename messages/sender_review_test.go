@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/messages"
+	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
@@ -38,9 +39,9 @@ func (e *env) monitoredService(t *testing.T, tw messages.Twilio, lease time.Dura
 	}
 	t.Cleanup(func() { client.Disconnect(context.Background()) })
 	return messages.NewService(messages.Config{
-		Control:  client.Database(e.p.DB.Control.Name()),
-		Database: func(id string) *mongo.Database { return client.Database(e.p.DB.CustomerDatabaseName(id)) },
-		Cipher:   e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount,
+		Control: client.Database(e.p.DB.Control.Name()),
+		Tenant:  store.WithClient(e.p.DB, client).Tenant,
+		Cipher:  e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount,
 		Contacts: e.p.Contacts, Twilio: tw, PublicURL: e.p.PublicURL, Secret: e.p.Master.DeriveKey("messaging ids"),
 		AttemptLease: lease, RetryBase: 20 * time.Millisecond, Logger: storetest.Logger(),
 	})

@@ -25,8 +25,8 @@ type Config struct {
 	// Control is the control database (number routes, sub-account routes,
 	// the outbox's pointers).
 	Control *mongo.Database
-	// Database returns a customer's own database.
-	Database func(customerID string) *mongo.Database
+	// Tenant returns the handle of a customer's data.
+	Tenant func(customerID string) *store.Tenant
 	// Cipher returns a customer's cipher, refusing a shredded customer
 	// (tenants.Service.Cipher).
 	Cipher func(ctx context.Context, customerID string) (*crypto.Cipher, error)
@@ -141,7 +141,7 @@ func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Milli
 type Handle struct {
 	s          *Service
 	customerID string
-	db         *mongo.Database
+	db         *store.Tenant
 	cipher     *crypto.Cipher
 	docs       *store.Versioned[messageDoc, struct{}]
 	optOuts    *store.Versioned[optOutDoc, struct{}]
@@ -163,7 +163,7 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 	if err != nil {
 		return nil, err
 	}
-	db := s.cfg.Database(customerID)
+	db := s.cfg.Tenant(customerID)
 	return &Handle{s: s, customerID: customerID, db: db, cipher: c, contacts: ch,
 		docs: &store.Versioned[messageDoc, struct{}]{
 			Docs: db.Collection("messages"), Claims: db.Collection("message_claims"),

@@ -95,7 +95,7 @@ func (h *Handle) registerSID(ctx context.Context, sid, messageID string) (bool, 
 		MessageID string `bson:"messageId"`
 	}
 	coll := h.db.Collection("message_sids")
-	_, err := coll.InsertOne(ctx, sidDoc{ID: sid, MessageID: messageID})
+	err := coll.InsertOne(ctx, sidDoc{ID: sid, MessageID: messageID})
 	if err == nil {
 		return true, nil
 	}
@@ -103,7 +103,7 @@ func (h *Handle) registerSID(ctx context.Context, sid, messageID string) (bool, 
 		return false, fmt.Errorf("register twilio sid: %w", err)
 	}
 	var got sidDoc
-	if err := coll.FindOne(ctx, idFilter(sid)).Decode(&got); err != nil {
+	if err := coll.FindID(ctx, sid).Decode(&got); err != nil {
 		return false, fmt.Errorf("register twilio sid: %w", err)
 	}
 	return got.MessageID == messageID, nil
@@ -114,7 +114,7 @@ func (h *Handle) sidOwner(ctx context.Context, sid string) (string, error) {
 	var got struct {
 		MessageID string `bson:"messageId"`
 	}
-	err := h.db.Collection("message_sids").FindOne(ctx, idFilter(sid)).Decode(&got)
+	err := h.db.Collection("message_sids").FindID(ctx, sid).Decode(&got)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return "", nil
 	}

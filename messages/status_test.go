@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
@@ -45,14 +43,14 @@ var statusRank = map[string]int{"accepted": 0, "sending": 1, "sent": 2, "deliver
 func (e *env) history(t *testing.T, id string) []string {
 	t.Helper()
 	out := []string{"accepted"}
-	claims := e.p.DB.Customer(e.customerID).Collection("message_claims")
+	claims := e.p.DB.Tenant(e.customerID).Collection("message_claims")
 	for v := 2; ; v++ {
 		var c struct {
 			State struct {
 				Status string `bson:"status"`
 			} `bson:"state"`
 		}
-		if err := claims.FindOne(t.Context(), bson.D{{Key: "_id", Value: fmt.Sprintf("%s:%d", id, v)}}).Decode(&c); err != nil {
+		if err := claims.FindID(t.Context(), fmt.Sprintf("%s:%d", id, v)).Decode(&c); err != nil {
 			return out
 		}
 		out = append(out, c.State.Status)

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
@@ -41,7 +40,7 @@ type Gen[T any] struct {
 // Finding the current generation walks from the first, one read by _id a
 // step; chains stay short (one generation per take-over).
 type Chain[T any] struct {
-	Coll *mongo.Collection
+	Coll *Coll
 }
 
 // Head returns the newest generation of name, or ErrNotFound when the
@@ -67,7 +66,7 @@ func (c Chain[T]) Head(ctx context.Context, name string) (*Gen[T], error) {
 // Get reads generation n of name, or ErrNotFound.
 func (c Chain[T]) Get(ctx context.Context, name string, n int64) (*Gen[T], error) {
 	var g Gen[T]
-	err := c.Coll.FindOne(ctx, bson.D{{Key: "_id", Value: GenID(name, n)}}).Decode(&g)
+	err := c.Coll.FindID(ctx, GenID(name, n)).Decode(&g)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, ErrNotFound
 	}
@@ -81,7 +80,7 @@ func (c Chain[T]) Get(ctx context.Context, name string, n int64) (*Gen[T], error
 // taker got it first.
 func (c Chain[T]) Take(ctx context.Context, name string, n int64, body T) (*Gen[T], error) {
 	g := &Gen[T]{ID: GenID(name, n), Name: name, N: n, Body: body}
-	if _, err := c.Coll.InsertOne(ctx, g); err != nil {
+	if err := c.Coll.InsertOne(ctx, g); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return nil, ErrExists
 		}
@@ -92,7 +91,7 @@ func (c Chain[T]) Take(ctx context.Context, name string, n int64, body T) (*Gen[
 
 // Put rewrites a generation its caller took.
 func (c Chain[T]) Put(ctx context.Context, g *Gen[T]) error {
-	if _, err := c.Coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g); err != nil {
+	if _, err := c.Coll.ReplaceID(ctx, g.ID, g); err != nil {
 		return fmt.Errorf("write %s: %w", g.ID, err)
 	}
 	return nil
@@ -101,7 +100,7 @@ func (c Chain[T]) Put(ctx context.Context, g *Gen[T]) error {
 // DeleteAll removes every generation of name up to n, newest first.
 func (c Chain[T]) DeleteAll(ctx context.Context, name string, n int64) error {
 	for ; n >= 1; n-- {
-		if _, err := c.Coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: GenID(name, n)}}); err != nil {
+		if _, err := c.Coll.DeleteID(ctx, GenID(name, n)); err != nil {
 			return fmt.Errorf("delete %s: %w", GenID(name, n), err)
 		}
 	}
@@ -122,7 +121,7 @@ var ErrLeaseHeld = errors.New("store: lease held by another owner")
 // when the current one is expired, released or owner's own; ErrLeaseHeld
 // while another owner's lease runs (or when another taker wins the race).
 func TakeLease(ctx context.Context, coll *mongo.Collection, name, owner string, now time.Time, ttl time.Duration) (*Gen[Lease], error) {
-	c := Chain[Lease]{Coll: coll}
+	c := Chain[Lease]{Coll: Plain(coll)}
 	n := int64(1)
 	head, err := c.Head(ctx, name)
 	switch {
@@ -147,5 +146,5 @@ func TakeLease(ctx context.Context, coll *mongo.Collection, name, owner string, 
 // stays untouched.
 func ReleaseLease(ctx context.Context, coll *mongo.Collection, g *Gen[Lease], now time.Time) error {
 	g.Body.ExpiresAt = now.UTC().Truncate(time.Millisecond)
-	return Chain[Lease]{Coll: coll}.Put(ctx, g)
+	return Chain[Lease]{Coll: Plain(coll)}.Put(ctx, g)
 }

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -35,7 +33,7 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 		n := v.Version(nexts[i])
 		claims[i] = Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: at, State: *nexts[i], Event: evs[i], Writer: writer}
 	}
-	_, err = v.Claims.InsertMany(ctx, claims, options.InsertMany().SetOrdered(false))
+	err = v.Claims.InsertMany(ctx, claims)
 	var bwe mongo.BulkWriteException
 	switch {
 	case err == nil:
@@ -62,19 +60,20 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 	// Apply and check the won ones; this finishes even if the caller goes
 	// away (a claim that stands is applied now or by the next reader).
 	actx := context.WithoutCancel(ctx)
-	var models []mongo.WriteModel
+	var applyIDs []string
+	var applyDocs []any
 	for i, id := range ids {
 		if won[i] {
-			models = append(models, mongo.NewReplaceOneModel().SetFilter(idFilter(id)).SetReplacement(nexts[i]))
+			applyIDs, applyDocs = append(applyIDs, id), append(applyDocs, nexts[i])
 		}
 	}
-	if len(models) > 0 {
-		res, err := v.Docs.BulkWrite(actx, models, options.BulkWrite().SetOrdered(false))
+	if len(applyIDs) > 0 {
+		matched, err := v.Docs.ReplaceMany(actx, applyIDs, applyDocs)
 		if err != nil {
 			// The claims stand: the next reader or writer applies them.
-			return won, fmt.Errorf("apply %d claims: %w", len(models), err)
+			return won, fmt.Errorf("apply %d claims: %w", len(applyIDs), err)
 		}
-		if res.MatchedCount < int64(len(models)) {
+		if matched < int64(len(applyIDs)) {
 			// A document that does not exist cannot change: its claim is
 			// taken back (nothing reads a claim above a missing first one)
 			// and it did not win.
@@ -82,9 +81,9 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 				if !won[i] {
 					continue
 				}
-				if _, gerr := v.Docs.FindOne(actx, idFilter(id)).Raw(); errors.Is(gerr, mongo.ErrNoDocuments) {
+				if _, gerr := v.Docs.FindID(actx, id).Raw(); errors.Is(gerr, mongo.ErrNoDocuments) {
 					won[i] = false
-					if _, derr := v.Claims.DeleteOne(actx, idFilter(ClaimID(id, v.Version(nexts[i])))); derr != nil {
+					if _, derr := v.Claims.DeleteID(actx, ClaimID(id, v.Version(nexts[i]))); derr != nil {
 						return won, fmt.Errorf("take back the claim on missing %s: %w", id, derr)
 					}
 				}
@@ -111,5 +110,3 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 	}
 	return won, g.Wait()
 }
-
-func idFilter(id string) bson.D { return bson.D{{Key: "_id", Value: id}} }

@@ -62,7 +62,7 @@ func TestReviewLateSettleHidesAcknowledgedChange(t *testing.T) {
 	t.Cleanup(func() { client.Disconnect(context.Background()) })
 	mk := func(c *mongo.Client) *store.Versioned[counter, note] {
 		d := c.Database(db.Control.Name())
-		return &store.Versioned[counter, note]{Docs: d.Collection("counters"), Claims: d.Collection("counter_claims"),
+		return &store.Versioned[counter, note]{Docs: store.Plain(d.Collection("counters")), Claims: store.Plain(d.Collection("counter_claims")),
 			Version: func(c *counter) int64 { return c.Version }}
 	}
 	plain, monitored := mk(db.Client), mk(client)

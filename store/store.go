@@ -20,10 +20,21 @@ import (
 
 // Names are the database names. The zero value means the production names.
 type Names struct {
-	Control        string // partners, customers, events, signing_keys, locks, idempotency
-	Keys           string // customer_keys
-	CustomerPrefix string // one database per customer: prefix + id without dashes
+	Control string // partners, customers, events, signing_keys, locks, idempotency
+	Keys    string // customer_keys
+	// Data holds every customer's documents (CustomerCollections): one
+	// database, or on the embedded engine Cells databases "<Data>_<n>".
+	Data string
+	// Cells is the number of databases customer data is spread over; 0
+	// means DefaultCells on the embedded engine and 1 on MongoDB.
+	Cells int
+	// LegacyPrefix named the databases of the first layout, one per
+	// customer (prefix + id without dashes); only migrate reads them.
+	LegacyPrefix string
 }
+
+// DefaultCells is the number of cells on the embedded engine.
+const DefaultCells = 64
 
 func (n Names) withDefaults() Names {
 	if n.Control == "" {
@@ -32,8 +43,11 @@ func (n Names) withDefaults() Names {
 	if n.Keys == "" {
 		n.Keys = "switchboard_keys"
 	}
-	if n.CustomerPrefix == "" {
-		n.CustomerPrefix = "sb_"
+	if n.Data == "" {
+		n.Data = "switchboard_data"
+	}
+	if n.LegacyPrefix == "" {
+		n.LegacyPrefix = "sb_"
 	}
 	return n
 }
@@ -79,6 +93,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.engine = eng
 		uri = eng.URI()
 	}
+	db.names.Cells = cellsFor(db.names.Cells, db.engine != nil)
 	if cfg.URI != "" {
 		cfg.Logger.Info("connecting to the database", "uri", Redact(cfg.URI))
 	}
@@ -111,6 +126,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 // Closing it leaves the connection open; tests use it for fresh databases.
 func WithNames(parent *DB, names Names) *DB {
 	names = names.withDefaults()
+	names.Cells = cellsFor(names.Cells, parent.engine != nil)
 	db := &DB{
 		Client: parent.Client,
 		names:  names,
@@ -165,24 +181,21 @@ func (db *DB) DataDir() string {
 // Embedded reports whether the database is the in-process engine.
 func (db *DB) Embedded() bool { return db.engine != nil }
 
-// CustomerDatabaseName is the name of a customer's own database.
-func (db *DB) CustomerDatabaseName(customerID string) string {
-	return db.names.CustomerPrefix + strings.ReplaceAll(customerID, "-", "")
-}
-
-// Customer returns a handle bound to one customer's database. Every query of
-// a customer's data goes through such a handle.
-func (db *DB) Customer(customerID string) *mongo.Database {
-	return db.Client.Database(db.CustomerDatabaseName(customerID))
-}
-
-// DropCustomer drops a customer's database. Dropping one that does not
-// exist succeeds, so a retried shred is safe.
-func (db *DB) DropCustomer(ctx context.Context, customerID string) error {
-	if err := db.Customer(customerID).Drop(ctx); err != nil {
-		return fmt.Errorf("drop customer database: %w", err)
+func cellsFor(n int, embedded bool) int {
+	switch {
+	case n > 0:
+		return n
+	case embedded:
+		return DefaultCells
+	default:
+		return 1
 	}
-	return nil
+}
+
+// LegacyDatabaseName is the name of a customer's own database in the first
+// layout (one database per customer).
+func (db *DB) LegacyDatabaseName(customerID string) string {
+	return db.names.LegacyPrefix + strings.ReplaceAll(customerID, "-", "")
 }
 
 // ScrubKeys makes the keyring database's files forget what was deleted
@@ -278,4 +291,14 @@ func (db *DB) EnsureIndexes(ctx context.Context) error {
 func isIndexNotFound(err error) bool {
 	var ce mongo.CommandError
 	return errors.As(err, &ce) && (ce.Code == 27 || ce.Code == 26 || ce.Name == "IndexNotFound" || ce.Name == "NamespaceNotFound")
+}
+
+// WithClient returns a DB with the same names over another connection to
+// the same deployment (tests that watch their own commands). Closing it
+// leaves both connections open.
+func WithClient(parent *DB, client *mongo.Client) *DB {
+	db := &DB{Client: client, names: parent.names, engine: parent.engine, shared: true}
+	db.Control = client.Database(parent.names.Control)
+	db.Keys = client.Database(parent.names.Keys)
+	return db
 }

@@ -43,34 +43,6 @@ func TestUniqueIndexAndConditionalUpdate(t *testing.T) {
 	}
 }
 
-func TestCustomerDatabaseIsolationAndDrop(t *testing.T) {
-	db := storetest.MustOpen(t)
-	ctx := t.Context()
-	a, b := "0190a1b2-0000-7000-8000-00000000000a", "0190a1b2-0000-7000-8000-00000000000b"
-	if _, err := db.Customer(a).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := db.Customer(b).Collection("contacts").CountDocuments(ctx, bson.D{})
-	if err != nil || n != 0 {
-		t.Fatalf("customer b sees %d documents of a (err %v)", n, err)
-	}
-	if err := db.DropCustomer(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.DropCustomer(ctx, a); err != nil {
-		t.Fatalf("dropping twice: %v", err)
-	}
-	names, err := db.Client.ListDatabaseNames(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if n == db.CustomerDatabaseName(a) {
-			t.Fatalf("database %s still listed after drop", n)
-		}
-	}
-}
-
 // TestEngineLockAndAttach: a second opener of the same data dir attaches to
 // the first one's engine instead of starting another; after a clean stop,
 // the next opener runs its own and finds the data.

@@ -9,9 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // This file is the one way Switchboard changes state. It is built only on
@@ -101,12 +99,12 @@ type Claim[T, E any] struct {
 //     the change fails, so a retry is not blocked.
 type Versioned[T, E any] struct {
 	// Docs holds the documents, Claims their claims (one per version).
-	Docs, Claims *mongo.Collection
+	Docs, Claims *Coll
 	// Gates, if set, holds side-effect gates: every Update of the collection
 	// then runs its change only after taking the gate of the version it will
 	// claim, so of racing changes only one performs its side effects (calls
 	// to Twilio). Nil when no change has side effects.
-	Gates *mongo.Collection
+	Gates *Coll
 	// Version reads the version of a state.
 	Version func(*T) int64
 	// Now is the clock of claims and gates; nil means time.Now.
@@ -138,7 +136,7 @@ func (v *Versioned[T, E]) now() time.Time {
 // first claim was inserted but never applied (a crash) is created from it.
 func (v *Versioned[T, E]) Get(ctx context.Context, id string) (*T, error) {
 	var doc T
-	err := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	err := v.Docs.FindID(ctx, id).Decode(&doc)
 	if err == nil {
 		return &doc, nil
 	}
@@ -152,12 +150,12 @@ func (v *Versioned[T, E]) Get(ctx context.Context, id string) (*T, error) {
 	if c.Deleted {
 		return nil, ErrNotFound
 	}
-	if _, err := v.Docs.InsertOne(ctx, c.State); err != nil && !mongo.IsDuplicateKeyError(err) {
+	if err := v.Docs.InsertOne(ctx, c.State); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return nil, fmt.Errorf("roll forward %s: %w", id, err)
 	}
 	// Another writer may have moved it on meanwhile (or a unique index kept
 	// it out: then it does not exist).
-	if err := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+	if err := v.Docs.FindID(ctx, id).Decode(&doc); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil, ErrNotFound
 		}
@@ -189,7 +187,7 @@ func (v *Versioned[T, E]) lastClaim(ctx context.Context, id string) (*Claim[T, E
 // Claim reads the claim of one version, or ErrNotFound.
 func (v *Versioned[T, E]) Claim(ctx context.Context, id string, version int64) (*Claim[T, E], error) {
 	var c Claim[T, E]
-	err := v.Claims.FindOne(ctx, bson.D{{Key: "_id", Value: ClaimID(id, version)}}).Decode(&c)
+	err := v.Claims.FindID(ctx, ClaimID(id, version)).Decode(&c)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, ErrNotFound
 	}
@@ -233,7 +231,7 @@ func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote b
 		}
 		if c.Deleted {
 			// Deleted from this version on: the document goes too.
-			if _, err := v.Docs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+			if _, err := v.Docs.DeleteID(ctx, id); err != nil {
 				return nil, fmt.Errorf("apply deletion of %s: %w", id, err)
 			}
 			return nil, ErrNotFound
@@ -251,11 +249,11 @@ func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote b
 }
 
 func (v *Versioned[T, E]) replace(ctx context.Context, id string, state *T) error {
-	res, err := v.Docs.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, state)
+	matched, err := v.Docs.ReplaceID(ctx, id, state)
 	if err != nil {
 		return fmt.Errorf("apply %s: %w", id, err)
 	}
-	if res.MatchedCount == 0 {
+	if !matched {
 		// Deleted meanwhile (a hard delete): nothing to apply to.
 		return ErrNotFound
 	}
@@ -268,23 +266,23 @@ func (v *Versioned[T, E]) replace(ctx context.Context, id string, state *T) erro
 // returned as it came, with the claim given back, so nothing of it stays.
 func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E) error {
 	c := Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: v.now(), State: *state, Event: ev}
-	if _, err := v.Claims.InsertOne(ctx, c); err != nil {
+	if err := v.Claims.InsertOne(ctx, c); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return ErrExists
 		}
 		return fmt.Errorf("claim %s: %w", c.ID, err)
 	}
-	if _, err := v.Docs.InsertOne(ctx, state); err != nil {
+	if err := v.Docs.InsertOne(ctx, state); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			// A reader may have applied our claim already (Get rolls a
 			// first claim forward): then the document is ours and here.
-			if _, gerr := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw(); gerr == nil {
+			if _, gerr := v.Docs.FindID(ctx, id).Raw(); gerr == nil {
 				return nil
 			}
 			// Else another unique index refused it (a name taken). The claim
 			// is ours alone and nothing applied it, so deleting it by _id
 			// is safe: nothing of the refused create stays.
-			if _, derr := v.Claims.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: c.ID}}); derr != nil {
+			if _, derr := v.Claims.DeleteID(context.WithoutCancel(ctx), c.ID); derr != nil {
 				return errors.Join(err, derr)
 			}
 			return err
@@ -310,10 +308,10 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 		claims[i] = Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: at, State: *states[i], Event: evs[i]}
 		docs[i] = states[i]
 	}
-	if _, err := v.Claims.InsertMany(ctx, claims, options.InsertMany().SetOrdered(false)); err != nil {
+	if err := v.Claims.InsertMany(ctx, claims); err != nil {
 		return fmt.Errorf("claim %d new documents: %w", len(ids), err)
 	}
-	_, err := v.Docs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	err := v.Docs.InsertMany(ctx, docs)
 	var bwe mongo.BulkWriteException
 	if err == nil {
 		return nil
@@ -327,7 +325,7 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 		if !mongo.IsDuplicateKeyError(we) {
 			return fmt.Errorf("create %s: %w", ids[we.Index], we)
 		}
-		if _, gerr := v.Docs.FindOne(ctx, bson.D{{Key: "_id", Value: ids[we.Index]}}).Raw(); gerr != nil {
+		if _, gerr := v.Docs.FindID(ctx, ids[we.Index]).Raw(); gerr != nil {
 			return fmt.Errorf("create %s: %w", ids[we.Index], we)
 		}
 	}
@@ -424,7 +422,7 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			return nil, fmt.Errorf("update %s: next version %d after %d", id, v.Version(next), v.Version(cur))
 		}
 		c := Claim[T, E]{ID: ClaimID(id, nextVersion), DocID: id, Version: nextVersion, At: v.now(), State: *next, Event: ev, Writer: writerID()}
-		_, err = v.Claims.InsertOne(ctx, c)
+		err = v.Claims.InsertOne(ctx, c)
 		if err != nil && !mongo.IsDuplicateKeyError(err) {
 			// The answer may be lost while the insert stood (a timeout):
 			// whether we won is in the claim.
@@ -479,7 +477,7 @@ type gateDoc struct {
 // of that version runs; ErrConflict when version n is claimed already.
 func (v *Versioned[T, E]) takeGate(ctx context.Context, id string, n int64) (string, error) {
 	gid := ClaimID(id, n)
-	_, err := v.Gates.InsertOne(ctx, gateDoc{ID: gid, At: v.now()})
+	err := v.Gates.InsertOne(ctx, gateDoc{ID: gid, At: v.now()})
 	if err == nil {
 		return gid, nil
 	}
@@ -492,7 +490,7 @@ func (v *Versioned[T, E]) takeGate(ctx context.Context, id string, n int64) (str
 		return "", cerr
 	}
 	var g gateDoc
-	err = v.Gates.FindOne(ctx, bson.D{{Key: "_id", Value: gid}}).Decode(&g)
+	err = v.Gates.FindID(ctx, gid).Decode(&g)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return "", ErrBusy // given back just now: try again
 	}
@@ -513,7 +511,7 @@ func (v *Versioned[T, E]) releaseGate(ctx context.Context, gid string) {
 	if gid == "" {
 		return
 	}
-	_, _ = v.Gates.DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: gid}})
+	_, _ = v.Gates.DeleteID(context.WithoutCancel(ctx), gid)
 }
 
 // RedactHistory rewrites the state kept in the claims of versions 1 to
@@ -531,7 +529,7 @@ func (v *Versioned[T, E]) RedactHistory(ctx context.Context, id string, before i
 			return err
 		}
 		c.State = *redacted(n)
-		if _, err := v.Claims.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.ID}}, c); err != nil {
+		if _, err := v.Claims.ReplaceID(ctx, c.ID, c); err != nil {
 			return fmt.Errorf("redact %s: %w", c.ID, err)
 		}
 	}
@@ -565,7 +563,7 @@ func (v *Versioned[T, E]) Delete(ctx context.Context, id string, redacted func(n
 		}
 		n := v.Version(cur) + 1
 		c := Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: v.now(), State: *redacted(n), Writer: writerID(), Deleted: true}
-		if _, err := v.Claims.InsertOne(ctx, c); mongo.IsDuplicateKeyError(err) {
+		if err := v.Claims.InsertOne(ctx, c); mongo.IsDuplicateKeyError(err) {
 			if attempt >= maxAttempts {
 				return fmt.Errorf("delete %s: lost %d times in a row: %w", id, attempt+1, ErrBusy)
 			}
@@ -574,7 +572,7 @@ func (v *Versioned[T, E]) Delete(ctx context.Context, id string, redacted func(n
 			return fmt.Errorf("claim the deletion of %s: %w", id, err)
 		}
 		ctx = context.WithoutCancel(ctx) // the deletion stands: finish it
-		if _, err := v.Docs.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+		if _, err := v.Docs.DeleteID(ctx, id); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 		return v.RedactHistory(ctx, id, n, redacted)

@@ -27,9 +27,22 @@ type note struct {
 
 func newCounters(t *testing.T) *store.Versioned[counter, note] {
 	db := storetest.MustOpen(t)
+	// A customer's collections, as most versioned documents are.
+	tn := db.Tenant("0190a1b2-0000-7000-8000-0000000000e1")
 	return &store.Versioned[counter, note]{
-		Docs:    db.Control.Collection("counters"),
-		Claims:  db.Control.Collection("counter_claims"),
+		Docs:    tn.Collection("contacts"),
+		Claims:  tn.Collection("contact_claims"),
+		Gates:   nil,
+		Version: func(c *counter) int64 { return c.Version },
+	}
+}
+
+func newGatedCounters(t *testing.T) *store.Versioned[counter, note] {
+	db := storetest.MustOpen(t)
+	return &store.Versioned[counter, note]{
+		Docs:    store.Plain(db.Control.Collection("counters")),
+		Claims:  store.Plain(db.Control.Collection("counter_claims")),
+		Gates:   store.Plain(db.Control.Collection("locks")),
 		Version: func(c *counter) int64 { return c.Version },
 	}
 }
@@ -134,8 +147,7 @@ func TestUpdateAnyVersionLosesNothing(t *testing.T) {
 }
 
 func TestGatedUpdateRunsOneSideEffect(t *testing.T) {
-	v := newCounters(t)
-	v.Gates = v.Docs.Database().Collection("locks")
+	v := newGatedCounters(t)
 	ctx := t.Context()
 	for round := range 10 {
 		id := fmt.Sprintf("g%d", round)
@@ -164,8 +176,7 @@ func TestGatedUpdateRunsOneSideEffect(t *testing.T) {
 }
 
 func TestGatedUpdateFailureReleasesTheGate(t *testing.T) {
-	v := newCounters(t)
-	v.Gates = v.Docs.Database().Collection("locks")
+	v := newGatedCounters(t)
 	ctx := t.Context()
 	if err := v.Create(ctx, "x", &counter{ID: "x", Version: 1}, note{}); err != nil {
 		t.Fatal(err)
@@ -200,7 +211,7 @@ func TestCrashBetweenClaimAndApply(t *testing.T) {
 	// A process claimed version 2 and died before replacing the document.
 	lost := store.Claim[counter, note]{ID: store.ClaimID("k", 2), DocID: "k", Version: 2, At: time.Now().UTC(),
 		State: counter{ID: "k", Version: 2, Applied: []string{"dead"}}, Event: note{By: "dead"}}
-	if _, err := v.Claims.InsertOne(ctx, lost); err != nil {
+	if err := v.Claims.InsertOne(ctx, lost); err != nil {
 		t.Fatal(err)
 	}
 	got, err := v.Get(ctx, "k")
@@ -224,7 +235,7 @@ func TestCrashBetweenClaimAndApply(t *testing.T) {
 	// A first claim whose document was never inserted: the next read creates it.
 	first := store.Claim[counter, note]{ID: store.ClaimID("n", 1), DocID: "n", Version: 1, At: time.Now().UTC(),
 		State: counter{ID: "n", Version: 1}}
-	if _, err := v.Claims.InsertOne(ctx, first); err != nil {
+	if err := v.Claims.InsertOne(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := v.Get(ctx, "n"); err != nil || got.Version != 1 {
@@ -244,7 +255,7 @@ func TestLateApplyIsRolledForward(t *testing.T) {
 		}
 	}
 	// A slow writer of version 2 replaces the document after version 3.
-	if _, err := v.Docs.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "s"}}, counter{ID: "s", Version: 2, Applied: []string{"a"}}); err != nil {
+	if _, err := v.Docs.ReplaceID(ctx, "s", counter{ID: "s", Version: 2, Applied: []string{"a"}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := v.Update(ctx, "s", 3, bump("c"), store.UpdateOptions[counter]{})
@@ -256,7 +267,7 @@ func TestLateApplyIsRolledForward(t *testing.T) {
 func TestCreateGivesBackItsClaimOnAnotherUniqueIndex(t *testing.T) {
 	db := storetest.MustOpen(t)
 	ctx := t.Context()
-	v := &store.Versioned[bson.M, note]{Docs: db.Control.Collection("customers"), Claims: db.Control.Collection("events"),
+	v := &store.Versioned[bson.M, note]{Docs: store.Plain(db.Control.Collection("customers")), Claims: store.Plain(db.Control.Collection("events")),
 		Version: func(m *bson.M) int64 { return (*m)["version"].(int64) }}
 	if err := v.Create(ctx, "a", &bson.M{"_id": "a", "space": "acme", "version": int64(1)}, note{}); err != nil {
 		t.Fatal(err)
@@ -363,7 +374,7 @@ func TestDeleteKeepsTheVersions(t *testing.T) {
 	}
 	dead := store.Claim[counter, note]{ID: store.ClaimID("e", 2), DocID: "e", Version: 2, At: time.Now().UTC(),
 		State: counter{ID: "e", Version: 2}, Deleted: true}
-	if _, err := v.Claims.InsertOne(ctx, dead); err != nil {
+	if err := v.Claims.InsertOne(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Latest(ctx, "e"); !errors.Is(err, store.ErrNotFound) {

@@ -28,12 +28,12 @@ func BenchmarkShred(b *testing.B) {
 	var drop time.Duration
 	svc := tenants.NewService(tenants.Config{
 		Control: h.db.Control, Keyring: h.keyring, Twilio: h.client, Logger: storetest.Logger(), Now: h.clock.Now,
-		DropCustomerData: func(ctx context.Context, id string) error {
+		Data: deleting{h.db, func(ctx context.Context, id string) (int64, error) {
 			dropStart = time.Now()
-			err := h.db.DropCustomer(ctx, id)
+			n, err := h.db.DeleteCustomerData(ctx, id)
 			drop = time.Since(dropStart)
-			return err
-		},
+			return n, err
+		}},
 	})
 	doc := bson.D{{Key: "sealed", Value: make([]byte, 200)}}
 	sizes := [2]int{10, 10000}
@@ -46,7 +46,7 @@ func BenchmarkShred(b *testing.B) {
 			for j := range docs {
 				docs[j] = doc
 			}
-			if _, err := h.db.Customer(c.ID).Collection("contacts").InsertMany(ctx, docs); err != nil {
+			if err := h.db.Tenant(c.ID).Collection("contacts").InsertMany(ctx, docs); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()

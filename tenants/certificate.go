@@ -40,7 +40,7 @@ func wire(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z0
 // issueCertificate signs and stores the certificate of a shredded customer
 // (after NIST SP 800-88r1's certificate of sanitization). Issuing twice
 // (a retried shred) keeps the first: the insert of its _id is the claim.
-func (s *Service) issueCertificate(ctx context.Context, doc *customerDoc, droppedAt time.Time) error {
+func (s *Service) issueCertificate(ctx context.Context, doc *customerDoc, deletedAt time.Time, deleted int64) error {
 	if s.cfg.Certificates == nil {
 		return nil
 	}
@@ -71,9 +71,10 @@ func (s *Service) issueCertificate(ctx context.Context, doc *customerDoc, droppe
 		"sub": doc.ID, "partnerId": doc.PartnerID, "space": doc.Space,
 		"method": "cryptographic-erase", "keyId": doc.Erasure.KeyID, "cipher": cipherName,
 		"masterKeyId": doc.Erasure.MasterKeyID, "terminatedAt": wire(*doc.TerminatedAt), "retention": retention,
-		"keyDestroyedAt":    wire(doc.Erasure.KeyDestroyedAt),
-		"verification":      map[string]any{"method": doc.Erasure.Verification, "at": wire(doc.Erasure.VerifiedAt)},
-		"databaseDroppedAt": wire(droppedAt), "twilio": tw, "tool": "switchboard " + s.cfg.Version,
+		"keyDestroyedAt": wire(doc.Erasure.KeyDestroyedAt),
+		"verification":   map[string]any{"method": doc.Erasure.Verification, "at": wire(doc.Erasure.VerifiedAt)},
+		"dataDeletedAt":  wire(deletedAt), "documentsDeleted": deleted,
+		"twilio": tw, "tool": "switchboard " + s.cfg.Version,
 	}
 	jws, err := s.cfg.Certificates.Sign(ctx, claims)
 	if err != nil {

@@ -35,7 +35,7 @@ func BenchmarkShredCertificate(b *testing.B) {
 		return tenants.NewService(tenants.Config{
 			Certificates: certs, Issuer: platformtest.Issuer, Version: "bench",
 			Control: pl.DB.Control, Keyring: pl.Keyring, Twilio: tw,
-			DropCustomerData: pl.DB.DropCustomer, ScrubKeys: pl.DB.ScrubKeys, Logger: storetest.Logger(),
+			Data: pl.DB, ScrubKeys: pl.DB.ScrubKeys, Logger: storetest.Logger(),
 		})
 	}
 	const with, without = 0, 1
@@ -69,7 +69,7 @@ func BenchmarkShredCertificate(b *testing.B) {
 		for j := range docs {
 			docs[j] = data
 		}
-		if _, err := pl.DB.Customer(c.ID).Collection("contacts").InsertMany(ctx, docs); err != nil {
+		if err := pl.DB.Tenant(c.ID).Collection("contacts").InsertMany(ctx, docs); err != nil {
 			b.Fatal(err)
 		}
 		return c

@@ -30,7 +30,7 @@ type exportDoc struct {
 }
 
 func (s *Service) exports() store.Chain[exportDoc] {
-	return store.Chain[exportDoc]{Coll: s.cfg.Control.Collection(exportsColl)}
+	return store.Chain[exportDoc]{Coll: store.Plain(s.cfg.Control.Collection(exportsColl))}
 }
 
 // Export is what an export of one customer needs: its view, its cipher (for

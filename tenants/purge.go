@@ -349,10 +349,11 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 		return nil, &TransitionError{From: doc.Status, Action: "shred"}
 	}
 
-	if err := s.cfg.DropCustomerData(ctx, id); err != nil {
-		return nil, fmt.Errorf("drop customer data: %w", err)
+	deleted, err := s.deleteCustomerData(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	droppedAt := s.now()
+	deletedAt := s.now()
 	if doc.Twilio != nil && doc.Twilio.Status != SubaccountClosed {
 		err := s.cfg.Twilio.SetSubaccountStatus(ctx, doc.Twilio.AccountSID, SubaccountClosed)
 		if err != nil && !errors.Is(err, ErrSubaccountNotFound) {
@@ -361,11 +362,38 @@ func (s *Service) shred(ctx context.Context, id, owner string, due time.Time) (*
 	}
 	// The certificate before the mark goes: a run killed in between issues
 	// it next time.
-	if err := s.issueCertificate(ctx, doc, droppedAt); err != nil {
+	if err := s.issueCertificate(ctx, doc, deletedAt, deleted); err != nil {
 		return nil, err
 	}
 	if _, err := s.cleanups().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
 		return nil, fmt.Errorf("clear cleanup mark: %w", err)
 	}
 	return doc, nil
+}
+
+// deleteCustomerData deletes the customer's ranges and returns how many
+// documents the shred deleted. The count is taken once, before the first
+// delete, and kept in the cleanup mark: a run killed half-way and finished
+// by the next one reports the same number. Nothing writes the customer's
+// data once its key is gone, so the count is what the deletes remove.
+func (s *Service) deleteCustomerData(ctx context.Context, id string) (int64, error) {
+	var mark cleanupDoc
+	if err := s.cleanups().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&mark); err != nil {
+		return 0, fmt.Errorf("read cleanup mark: %w", err)
+	}
+	if mark.Documents == nil {
+		n, err := s.cfg.Data.CountCustomerData(ctx, id)
+		if err != nil {
+			return 0, fmt.Errorf("count customer data: %w", err)
+		}
+		mark.Documents = &n
+		// Only this shred (under its lease) writes the mark.
+		if _, err := s.cleanups().ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, mark); err != nil {
+			return 0, fmt.Errorf("record the count of customer data: %w", err)
+		}
+	}
+	if _, err := s.cfg.Data.DeleteCustomerData(ctx, id); err != nil {
+		return 0, fmt.Errorf("delete customer data: %w", err)
+	}
+	return *mark.Documents, nil
 }

@@ -97,6 +97,9 @@ type cleanupDoc struct {
 	// after the key is gone finds them here.
 	KeyID       string `bson:"keyId,omitempty"`
 	MasterKeyID string `bson:"masterKeyId,omitempty"`
+	// Documents is how many documents of the customer the shred deletes,
+	// counted before its first delete.
+	Documents *int64 `bson:"documents,omitempty"`
 }
 
 // canaryDoc is a value sealed under a customer's key when it is registered
@@ -123,9 +126,9 @@ type erasureDoc struct {
 // in locks (activate, deactivate and terminate call Twilio).
 func newCustomers(control *mongo.Database, now func() time.Time) *store.Versioned[customerDoc, eventDoc] {
 	return &store.Versioned[customerDoc, eventDoc]{
-		Docs:    control.Collection(customersColl),
-		Claims:  control.Collection(eventsColl),
-		Gates:   control.Collection(locksColl),
+		Docs:    store.Plain(control.Collection(customersColl)),
+		Claims:  store.Plain(control.Collection(eventsColl)),
+		Gates:   store.Plain(control.Collection(locksColl)),
 		Version: func(d *customerDoc) int64 { return d.Version },
 		Now:     now,
 	}

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 )
@@ -24,7 +25,7 @@ import (
 
 func customerDataSurvives(t *testing.T, h *harness, id string) bool {
 	t.Helper()
-	n, err := h.db.Customer(id).Collection("contacts").CountDocuments(t.Context(), bson.D{})
+	n, err := h.db.Tenant(id).Collection("contacts").Count(t.Context(), store.Range{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,13 +48,13 @@ func TestReviewHoldAcceptedAfterKeyDestroyed(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
 	c := h.terminated(t, "hold-after-destroy", 1)
-	if _, err := h.db.Customer(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
+	if err := h.db.Tenant(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	failing := tenants.NewService(tenants.Config{
 		Control: h.db.Control, Keyring: h.keyring, Twilio: h.client, Logger: storetest.Logger(), Now: h.clock.Now,
-		DropCustomerData: h.db.DropCustomer,
-		ScrubKeys:        func(context.Context) error { return errors.New("scrub: the log stays in use") },
+		Data:      h.db,
+		ScrubKeys: func(context.Context) error { return errors.New("scrub: the log stays in use") },
 	})
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	if sum, err := failing.Purge(ctx, tenants.PurgeOptions{Now: march}, func(tenants.PurgeResult) {}); err != nil || sum.Failed != 1 {
@@ -97,7 +98,7 @@ func TestReviewExpiredGateLetsHoldRaceTheShred(t *testing.T) {
 	)
 	slow := tenants.NewService(tenants.Config{
 		Control: h.db.Control, Keyring: h.keyring, Twilio: h.client, Logger: storetest.Logger(), Now: h.clock.Now,
-		DropCustomerData: h.db.DropCustomer,
+		Data: h.db,
 		ScrubKeys: func(ctx context.Context) error {
 			h.clock.Add(2 * time.Minute) // a scrub waiting on busy readers
 			held, holdErr = h.svc.ChangeRetention(ctx, h.partner, c.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "INDEFINITE"})

@@ -21,15 +21,22 @@ import (
 	"github.com/switchboard/switchboard"
 )
 
+// CustomerData is where a customer's documents are kept (store.DB): its
+// ranges, counted and deleted by the shred.
+type CustomerData interface {
+	CountCustomerData(ctx context.Context, customerID string) (int64, error)
+	DeleteCustomerData(ctx context.Context, customerID string) (int64, error)
+}
+
 // Config holds what a Service needs. Control is the control database
-// (partners, customers, events, locks); DropCustomerData drops a customer's
-// own database when it is shredded.
+// (partners, customers, events, locks); Data counts and deletes a
+// customer's stored documents when it is shredded.
 type Config struct {
-	Control          *mongo.Database
-	Keyring          Keyring
-	Twilio           Twilio
-	DropCustomerData func(ctx context.Context, customerID string) error
-	Logger           *slog.Logger
+	Control *mongo.Database
+	Keyring Keyring
+	Twilio  Twilio
+	Data    CustomerData
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// LeaseTTL bounds how long a purge lease blocks other runs; 0 means 5 minutes.

@@ -56,12 +56,12 @@ func newHarness(t testing.TB) *harness {
 	}
 	clk := fakeclock.New(time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC))
 	svc := tenants.NewService(tenants.Config{
-		Control:          db.Control,
-		Keyring:          keyring,
-		Twilio:           client,
-		DropCustomerData: db.DropCustomer,
-		Logger:           storetest.Logger(),
-		Now:              clk.Now,
+		Control: db.Control,
+		Keyring: keyring,
+		Twilio:  client,
+		Data:    db,
+		Logger:  storetest.Logger(),
+		Now:     clk.Now,
 	})
 	p, _, err := svc.CreatePartner(t.Context(), "Acme Resellers")
 	if err != nil {
@@ -488,14 +488,8 @@ func (h *harness) assertShredded(t *testing.T, id string, version int64) {
 	if _, err := h.keyring.Cipher(ctx, id); !errors.Is(err, crypto.ErrKeyNotFound) {
 		t.Fatalf("keyring cipher after shredding: %v", err)
 	}
-	names, err := h.db.Client.ListDatabaseNames(ctx, bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if n == h.db.CustomerDatabaseName(id) {
-			t.Fatalf("customer database %s survived shredding", n)
-		}
+	if n, err := h.db.CountCustomerData(ctx, id); err != nil || n != 0 {
+		t.Fatalf("%d documents of the customer survived shredding (%v)", n, err)
 	}
 	n, err := h.db.Keys.Collection("customer_keys").CountDocuments(ctx, bson.D{{Key: "_id", Value: id}})
 	if err != nil || n != 0 {
@@ -514,7 +508,7 @@ func TestNoRetentionShredsDuringTerminate(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
 	c := h.active(t, "gone")
-	if _, err := h.db.Customer(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
+	if err := h.db.Tenant(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := h.svc.Terminate(ctx, h.partner, c.ID, 2, tenants.RetentionInput{Strategy: "NO_RETENTION"})
@@ -708,12 +702,16 @@ func TestPendingCleanupIsFinished(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
 	c := h.terminated(t, "pending", 1)
-	if _, err := h.db.Customer(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
+	if err := h.db.Tenant(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 	failing := tenants.NewService(tenants.Config{
 		Control: h.db.Control, Keyring: h.keyring, Twilio: twilio.NewSandbox(), Logger: storetest.Logger(), Now: h.clock.Now,
-		DropCustomerData: func(context.Context, string) error { return errors.New("killed") },
+		// Killed after it deleted the data: the next run finishes.
+		Data: deleting{h.db, func(ctx context.Context, id string) (int64, error) {
+			n, err := h.db.DeleteCustomerData(ctx, id)
+			return n, errors.Join(err, errors.New("killed"))
+		}},
 	})
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	sum, err := failing.Purge(ctx, tenants.PurgeOptions{Now: march}, func(tenants.PurgeResult) {})
@@ -773,7 +771,7 @@ func TestLostEventIsRecopied(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := tenants.NewService(tenants.Config{Control: h.db.Control, Keyring: h.keyring, Twilio: h.client,
-		DropCustomerData: h.db.DropCustomer, Logger: storetest.Logger(), Now: h.clock.Now})
+		Data: h.db, Logger: storetest.Logger(), Now: h.clock.Now})
 	events, _, err := restarted.Events(ctx, h.partner, c.ID, tenants.PageQuery{Limit: 10})
 	if err != nil || len(events) != 2 || events[1].Type != tenants.EventActivated || events[1].Version != 2 {
 		t.Fatalf("events after the crash: %+v %v", events, err)
@@ -895,7 +893,7 @@ func TestShredVerifiesWithTheCanary(t *testing.T) {
 	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	broken := tenants.NewService(tenants.Config{
 		Control: h.db.Control, Keyring: undestroyable{h.keyring}, Twilio: twilio.NewSandbox(), Logger: storetest.Logger(),
-		Now: h.clock.Now, DropCustomerData: h.db.DropCustomer,
+		Now: h.clock.Now, Data: h.db,
 	})
 	var results []tenants.PurgeResult
 	sum, err := broken.Purge(ctx, tenants.PurgeOptions{Now: march}, func(r tenants.PurgeResult) { results = append(results, r) })
@@ -924,4 +922,14 @@ func TestShredVerifiesWithTheCanary(t *testing.T) {
 	if e := tomb.Erasure; e.KeyID != keyID || e.MasterKeyID != masterID || e.Verification != tenants.VerificationCanary {
 		t.Fatalf("erasure record %+v, want key %s under %s, canary-open-failed", e, keyID, masterID)
 	}
+}
+
+// deleting is the store with its deletes of customer data going through del.
+type deleting struct {
+	*store.DB
+	del func(ctx context.Context, id string) (int64, error)
+}
+
+func (d deleting) DeleteCustomerData(ctx context.Context, id string) (int64, error) {
+	return d.del(ctx, id)
 }

@@ -82,6 +82,13 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.migrating {
+		// Data of an older layout is never served, purged or changed.
+		if err := db.CheckLayout(ctx); err != nil {
+			db.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 
 	var tw twilioPort
 	var sandbox *twilio.Sandbox
@@ -116,15 +123,15 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	var tok *tokens.Service
 	var ms *messages.Service
 	svc := tenants.NewService(tenants.Config{
-		Control:          db.Control,
-		Keyring:          keyring,
-		Twilio:           tw,
-		DropCustomerData: db.DropCustomer,
-		ScrubKeys:        db.ScrubKeys,
-		Certificates:     erasure,
-		Issuer:           cfg.PublicURL,
-		Version:          version,
-		Logger:           log,
+		Control:      db.Control,
+		Keyring:      keyring,
+		Twilio:       tw,
+		Data:         db,
+		ScrubKeys:    db.ScrubKeys,
+		Certificates: erasure,
+		Issuer:       cfg.PublicURL,
+		Version:      version,
+		Logger:       log,
 		// A deactivation, termination or shred refuses the customer's tokens
 		// at once here; other instances within the status cache's 5 s.
 		OnChange: func(customerID string) { tok.Forget(customerID); ms.Forget(customerID) },
@@ -134,9 +141,9 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	})
 	// Tenant routes verify the token (and with it that the customer is
 	// ACTIVE) first, so opening its contacts needs only its key.
-	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
+	cs := &contacts.Service{Cipher: svc.KeyCipher, Tenant: db.Tenant}
 	ms = messages.NewService(messages.Config{
-		Control: db.Control, Database: db.Customer, Cipher: svc.Cipher, KeyCipher: svc.KeyCipher, Account: svc.MessagingAccount,
+		Control: db.Control, Tenant: db.Tenant, Cipher: svc.Cipher, KeyCipher: svc.KeyCipher, Account: svc.MessagingAccount,
 		Contacts: cs, Twilio: tw, PublicURL: cfg.PublicURL, Secret: master.DeriveKey("messaging ids"), Logger: log,
 	})
 	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure,

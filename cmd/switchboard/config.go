@@ -22,6 +22,9 @@ type config struct {
 	LogLevel         slog.Level
 	RateLimit        float64
 	RateBurst        int
+
+	// migrating: opened by migrate, which reads data of older layouts.
+	migrating bool
 }
 
 // secret is a string that never prints.

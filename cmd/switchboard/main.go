@@ -57,6 +57,7 @@ commands:
   partners rotate-key --id ID a new key; the old one works 24 h more (--now: not at all)
   partners revoke --id ID     refuse every key of a partner
   purge [--now T] [--dry-run] shred terminated customers whose retention has ended
+  migrate                     move data of an older storage layout into this one (every server stopped)
   keys status                 what each master identity still wraps
   keys rewrap                 re-wrap every key under the newest master identity (rotation)
   sandbox inbound --from E164 --to E164 --body TEXT
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return partners(ctx, args[1:], getenv, stdout, stderr)
 	case "purge":
 		return purge(ctx, args[1:], getenv, stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], getenv, stdout, stderr)
 	case "keys":
 		switch {
 		case len(args) >= 2 && args[1] == "rewrap":

@@ -101,14 +101,14 @@ func New(tb testing.TB, opts Options) *Platform {
 	svc := tenants.NewService(tenants.Config{
 		Certificates: erasure, Issuer: Issuer, Version: "test",
 		Control: db.Control, Keyring: keyring, Twilio: tw,
-		DropCustomerData: db.DropCustomer, ScrubKeys: db.ScrubKeys, Logger: storetest.Logger(),
+		Data: db, ScrubKeys: db.ScrubKeys, Logger: storetest.Logger(),
 		OnChange: func(id string) { tok.Forget(id); ms.Forget(id) },
 	})
 	tok = tokens.NewService(tokens.Config{Keys: db.Control.Collection("signing_keys"), Master: master,
 		Issuer: Issuer, Status: svc.Status, Now: opts.Now})
-	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
+	cs := &contacts.Service{Cipher: svc.KeyCipher, Tenant: db.Tenant}
 	mc := opts.Messaging
-	mc.Control, mc.Database, mc.Cipher, mc.KeyCipher, mc.Account = db.Control, db.Customer, svc.Cipher, svc.KeyCipher, svc.MessagingAccount
+	mc.Control, mc.Tenant, mc.Cipher, mc.KeyCipher, mc.Account = db.Control, db.Tenant, svc.Cipher, svc.KeyCipher, svc.MessagingAccount
 	mc.Contacts, mc.Twilio, mc.PublicURL, mc.Secret = cs, tw, publicURL, master.DeriveKey("messaging ids")
 	if mc.Logger == nil {
 		mc.Logger = storetest.Logger()

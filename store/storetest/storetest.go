@@ -61,9 +61,13 @@ func MustOpen(tb testing.TB) *store.DB {
 	rand.Read(b)
 	prefix := "t" + hex.EncodeToString(b)
 	db := store.WithNames(parent, store.Names{
-		Control:        prefix + "_ctl",
-		Keys:           prefix + "_keys",
-		CustomerPrefix: prefix + "_sb_",
+		Control: prefix + "_ctl",
+		Keys:    prefix + "_keys",
+		Data:    prefix + "_data",
+		// A few cells, so tests spread customers as production does
+		// without opening 64 files per test.
+		Cells:        4,
+		LegacyPrefix: prefix + "_sb_",
 	})
 	ctx := tb.Context()
 	if err := db.EnsureIndexes(ctx); err != nil {

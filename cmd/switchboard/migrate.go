@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+
+	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/store"
+)
+
+// migrate moves data written by an older layout into this one. Each step is
+// idempotent and resumable, and recorded once in the control database.
+func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := newFlagSet("migrate", &cfg, false, stderr)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return err
+	}
+	cfg.migrating = true
+	log := newLogger(stderr, cfg.LogLevel)
+	a, err := openApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close(context.Background())
+	db := a.db
+	if db.ServedByAnother() {
+		return errors.New("migrate: a server is running on this data dir; stop every `switchboard serve` first (migrate needs downtime)")
+	}
+	enc := json.NewEncoder(stdout)
+	type summary struct {
+		Layout    int   `json:"layout"`
+		Moved     int   `json:"customersMoved"`
+		Documents int64 `json:"documents"`
+	}
+	var sum summary
+	v, err := db.LayoutVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v < store.LayoutShared {
+		legacy, err := db.LegacyDatabases(ctx)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(legacy))
+		for id := range legacy {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		rekey := map[string]store.Rekey{"timeline": contacts.LegacyTimelineRow}
+		for _, id := range ids {
+			res, err := db.MoveLegacyCustomer(ctx, id, legacy[id], rekey)
+			if err != nil {
+				return err
+			}
+			enc.Encode(res)
+			sum.Moved++
+			sum.Documents += res.Documents
+		}
+		if err := db.FinishMigration(ctx); err != nil {
+			return err
+		}
+	}
+	if sum.Layout, err = db.LayoutVersion(ctx); err != nil {
+		return err
+	}
+	return enc.Encode(map[string]summary{"summary": sum})
+}
