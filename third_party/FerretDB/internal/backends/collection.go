@@ -99,7 +99,10 @@ type QueryResult struct {
 // Filter may be ignored, or safely applied partially or entirely.
 // Extra documents will be filtered out by the handler.
 //
-// Sort should have one of the following forms: nil, {}, {"$natural": int64(1)} or {"$natural": int64(-1)}.
+// Sort should have one of the following forms: nil, {}, {"$natural": int64(1)} or {"$natural": int64(-1)},
+// or (Switchboard patch, see third_party/README.md) {"_id": int64(1)} or {"_id": int64(-1)}
+// when Filter has a string _id range (see GetIDRange): the documents of that range must then
+// come in the order of their string _ids; the handler filters out the others.
 // Other field names are not supported.
 // If non-empty, it should be applied.
 //
@@ -113,12 +116,7 @@ func (cc *collectionContract) Query(ctx context.Context, params *QueryParams) (*
 	}
 
 	if params.Sort.Len() != 0 {
-		must.BeTrue(params.Sort.Len() == 1)
-		sortValue := params.Sort.Map()["$natural"].(int64)
-
-		if sortValue != -1 && sortValue != 1 {
-			panic("sort value must be 1 (for ascending) or -1 (for descending)")
-		}
+		checkSort(params.Sort, params.Filter)
 	}
 
 	res, err := cc.c.Query(ctx, params)
@@ -129,6 +127,27 @@ func (cc *collectionContract) Query(ctx context.Context, params *QueryParams) (*
 	checkError(err)
 
 	return res, err
+}
+
+// checkSort panics if sort is not one of the forms documented in Query.
+//
+// Switchboard patch (see third_party/README.md): it also accepts {_id: ±1} with a string _id range filter.
+func checkSort(sort, filter *types.Document) {
+	must.BeTrue(sort.Len() == 1)
+
+	if _, ok := IDSort(sort); ok {
+		if r, _ := GetIDRange(filter); r == nil {
+			panic("_id sort without a string _id range filter")
+		}
+
+		return
+	}
+
+	sortValue := sort.Map()["$natural"].(int64)
+
+	if sortValue != -1 && sortValue != 1 {
+		panic("sort value must be 1 (for ascending) or -1 (for descending)")
+	}
 }
 
 // ExplainParams represents the parameters of Collection.Explain method.
@@ -166,12 +185,7 @@ func (cc *collectionContract) Explain(ctx context.Context, params *ExplainParams
 	}
 
 	if params.Sort.Len() != 0 {
-		must.BeTrue(params.Sort.Len() == 1)
-		sortValue := params.Sort.Map()["$natural"].(int64)
-
-		if sortValue != -1 && sortValue != 1 {
-			panic("sort value must be 1 (for ascending) or -1 (for descending)")
-		}
+		checkSort(params.Sort, params.Filter)
 	}
 
 	res, err := cc.c.Explain(ctx, params)

@@ -102,6 +102,12 @@ type NewOpts struct {
 	EnableNewAuth           bool
 	BatchSize               int
 	MaxBsonObjectSizeBytes  int
+
+	// EnableIDRangePushdown lets find push a sort {_id: ±1} along with a
+	// string _id range filter, and then the limit if that range is the whole
+	// filter (Switchboard patch, see third_party/README.md). Only the SQLite
+	// backend supports it.
+	EnableIDRangePushdown bool
 }
 
 // New returns a new handler.

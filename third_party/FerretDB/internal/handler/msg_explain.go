@@ -163,6 +163,22 @@ func (h *Handler) MsgExplain(connCtx context.Context, msg *wire.OpMsg) (*wire.Op
 		qp.Limit = params.Limit
 	}
 
+	// Switchboard patch (see third_party/README.md): a sort {_id: ±1} is
+	// pushed down with a string _id range filter, the backend then returns
+	// that range's documents in _id order; the limit too if the range is the
+	// whole filter (then the backend returns exactly the matching documents).
+	if h.EnableIDRangePushdown && !h.DisablePushdown && !params.Aggregate {
+		if r, whole := backends.GetIDRange(qp.Filter); r != nil {
+			if _, ok := backends.IDSort(params.Sort); ok {
+				qp.Sort = params.Sort
+			}
+
+			if whole && params.Filter.Len() == 1 && params.Skip == 0 && (params.Sort.Len() == 0 || qp.Sort != nil) {
+				qp.Limit = params.Limit
+			}
+		}
+	}
+
 	res, err := coll.Explain(connCtx, qp)
 	if err != nil {
 		return nil, lazyerrors.Error(err)

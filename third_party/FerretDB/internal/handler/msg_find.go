@@ -130,7 +130,7 @@ func (h *Handler) MsgFind(connCtx context.Context, msg *wire.OpMsg) (*wire.OpMsg
 	// closer accumulates all things that should be closed / canceled.
 	closer := iterator.NewMultiCloser(iterator.CloserFunc(cancel))
 
-	iter, err := h.makeFindIter(queryRes.Iter, closer, params)
+	iter, err := h.makeFindIter(queryRes.Iter, closer, params, qp)
 	if err != nil {
 		return nil, handleMaxTimeMSError(err, params.MaxTimeMS, "find")
 	}
@@ -283,6 +283,22 @@ func (h *Handler) makeFindQueryParams(ctx context.Context, params *common.FindPa
 		qp.Limit = params.Limit
 	}
 
+	// Switchboard patch (see third_party/README.md): a sort {_id: ±1} is
+	// pushed down with a string _id range filter, the backend then returns
+	// that range's documents in _id order; the limit too if the range is the
+	// whole filter (then the backend returns exactly the matching documents).
+	if h.EnableIDRangePushdown && !h.DisablePushdown {
+		if r, whole := backends.GetIDRange(qp.Filter); r != nil {
+			if _, ok := backends.IDSort(params.Sort); ok {
+				qp.Sort = params.Sort
+			}
+
+			if whole && params.Filter.Len() == 1 && params.Skip == 0 && (params.Sort.Len() == 0 || qp.Sort != nil) {
+				qp.Limit = params.Limit
+			}
+		}
+	}
+
 	h.L.DebugContext(ctx, fmt.Sprintf("Converted %+v for %+v to %+v.", params, cInfo, qp))
 
 	return qp, nil
@@ -294,13 +310,22 @@ func (h *Handler) makeFindQueryParams(ctx context.Context, params *common.FindPa
 // All iterators, including the initial one, are added to the passed closer,
 // and the returned iterator is wrapped with it.
 //
+// Switchboard patch (see third_party/README.md): qp is what the backend was
+// asked; if it sorts by _id, the documents already come sorted and are not
+// sorted again, so that the iteration stops at the limit.
+//
 //nolint:lll // for readability
-func (h *Handler) makeFindIter(iter types.DocumentsIterator, closer *iterator.MultiCloser, params *common.FindParams) (types.DocumentsIterator, error) {
+func (h *Handler) makeFindIter(iter types.DocumentsIterator, closer *iterator.MultiCloser, params *common.FindParams, qp *backends.QueryParams) (types.DocumentsIterator, error) {
 	closer.Add(iter)
 
 	iter = common.FilterIterator(iter, closer, params.Filter)
 
-	iter, err := common.SortIterator(iter, closer, params.Sort)
+	sort := params.Sort
+	if _, ok := backends.IDSort(qp.Sort); ok {
+		sort = nil
+	}
+
+	iter, err := common.SortIterator(iter, closer, sort)
 	if err != nil {
 		closer.Close()
 

@@ -57,6 +57,9 @@ func init() {
 			EnableNewAuth:           opts.EnableNewAuth,
 			BatchSize:               opts.BatchSize,
 			MaxBsonObjectSizeBytes:  opts.MaxBsonObjectSizeBytes,
+
+			// Switchboard patch (see third_party/README.md).
+			EnableIDRangePushdown: !opts.DisablePushdown,
 		}
 
 		h, err := handler.New(handlerOpts)
