@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/store"
 )
@@ -51,8 +49,7 @@ func (h *Handle) Lookup(ctx context.Context, kind, value string) ([]Contact, err
 		if len(idxs) == 0 {
 			return nil, nil
 		}
-		docs, err := store.All[contactDoc](ctx, h.contacts(), store.Range{Desc: true, Limit: 200,
-			Where: bson.D{{Key: "channelIdx", Value: bson.D{{Key: "$in", Value: idxs}}}}})
+		docs, err := h.byChannel(ctx, idxs, 200)
 		if err != nil {
 			return nil, fmt.Errorf("lookup contacts: %w", err)
 		}
@@ -105,6 +102,10 @@ func (h *Handle) views(ctx context.Context, docs []contactDoc) ([]Contact, error
 
 // List returns a page of contacts, newest first, and the next cursor.
 func (h *Handle) List(ctx context.Context, limit int, cursor string) ([]Contact, string, error) {
+	// A creation a crash left between its claim and its document shows too.
+	if err := h.docs.RollPending(ctx); err != nil {
+		return nil, "", err
+	}
 	r := store.Range{Desc: true, Limit: limit + 1}
 	if cursor != "" {
 		last, err := switchboard.DecodeCursor(cursor, 1)

@@ -58,6 +58,9 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 	h := &Handle{db: db, cipher: c, now: now, flushed: s.flushed, docs: &store.Versioned[contactDoc, struct{}]{
 		Docs:    db.Collection("contacts"),
 		Claims:  db.Collection("contact_claims"),
+		Entries: db.Collection("indexes"),
+		Index:   contactEntries,
+		Pending: db.Collection("pending"),
 		Version: func(d *contactDoc) int64 { return d.Version },
 		Now:     now,
 	}}

@@ -59,19 +59,19 @@ func (s *Service) sendBatch(ctx context.Context, customerID string, jobs []job) 
 	_ = g.Wait()
 	var idx []int
 	var ids []string
-	var nexts []*messageDoc
+	var prevs, nexts []*messageDoc
 	for i, a := range attempts {
 		if a != nil {
 			idx = append(idx, i)
 			ids = append(ids, a.next.ID)
-			nexts = append(nexts, a.next)
+			prevs, nexts = append(prevs, a.prev), append(nexts, a.next)
 		}
 	}
 	if len(idx) == 0 {
 		return waits
 	}
 	// Claim every attempt with one insert.
-	won, err := h.docs.ClaimMany(ctx, ids, nexts, make([]struct{}, len(ids)))
+	won, err := h.docs.ClaimMany(ctx, ids, prevs, nexts, make([]struct{}, len(ids)))
 	if err != nil {
 		for _, i := range idx {
 			waits[i] = time.Second
@@ -125,7 +125,7 @@ func (s *Service) sendBatch(ctx context.Context, customerID string, jobs []job) 
 		}
 		return waits
 	}
-	ids, nexts = ids[:0], nexts[:0]
+	ids, prevs, nexts = ids[:0], prevs[:0], nexts[:0]
 	var recorded []int // the jobs of ids, in order
 	for _, i := range ok {
 		nxt, np := s.sentState(attempts[i].next, attempts[i].p, answers[i])
@@ -138,9 +138,9 @@ func (s *Service) sendBatch(ctx context.Context, customerID string, jobs []job) 
 				continue
 			}
 		}
-		ids, nexts, recorded = append(ids, nxt.ID), append(nexts, nxt), append(recorded, i)
+		ids, prevs, nexts, recorded = append(ids, nxt.ID), append(prevs, attempts[i].next), append(nexts, nxt), append(recorded, i)
 	}
-	won, err = h.docs.ClaimMany(ctx, ids, nexts, make([]struct{}, len(ids)))
+	won, err = h.docs.ClaimMany(ctx, ids, prevs, nexts, make([]struct{}, len(ids)))
 	for k, i := range recorded {
 		switch {
 		case err != nil:

@@ -1,15 +1,13 @@
 package messages
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/store"
@@ -43,27 +41,18 @@ func (h *Handle) List(ctx context.Context, q Query) ([]Message, string, error) {
 	if q.Status != "" && !slices.Contains(Statuses, q.Status) {
 		errs = append(errs, switchboard.FieldError{Field: "status", Message: "must be a message status"})
 	}
-	filter := bson.D{}
+	var phoneIdx []byte
 	if q.Phone != "" {
 		n, ok := switchboard.NormalizePhone(q.Phone, "")
 		if !ok {
 			return []Message{}, "", nil // like a contact lookup: nothing matches
 		}
-		filter = append(filter, bson.E{Key: "partyIdx", Value: h.phoneIdx(n)})
+		phoneIdx = h.phoneIdx(n)
 	}
 	if len(errs) > 0 {
 		return nil, "", &switchboard.ValidationError{Fields: errs}
 	}
-	if q.ContactID != "" {
-		filter = append(filter, bson.E{Key: "contactId", Value: q.ContactID})
-	}
-	if q.Direction != "" {
-		filter = append(filter, bson.E{Key: "direction", Value: q.Direction})
-	}
-	if q.Status != "" {
-		filter = append(filter, bson.E{Key: "status", Value: q.Status})
-	}
-	var after *messageDoc
+	r := h.listRange(q, phoneIdx)
 	if q.Cursor != "" {
 		last, err := switchboard.DecodeCursor(q.Cursor, 2)
 		if err != nil {
@@ -73,30 +62,23 @@ func (h *Handle) List(ctx context.Context, q Query) ([]Message, string, error) {
 		if err != nil {
 			return nil, "", switchboard.Invalid("cursor", "is not a cursor this list returned")
 		}
-		after = &messageDoc{ID: last[1], CreatedAt: time.UnixMilli(ms).UTC()}
+		r.After = r.From + messageOrder(time.UnixMilli(ms).UTC(), last[1])
 	}
-	// The customer's range, filtered by the engine, ordered here: messages
-	// with derived ids (an Idempotency-Key, a MessageSid) are not in time
-	// order by _id.
-	all, err := store.All[messageDoc](ctx, h.messages(), store.Range{Where: filter})
+	r.Limit = q.Limit + 1
+	// The range is the most selective filter's; the others are checked on
+	// each message.
+	keep := func(d *messageDoc) bool {
+		return (q.ContactID == "" || (d.ContactID != nil && *d.ContactID == q.ContactID)) &&
+			(phoneIdx == nil || slices.ContainsFunc(d.PartyIdx, func(b []byte) bool { return bytes.Equal(b, phoneIdx) })) &&
+			(q.Status == "" || d.Status == q.Status) && (q.Direction == "" || d.Direction == q.Direction)
+	}
+	found, _, err := h.docs.Scan(ctx, r, keep)
 	if err != nil {
 		return nil, "", fmt.Errorf("list messages: %w", err)
 	}
-	newer := func(a, b *messageDoc) bool {
-		if !a.CreatedAt.Equal(b.CreatedAt) {
-			return a.CreatedAt.After(b.CreatedAt)
-		}
-		return a.ID > b.ID
-	}
-	docs := make([]messageDoc, 0, q.Limit+1)
-	for i := range all {
-		if after == nil || newer(after, &all[i]) {
-			docs = append(docs, all[i])
-		}
-	}
-	sort.Slice(docs, func(i, j int) bool { return newer(&docs[i], &docs[j]) })
-	if len(docs) > q.Limit+1 {
-		docs = docs[:q.Limit+1]
+	docs := make([]messageDoc, len(found))
+	for i, d := range found {
+		docs[i] = *d
 	}
 	next := ""
 	if len(docs) > q.Limit {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-
 	"github.com/switchboard/switchboard/store"
 )
 
@@ -59,22 +57,27 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 // RedactContact redacts every message of a contact (its anonymization or
 // deletion).
 func (h *Handle) RedactContact(ctx context.Context, contactID string) error {
-	cur, err := h.messages().Find(ctx, store.Range{Where: bson.D{{Key: "contactId", Value: contactID}}})
-	if err != nil {
-		return fmt.Errorf("messages of contact: %w", err)
-	}
-	var docs []messageDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return fmt.Errorf("messages of contact: %w", err)
-	}
-	for _, d := range docs {
-		// Even one redacted before goes again: a redaction stopped half-way
-		// (its history not yet rewritten) is finished.
-		if _, err := h.Redact(ctx, d.ID); err != nil {
-			return err
+	// A page at a time off the contact's range: memory stays constant in
+	// the number of its messages.
+	r := contactMessages(contactID)
+	r.Limit = 100
+	for {
+		docs, keys, err := h.docs.Scan(ctx, r, nil)
+		if err != nil {
+			return fmt.Errorf("messages of contact: %w", err)
 		}
+		for _, d := range docs {
+			// Even one redacted before goes again: a redaction stopped
+			// half-way (its history not yet rewritten) is finished.
+			if _, err := h.Redact(ctx, d.ID); err != nil {
+				return err
+			}
+		}
+		if len(docs) < r.Limit {
+			return nil
+		}
+		r.After = keys[len(keys)-1]
 	}
-	return nil
 }
 
 // redactAtTwilio runs a redact job: Twilio's copy of a redacted message is

@@ -172,7 +172,7 @@ func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint
 	var w errgroup.Group
 	var dup bool
 	w.Go(func() error {
-		err := h.docs.Docs.InsertOne(ctx, d)
+		err := h.docs.Insert(ctx, d.ID, d)
 		if mongo.IsDuplicateKeyError(err) {
 			dup = true
 			return nil

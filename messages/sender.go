@@ -278,6 +278,7 @@ const pointerGrace = time.Minute
 // the attempt claimed (not yet stored), p its opened payload.
 type attempt struct {
 	j    job
+	prev *messageDoc // the state judged, next's predecessor
 	next *messageDoc
 	p    *payload
 }
@@ -406,7 +407,7 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 	if cid != "" {
 		nxt.ContactID = &cid
 	}
-	return &attempt{j: j, next: &nxt, p: p}, 0, nil
+	return &attempt{j: j, prev: d, next: &nxt, p: p}, 0, nil
 }
 
 // errNotAttempted: the attempt's window passed before Twilio was called, so

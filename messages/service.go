@@ -167,6 +167,7 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 	return &Handle{s: s, customerID: customerID, db: db, cipher: c, contacts: ch,
 		docs: &store.Versioned[messageDoc, struct{}]{
 			Docs: db.Collection("messages"), Claims: db.Collection("message_claims"),
+			Entries: db.Collection("indexes"), Index: messageEntries,
 			Version: func(d *messageDoc) int64 { return d.Version }, Now: s.cfg.Now,
 		},
 		optOuts: &store.Versioned[optOutDoc, struct{}]{

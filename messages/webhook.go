@@ -220,7 +220,7 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 	}
 	// The message first (its id is derived from the MessageSid: a retry
 	// finds it stored and goes on with what was stored).
-	if err := h.messages().InsertOne(ctx, d); err != nil {
+	if err := h.docs.Insert(ctx, d.ID, d); err != nil {
 		if !mongo.IsDuplicateKeyError(err) {
 			return fmt.Errorf("store inbound message: %w", err)
 		}

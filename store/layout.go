@@ -68,6 +68,14 @@ func (db *DB) layout(ctx context.Context) (*layoutDoc, error) {
 	if len(legacy) > 0 {
 		return &layoutDoc{ID: "layout", Version: LayoutPerCustomer}, nil
 	}
+	// Customers but no record: written by a release before the record
+	// (their index entries are missing).
+	switch err := db.Control.Collection("customers").FindOne(ctx, bson.D{}).Err(); {
+	case err == nil:
+		return &layoutDoc{ID: "layout", Version: LayoutPerCustomer}, nil
+	case !errors.Is(err, mongo.ErrNoDocuments):
+		return nil, fmt.Errorf("read the storage layout: %w", err)
+	}
 	// A new deployment (or one of the first layout with no customer data):
 	// it starts in this layout. Racing starters write the same record.
 	d = layoutDoc{ID: "layout", Version: Layout, Steps: []stepDone{}}

@@ -20,7 +20,10 @@ import (
 //
 // A crash anywhere leaves claims that the next reader or writer applies,
 // as with Update.
-func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*T, evs []E) (won []bool, err error) {
+//
+// olds[i], if olds is set, is the state nexts[i] was computed from: its
+// index entries that nexts[i] does not have are deleted once it is applied.
+func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, olds, nexts []*T, evs []E) (won []bool, err error) {
 	won = make([]bool, len(ids))
 	if len(ids) == 0 {
 		return won, nil
@@ -32,6 +35,9 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 		won[i] = true
 		n := v.Version(nexts[i])
 		claims[i] = Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: at, State: *nexts[i], Event: evs[i], Writer: writer}
+	}
+	if err := v.addEntries(ctx, ids, nexts, olds); err != nil {
+		return won, err
 	}
 	err = v.Claims.InsertMany(ctx, claims)
 	var bwe mongo.BulkWriteException
@@ -56,6 +62,9 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 			c, cerr := v.Claim(context.WithoutCancel(ctx), id, v.Version(nexts[i]))
 			won[i] = cerr == nil && c.Writer == writer
 		}
+	}
+	if err := v.crashed(); err != nil {
+		return won, err
 	}
 	// Apply and check the won ones; this finishes even if the caller goes
 	// away (a claim that stands is applied now or by the next reader).
@@ -103,6 +112,11 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, nexts []*
 					err = nil
 				}
 				return err
+			}
+			if olds != nil {
+				if err := v.dropEntries(gctx, olds[i], nexts[i]); err != nil {
+					return err
+				}
 			}
 			_, err := v.settleAfterWrite(gctx, id, nexts[i])
 			return err

@@ -20,7 +20,7 @@ func TestReviewClaimManyOnMissingDocument(t *testing.T) {
 	if err := v.Create(ctx, "here", &counter{ID: "here", Version: 1}, note{}); err != nil {
 		t.Fatal(err)
 	}
-	won, err := v.ClaimMany(ctx, []string{"here", "ghost"},
+	won, err := v.ClaimMany(ctx, []string{"here", "ghost"}, nil,
 		[]*counter{{ID: "here", Version: 2, Applied: []string{"batch"}}, {ID: "ghost", Version: 2, Applied: []string{"batch"}}},
 		[]note{{By: "batch"}, {By: "batch"}})
 	t.Logf("won %v err %v", won, err)
@@ -82,7 +82,7 @@ func TestReviewClaimManyChainsNeverHideANewerClaim(t *testing.T) {
 					n.Applied = append(append([]string(nil), cur.Applied...), by)
 					nexts[i], evs[i] = &n, note{By: by}
 				}
-				if _, err := v.ClaimMany(ctx, ids, nexts, evs); err != nil {
+				if _, err := v.ClaimMany(ctx, ids, nil, nexts, evs); err != nil {
 					fails.Add(1)
 					t.Errorf("claim many: %v", err)
 				}

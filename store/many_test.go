@@ -40,7 +40,7 @@ func TestClaimManyHasOneWinnerPerDocument(t *testing.T) {
 				nexts[i] = &counter{ID: id, Version: 2, Applied: []string{by}}
 				evs[i] = note{By: by}
 			}
-			won, err := v.ClaimMany(ctx, ids, nexts, evs)
+			won, err := v.ClaimMany(ctx, ids, nil, nexts, evs)
 			if err != nil {
 				t.Error(err)
 				return

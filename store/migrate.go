@@ -32,7 +32,11 @@ type MovedCustomer struct {
 // idempotent: a document copied by an earlier run that stopped half-way is
 // found (a duplicate _id) and compared, never written twice; the old
 // database goes only once every one of its documents is in the new range.
-func (db *DB) MoveLegacyCustomer(ctx context.Context, customerID, database string, rekey map[string]Rekey) (MovedCustomer, error) {
+//
+// moved, if set, runs once the copy is complete and before the old
+// database goes (the index entries of the copy are written there), so a run
+// killed in between does it again.
+func (db *DB) MoveLegacyCustomer(ctx context.Context, customerID, database string, rekey map[string]Rekey, moved func(context.Context, *Tenant) error) (MovedCustomer, error) {
 	res := MovedCustomer{CustomerID: customerID, Database: database}
 	old := db.Client.Database(database)
 	names, err := old.ListCollectionNames(ctx, bson.D{})
@@ -52,6 +56,11 @@ func (db *DB) MoveLegacyCustomer(ctx context.Context, customerID, database strin
 			return res, fmt.Errorf("move %s.%s: %w", database, name, err)
 		}
 		res.Collections++
+	}
+	if moved != nil {
+		if err := moved(ctx, t); err != nil {
+			return res, fmt.Errorf("after moving %s: %w", database, err)
+		}
 	}
 	if err := old.Drop(ctx); err != nil {
 		return res, fmt.Errorf("drop %s after its copy: %w", database, err)

@@ -17,6 +17,9 @@ var CustomerCollections = []string{
 	"messages", "message_claims", "message_sids",
 	"opt_outs", "opt_out_claims",
 	"phone_numbers", "number_purchases",
+	// Index entries of every collection above (see index.go), and the
+	// creations a crash may have left between claim and document.
+	"indexes", "pending",
 }
 
 // Sep separates a customer's id from the rest of an _id.

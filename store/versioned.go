@@ -107,6 +107,18 @@ type Versioned[T, E any] struct {
 	Gates *Coll
 	// Version reads the version of a state.
 	Version func(*T) int64
+	// Index, if set, names the index entries of a state (composite keys in
+	// Entries, each ending with the document's id): they are written before
+	// the state's claim and checked by Scan (see index.go).
+	Index   func(*T) []string
+	Entries *Coll
+	// Pending, if set, records creations until their documents exist, for
+	// lists in _id order (RollPending).
+	Pending *Coll
+
+	// crash, set by tests, stops a change right after its claim, as a
+	// killed process would.
+	crash func() error
 	// Now is the clock of claims and gates; nil means time.Now.
 	Now func() time.Time
 }
@@ -123,6 +135,13 @@ const maxAttempts = 200
 // busyWait bounds how long a change waits for another one's side effects
 // (a Twilio call answers or counts as failed within 15 s).
 const busyWait = 20 * time.Second
+
+func (v *Versioned[T, E]) crashed() error {
+	if v.crash == nil {
+		return nil
+	}
+	return v.crash()
+}
 
 func (v *Versioned[T, E]) now() time.Time {
 	if v.Now != nil {
@@ -234,6 +253,9 @@ func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote b
 			if _, err := v.Docs.DeleteID(ctx, id); err != nil {
 				return nil, fmt.Errorf("apply deletion of %s: %w", id, err)
 			}
+			if err := v.dropEntries(ctx, cur, nil); err != nil {
+				return nil, err
+			}
 			return nil, ErrNotFound
 		}
 		latest = &c.State
@@ -242,6 +264,9 @@ func (v *Versioned[T, E]) settle(ctx context.Context, id string, cur *T, wrote b
 		return cur, nil
 	}
 	if err := v.replace(ctx, id, latest); err != nil {
+		return nil, err
+	}
+	if err := v.dropEntries(ctx, cur, latest); err != nil {
 		return nil, err
 	}
 	// Our replace may itself have been late: check once more.
@@ -266,11 +291,20 @@ func (v *Versioned[T, E]) replace(ctx context.Context, id string, state *T) erro
 // returned as it came, with the claim given back, so nothing of it stays.
 func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E) error {
 	c := Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: v.now(), State: *state, Event: ev}
+	if err := v.addEntries(ctx, []string{id}, []*T{state}, nil); err != nil {
+		return err
+	}
+	if err := v.notePending(ctx, []string{id}); err != nil {
+		return err
+	}
 	if err := v.Claims.InsertOne(ctx, c); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return ErrExists
 		}
 		return fmt.Errorf("claim %s: %w", c.ID, err)
+	}
+	if err := v.crashed(); err != nil {
+		return err
 	}
 	if err := v.Docs.InsertOne(ctx, state); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
@@ -290,7 +324,7 @@ func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E)
 		// A crash or error here leaves the claim: the next Get applies it.
 		return fmt.Errorf("create %s: %w", id, err)
 	}
-	return nil
+	return v.clearPending(ctx, []string{id})
 }
 
 // CreateMany makes version 1 of many new documents with two writes: one
@@ -308,13 +342,22 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 		claims[i] = Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: at, State: *states[i], Event: evs[i]}
 		docs[i] = states[i]
 	}
+	if err := v.addEntries(ctx, ids, states, nil); err != nil {
+		return err
+	}
+	if err := v.notePending(ctx, ids); err != nil {
+		return err
+	}
 	if err := v.Claims.InsertMany(ctx, claims); err != nil {
 		return fmt.Errorf("claim %d new documents: %w", len(ids), err)
+	}
+	if err := v.crashed(); err != nil {
+		return err
 	}
 	err := v.Docs.InsertMany(ctx, docs)
 	var bwe mongo.BulkWriteException
 	if err == nil {
-		return nil
+		return v.clearPending(ctx, ids)
 	}
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
 		return fmt.Errorf("create %d documents: %w", len(ids), err)
@@ -329,7 +372,7 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 			return fmt.Errorf("create %s: %w", ids[we.Index], we)
 		}
 	}
-	return nil
+	return v.clearPending(ctx, ids)
 }
 
 // Change computes the next state of a document from its current one. It
@@ -422,6 +465,10 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			return nil, fmt.Errorf("update %s: next version %d after %d", id, v.Version(next), v.Version(cur))
 		}
 		c := Claim[T, E]{ID: ClaimID(id, nextVersion), DocID: id, Version: nextVersion, At: v.now(), State: *next, Event: ev, Writer: writerID()}
+		if err := v.addEntries(ctx, []string{id}, []*T{next}, []*T{cur}); err != nil {
+			v.releaseGate(ctx, gate)
+			return nil, err
+		}
 		err = v.Claims.InsertOne(ctx, c)
 		if err != nil && !mongo.IsDuplicateKeyError(err) {
 			// The answer may be lost while the insert stood (a timeout):
@@ -435,8 +482,14 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			// must not run its side effects now. The apply and its check
 			// finish even if the caller goes away meanwhile.
 			actx := context.WithoutCancel(ctx)
+			if err := v.crashed(); err != nil {
+				return nil, err
+			}
 			if err := v.replace(actx, id, next); err != nil {
 				// The claim stands; the next reader or writer applies it.
+				return nil, err
+			}
+			if err := v.dropEntries(actx, cur, next); err != nil {
 				return nil, err
 			}
 			return v.settleAfterWrite(actx, id, next)
@@ -465,118 +518,6 @@ func (v *Versioned[T, E]) settleAfterWrite(ctx context.Context, id string, next 
 		return nil, err
 	}
 	return next, nil
-}
-
-// gateDoc holds off other side-effecting changes of one version.
-type gateDoc struct {
-	ID string    `bson:"_id"`
-	At time.Time `bson:"at"`
-}
-
-// takeGate takes the gate of version n of id. ErrBusy while another change
-// of that version runs; ErrConflict when version n is claimed already.
-func (v *Versioned[T, E]) takeGate(ctx context.Context, id string, n int64) (string, error) {
-	gid := ClaimID(id, n)
-	err := v.Gates.InsertOne(ctx, gateDoc{ID: gid, At: v.now()})
-	if err == nil {
-		return gid, nil
-	}
-	if !mongo.IsDuplicateKeyError(err) {
-		return "", fmt.Errorf("gate %s: %w", gid, err)
-	}
-	if _, cerr := v.Claim(ctx, id, n); cerr == nil {
-		return "", ErrConflict
-	} else if !errors.Is(cerr, ErrNotFound) {
-		return "", cerr
-	}
-	var g gateDoc
-	err = v.Gates.FindID(ctx, gid).Decode(&g)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return "", ErrBusy // given back just now: try again
-	}
-	if err != nil {
-		return "", fmt.Errorf("gate %s: %w", gid, err)
-	}
-	if v.now().Sub(g.At) < GateTTL {
-		return "", ErrBusy
-	}
-	// The holder died before claiming: go ahead without the gate (the
-	// claim still decides; side effects are safe to repeat).
-	return "", nil
-}
-
-// releaseGate gives back a gate whose change did not claim its version. Only
-// its taker ever writes a gate, so deleting it by _id is safe.
-func (v *Versioned[T, E]) releaseGate(ctx context.Context, gid string) {
-	if gid == "" {
-		return
-	}
-	_, _ = v.Gates.DeleteID(context.WithoutCancel(ctx), gid)
-}
-
-// RedactHistory rewrites the state kept in the claims of versions 1 to
-// before-1 of id with redacted(n) (which must keep version n): for erasure,
-// when a document's earlier states must stop holding what its latest one no
-// longer does. The claims themselves stay (the version ledger needs them).
-// Each is rewritten by exact _id; a claim already gone is skipped.
-func (v *Versioned[T, E]) RedactHistory(ctx context.Context, id string, before int64, redacted func(n int64) *T) error {
-	for n := int64(1); n < before; n++ {
-		c, err := v.Claim(ctx, id, n)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		c.State = *redacted(n)
-		if _, err := v.Claims.ReplaceID(ctx, c.ID, c); err != nil {
-			return fmt.Errorf("redact %s: %w", c.ID, err)
-		}
-	}
-	return nil
-}
-
-// Delete removes the document for good. It claims the next version as a
-// deletion (racing writers lose that version; a later reader or writer
-// finds it and is told ErrNotFound), deletes the document, and rewrites
-// every earlier claim with redacted(n) (keeping version n): the versions
-// stay, so no stale writer can claim one again, and what they held goes.
-// A Delete stopped half-way is finished by the next one (or its deletion
-// applied by the next reader). ErrNotFound for a document that never was.
-func (v *Versioned[T, E]) Delete(ctx context.Context, id string, redacted func(n int64) *T) error {
-	for attempt := 0; ; attempt++ {
-		cur, err := v.Latest(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			// Gone already, perhaps by a Delete that stopped before its
-			// redaction: finish that.
-			last, err := v.lastClaim(ctx, id)
-			if err != nil {
-				return err
-			}
-			if !last.Deleted {
-				return ErrNotFound
-			}
-			return v.RedactHistory(ctx, id, last.Version, redacted)
-		}
-		if err != nil {
-			return err
-		}
-		n := v.Version(cur) + 1
-		c := Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: v.now(), State: *redacted(n), Writer: writerID(), Deleted: true}
-		if err := v.Claims.InsertOne(ctx, c); mongo.IsDuplicateKeyError(err) {
-			if attempt >= maxAttempts {
-				return fmt.Errorf("delete %s: lost %d times in a row: %w", id, attempt+1, ErrBusy)
-			}
-			continue // another change won that version: delete after it
-		} else if err != nil {
-			return fmt.Errorf("claim the deletion of %s: %w", id, err)
-		}
-		ctx = context.WithoutCancel(ctx) // the deletion stands: finish it
-		if _, err := v.Docs.DeleteID(ctx, id); err != nil {
-			return fmt.Errorf("delete %s: %w", id, err)
-		}
-		return v.RedactHistory(ctx, id, n, redacted)
-	}
 }
 
 func writerID() string {

@@ -53,20 +53,13 @@ type PurgeSummary struct {
 // stop the others; the error return is for failures of the run itself.
 func (s *Service) Purge(ctx context.Context, opts PurgeOptions, report func(PurgeResult)) (PurgeSummary, error) {
 	sum := PurgeSummary{DryRun: opts.DryRun}
-	// Both queries scan on the embedded engine (an admin job, once a day):
-	// the due customers, and the few shreds a killed run left unfinished.
-	cur, err := s.customersColl().Find(ctx, bson.D{
-		{Key: "status", Value: StatusTerminated},
-		{Key: "retention.shredAt", Value: bson.D{{Key: "$lte", Value: opts.Now.UTC()}}},
-	}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "retention", Value: 1}}).SetSort(bson.D{{Key: "_id", Value: 1}}))
+	// The due customers are a range of the shred-date index; the shreds a
+	// killed run left unfinished are the few cleanup marks.
+	due, err := s.dueCustomers(ctx, opts.Now.UTC())
 	if err != nil {
 		return sum, fmt.Errorf("purge: find due customers: %w", err)
 	}
-	var due []customerDoc
-	if err := cur.All(ctx, &due); err != nil {
-		return sum, fmt.Errorf("purge: find due customers: %w", err)
-	}
-	cur, err = s.cleanups().Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	cur, err := s.cleanups().Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return sum, fmt.Errorf("purge: find unfinished shreds: %w", err)
 	}

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
 
@@ -129,6 +127,8 @@ func newCustomers(control *mongo.Database, now func() time.Time) *store.Versione
 		Docs:    store.Plain(control.Collection(customersColl)),
 		Claims:  store.Plain(control.Collection(eventsColl)),
 		Gates:   store.Plain(control.Collection(locksColl)),
+		Entries: store.Plain(control.Collection(customerIndexColl)),
+		Index:   customerEntries,
 		Version: func(d *customerDoc) int64 { return d.Version },
 		Now:     now,
 	}
@@ -202,21 +202,4 @@ func (s *Service) update(ctx context.Context, op, partnerID, id string, expected
 		s.cfg.OnChange(id)
 	}
 	return doc, nil
-}
-
-// page runs a find with limit+1 to learn whether another page follows.
-func page[T any](ctx context.Context, c *mongo.Collection, filter bson.D, sort bson.D, limit int) ([]T, bool, error) {
-	cur, err := c.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(limit)+1))
-	if err != nil {
-		return nil, false, err
-	}
-	var out []T
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, err
-	}
-	more := len(out) > limit
-	if more {
-		out = out[:limit]
-	}
-	return out, more, nil
 }

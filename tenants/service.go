@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/crypto"
@@ -210,39 +209,6 @@ func (s *Service) Register(ctx context.Context, p Partner, in RegisterInput) (Cu
 		return Customer{}, ErrSpaceTaken
 	}
 	return s.view(ctx, doc, c)
-}
-
-// Customers lists p's customers, newest first, and returns the cursor of the
-// next page ("" when there is none).
-func (s *Service) Customers(ctx context.Context, p Partner, q ListQuery) ([]Customer, string, error) {
-	filter := bson.D{{Key: "partnerId", Value: p.ID}}
-	if q.Status != "" {
-		filter = append(filter, bson.E{Key: "status", Value: q.Status})
-	}
-	if q.Cursor != "" {
-		last, err := switchboard.DecodeCursor(q.Cursor, 1)
-		if err != nil {
-			return nil, "", err
-		}
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: last[0]}}})
-	}
-	docs, more, err := page[customerDoc](ctx, s.customersColl(), filter, bson.D{{Key: "_id", Value: -1}}, q.Limit)
-	if err != nil {
-		return nil, "", fmt.Errorf("list customers: %w", err)
-	}
-	out := make([]Customer, 0, len(docs))
-	for i := range docs {
-		c, err := s.view(ctx, &docs[i], nil)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, c)
-	}
-	next := ""
-	if more {
-		next = switchboard.EncodeCursor(docs[len(docs)-1].ID)
-	}
-	return out, next, nil
 }
 
 // Customer returns one of p's customers.

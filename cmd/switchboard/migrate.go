@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store"
 )
 
@@ -52,14 +53,26 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		slices.Sort(ids)
 		rekey := map[string]store.Rekey{"timeline": contacts.LegacyTimelineRow}
+		reindex := func(ctx context.Context, t *store.Tenant) error {
+			if _, err := contacts.Reindex(ctx, t); err != nil {
+				return err
+			}
+			_, err := messages.Reindex(ctx, t)
+			return err
+		}
 		for _, id := range ids {
-			res, err := db.MoveLegacyCustomer(ctx, id, legacy[id], rekey)
+			res, err := db.MoveLegacyCustomer(ctx, id, legacy[id], rekey, reindex)
 			if err != nil {
 				return err
 			}
 			enc.Encode(res)
 			sum.Moved++
 			sum.Documents += res.Documents
+		}
+		// Customers are listed per partner and found by the purge through
+		// index entries the first layout did not write.
+		if _, err := a.tenants.ReindexCustomers(ctx); err != nil {
+			return err
 		}
 		if err := db.FinishMigration(ctx); err != nil {
 			return err
