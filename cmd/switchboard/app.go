@@ -137,7 +137,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Database: db.Customer}
 	ms = messages.NewService(messages.Config{
 		Control: db.Control, Database: db.Customer, Cipher: svc.Cipher, KeyCipher: svc.KeyCipher, Account: svc.MessagingAccount,
-		Route: svc.SubaccountCustomer,
+		Route:    svc.SubaccountCustomer,
 		Contacts: cs, Twilio: tw, PublicURL: cfg.PublicURL, Secret: master.DeriveKey("messaging ids"), Logger: log,
 	})
 	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure,
