@@ -201,7 +201,10 @@ func TestWebhookFormsTwilioCouldNotHaveSentAreRefused(t *testing.T) {
 		name   string
 		change func(map[string]string)
 	}{
-		{"MessageSid upper-case", func(p map[string]string) { p["MessageSid"] = strings.ToUpper(p["MessageSid"]); p["SmsSid"] = p["MessageSid"] }},
+		{"MessageSid upper-case", func(p map[string]string) {
+			p["MessageSid"] = strings.ToUpper(p["MessageSid"])
+			p["SmsSid"] = p["MessageSid"]
+		}},
 		{"MessageSid too long", func(p map[string]string) { p["MessageSid"] += "0"; p["SmsSid"] = p["MessageSid"] }},
 		{"MessageSid of another kind", func(p map[string]string) { p["MessageSid"] = "PN" + p["MessageSid"][2:]; p["SmsSid"] = p["MessageSid"] }},
 		{"SmsSid another message's", func(p map[string]string) { p["SmsSid"] = newSID("SM") }},
