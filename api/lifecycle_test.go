@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,12 @@ type apiOptions struct {
 	noSender bool
 	// logs, if set, receives every log line of the router and messaging.
 	logs io.Writer
+	// webhookLimit and trustedProxies are the router's
+	// TwilioWebhookLimit and TrustedProxies; webhookClock puts the
+	// router's limits on the test's clock.
+	webhookLimit   float64
+	trustedProxies []netip.Prefix
+	webhookClock   bool
 }
 
 func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
@@ -96,19 +103,26 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		opts.Messaging.Logger = log
 	}
 	p := platformtest.New(t, opts)
+	var routerNow func() time.Time
+	if o.webhookClock {
+		routerNow = clk.Now
+	}
 	router := NewRouter(Config{
-		Tenants:     p.Tenants,
-		Tokens:      p.Tokens,
-		Contacts:    p.Contacts,
-		Messages:    p.Messages,
-		PublicURL:   p.PublicURL,
-		Idempotency: p.Idempotency,
-		ErasureKeys: p.Erasure,
-		Logger:      log,
-		Registry:    prometheus.NewRegistry(),
-		Ready:       p.DB.Ping,
-		RateLimit:   1000,
-		RateBurst:   1000,
+		TwilioWebhookLimit: o.webhookLimit,
+		TrustedProxies:     o.trustedProxies,
+		Now:                routerNow,
+		Tenants:            p.Tenants,
+		Tokens:             p.Tokens,
+		Contacts:           p.Contacts,
+		Messages:           p.Messages,
+		PublicURL:          p.PublicURL,
+		Idempotency:        p.Idempotency,
+		ErasureKeys:        p.Erasure,
+		Logger:             log,
+		Registry:           prometheus.NewRegistry(),
+		Ready:              p.DB.Ping,
+		RateLimit:          1000,
+		RateBurst:          1000,
 	})
 	srv := p.Serve(t, router)
 	if !o.noSender {

@@ -1,10 +1,7 @@
 package api
 
 import (
-	"errors"
-	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -250,41 +247,4 @@ func (h numberHandlers) release(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
-}
-
-// Twilio's webhooks.
-
-// twiml is the empty TwiML answer to a webhook.
-const twiml = `<?xml version="1.0" encoding="UTF-8"?><Response/>`
-
-// webhook answers a Twilio callback: form-encoded, signed over the public
-// URL with the path and query string as received.
-func webhook(publicURL string, run func(c *gin.Context, w messages.Webhook) error) gin.HandlerFunc {
-	publicURL = strings.TrimSuffix(publicURL, "/")
-	return func(c *gin.Context) {
-		mt, _, err := mime.ParseMediaType(c.Request.Header.Get("Content-Type"))
-		if err != nil || mt != "application/x-www-form-urlencoded" {
-			writeProblem(c, errFormType)
-			return
-		}
-		if err := c.Request.ParseForm(); err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				writeProblem(c, errPayloadTooLarge)
-				return
-			}
-			writeProblem(c, badRequest("", ""))
-			return
-		}
-		params := make(map[string]string, len(c.Request.PostForm))
-		for k, v := range c.Request.PostForm {
-			params[k] = v[0]
-		}
-		w := messages.Webhook{URL: publicURL + c.Request.URL.RequestURI(), Params: params, Signature: c.GetHeader("X-Twilio-Signature")}
-		if err := run(c, w); err != nil {
-			writeProblem(c, err)
-			return
-		}
-		c.Data(http.StatusOK, "text/xml; charset=utf-8", []byte(twiml))
-	}
 }

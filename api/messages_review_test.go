@@ -131,12 +131,13 @@ func TestReviewMsgRetriedStopAfterStartChangesNothing(t *testing.T) {
 	const phone = "+14155550161"
 	cid := a.rvContact(t, mc.token, phone, "True")
 	stop := map[string]string{"AccountSid": mc.accountSID, "MessageSid": newSID("SM"), "From": phone, "To": mc.number, "Body": "STOP"}
-	start := map[string]string{"AccountSid": mc.accountSID, "MessageSid": newSID("SM"), "From": phone, "To": mc.number, "Body": "START"}
+	start := a.received(mc.accountSID, phone, mc.number, "START")
 	for _, p := range []map[string]string{stop, start} {
 		if st, raw := a.hook(t, "/v1/webhooks/twilio/inbound", p, tok, ""); st != 200 {
 			t.Fatalf("inbound: %d %s", st, raw)
 		}
 	}
+	a.waitConfirmations(t)
 	if out, src := a.rvOptedOut(t, mc.token, phone); out || src != "sms:START" {
 		t.Fatalf("after START: optedOut=%v source=%v", out, src)
 	}
@@ -179,11 +180,11 @@ func TestReviewMsgRetriedOptOutStatusCallbackChangesNothing(t *testing.T) {
 		t.Fatalf("after 21610: optedOut=%v source=%v", out, src)
 	}
 	// The recipient opts back in.
-	in := map[string]string{"AccountSid": mc.accountSID, "MessageSid": newSID("SM"), "From": phone, "To": mc.number, "Body": "UNSTOP"}
+	in := a.received(mc.accountSID, phone, mc.number, "UNSTOP")
 	if st, raw := a.hook(t, "/v1/webhooks/twilio/inbound", in, tok, ""); st != 200 {
 		t.Fatalf("inbound: %d %s", st, raw)
 	}
-	if out, _ := a.rvOptedOut(t, mc.token, phone); out {
+	if out := a.waitOptOut(t, mc.token, phone, false).Body["optedOut"]; out != false {
 		t.Fatal("UNSTOP did not opt back in")
 	}
 	// Twilio retries the same status callback.
@@ -378,9 +379,10 @@ func TestReviewMsgConcurrentStopStartStayInStep(t *testing.T) {
 			if i%2 == 1 {
 				body = "START"
 			}
-			p := map[string]string{"AccountSid": mc.accountSID, "MessageSid": newSID("SM"), "From": phone, "To": mc.number, "Body": body}
+			p := a.received(mc.accountSID, phone, mc.number, body)
 			a.rvHook("/v1/webhooks/twilio/inbound", p, tok)
 		})
+		a.waitConfirmations(t)
 		out, src := a.rvOptedOut(t, mc.token, phone)
 		v, s := a.rvSMSConsent(t, mc.token, cid)
 		if (out && v != "False") || (!out && v != "True") {

@@ -184,8 +184,9 @@ func TestOptOutsOverHTTP(t *testing.T) {
 		a.platform.Sandbox.AuthToken(mc.accountSID), "")
 	c2 := a.do(t, req{method: "POST", path: "/v1/contacts", key: mc.token, body: `{"mode":"Add","matchBy":"phone","data":[{"phone":"+14155550125","consents":[{"topic":"sms","value":"AwaitingConfirmation"}]}]}`})
 	cid2 := c2.Body["results"].([]any)[0].(map[string]any)["id"].(string)
-	a.hook(t, "/v1/webhooks/twilio/inbound", map[string]string{"AccountSid": mc.accountSID, "MessageSid": newSID("SM"), "From": "+14155550125", "To": mc.number, "Body": " Yes "},
+	a.hook(t, "/v1/webhooks/twilio/inbound", a.received(mc.accountSID, "+14155550125", mc.number, " Yes "),
 		a.platform.Sandbox.AuthToken(mc.accountSID), "")
+	a.waitConfirmations(t)
 	ct2 := a.do(t, req{method: "GET", path: "/v1/contacts/" + cid2, key: mc.token})
 	if !strings.Contains(string(ct2.Raw), `"topic":"sms","value":"True"`) || !strings.Contains(string(ct2.Raw), `"source":"sms:YES"`) {
 		t.Fatalf("double opt-in not confirmed: %s", ct2.Raw)

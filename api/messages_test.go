@@ -134,8 +134,8 @@ func TestMessagingSandboxLoop(t *testing.T) {
 	}
 
 	inbound := func(body string) string {
-		sid := newSID("SM")
-		params := map[string]string{"AccountSid": mc.accountSID, "MessageSid": sid, "SmsSid": sid, "From": phone, "To": mc.number, "Body": body, "NumMedia": "0"}
+		params := a.received(mc.accountSID, phone, mc.number, body)
+		sid := params["MessageSid"]
 		if st, raw := a.hook(t, "/v1/webhooks/twilio/inbound", params, a.platform.Sandbox.AuthToken(mc.accountSID), ""); st != 200 {
 			t.Fatalf("inbound: %d %s", st, raw)
 		}
@@ -164,7 +164,7 @@ func TestMessagingSandboxLoop(t *testing.T) {
 	a.do(t, req{method: "POST", path: "/v1/messages", key: mc.token, body: `{"to":"` + phone + `","body":"are you there?"}`}).problem(t, 409, "recipient_opted_out")
 
 	inbound("START")
-	o = a.do(t, req{method: "GET", path: "/v1/opt-outs/" + url.PathEscape(phone), key: mc.token})
+	o = a.waitOptOut(t, mc.token, phone, false)
 	if o.Body["optedOut"] != false || o.Body["source"] != "sms:START" {
 		t.Fatalf("opt-in %s", o.Raw)
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -52,6 +53,16 @@ type Config struct {
 	// CursorKey authenticates list cursors (crypto.MasterKey.DeriveKey);
 	// nil means a random key, good for this process only.
 	CursorKey []byte
+	// TwilioWebhookLimit is how many Twilio callbacks per second (and in a
+	// burst) each client address may have refused (a bad or missing
+	// signature, a form Twilio could not have sent) before it gets 429
+	// (SWITCHBOARD_TWILIO_WEBHOOK_LIMIT; default 20). Callbacks that pass
+	// the check are never limited.
+	TwilioWebhookLimit float64
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client (SWITCHBOARD_TRUSTED_PROXIES); without them the client is the
+	// peer, whatever the headers say.
+	TrustedProxies []netip.Prefix
 }
 
 // NewRouter returns the HTTP handler of every route.
@@ -68,6 +79,9 @@ func NewRouter(cfg Config) *gin.Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TwilioWebhookLimit <= 0 {
+		cfg.TwilioWebhookLimit = 20
+	}
 	if cfg.CursorKey == nil {
 		cfg.CursorKey = make([]byte, 32)
 		rand.Read(cfg.CursorKey)
@@ -78,7 +92,20 @@ func NewRouter(cfg Config) *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.ContextWithFallback = true
-	_ = r.SetTrustedProxies(nil)
+	// The client address (limits of failed authentications and refused
+	// callbacks) is the peer's, or what X-Forwarded-For says after the
+	// last trusted proxy; no other header names it.
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	proxies := make([]string, len(cfg.TrustedProxies))
+	for i, p := range cfg.TrustedProxies {
+		proxies[i] = p.Masked().String()
+	}
+	if len(proxies) == 0 {
+		proxies = nil
+	}
+	if err := r.SetTrustedProxies(proxies); err != nil {
+		panic("api: trusted proxies: " + err.Error()) // a netip.Prefix always parses
+	}
 	m := newMetrics(cfg.Registry)
 	r.Use(withRequestID(cfg.Logger), accessLog(cfg.Logger), recoverProblem(), m.handler(), limitBody())
 	r.NoRoute(func(c *gin.Context) { writeProblem(c, errNoRoute) })
@@ -165,11 +192,12 @@ func NewRouter(cfg Config) *gin.Engine {
 	msgs.DELETE("/messages/:id", query(), mh.redact)
 	getAndHead(msgs, "/opt-outs/:phone", query(), mh.optOut)
 	msgs.PUT("/opt-outs/:phone", query(), mh.setOptOut)
+	wh := newWebhooks(cfg.PublicURL, cfg.TwilioWebhookLimit, cfg.Now)
 	hooks := r.Group("/v1/webhooks/twilio")
-	hooks.POST("/inbound", query(), webhook(cfg.PublicURL, func(c *gin.Context, w messages.Webhook) error {
+	hooks.POST("/inbound", query(), wh.handle(func(c *gin.Context, w messages.Webhook) error {
 		return cfg.Messages.Inbound(c.Request.Context(), w)
 	}))
-	hooks.POST("/status", query("mid"), webhook(cfg.PublicURL, func(c *gin.Context, w messages.Webhook) error {
+	hooks.POST("/status", query("mid"), wh.handle(func(c *gin.Context, w messages.Webhook) error {
 		return cfg.Messages.StatusCallback(c.Request.Context(), w, c.Query("mid"))
 	}))
 	return r

@@ -87,11 +87,6 @@ func (s *Service) BuyNumber(ctx context.Context, partnerID, customerID string, i
 	if err != nil {
 		return PhoneNumber{}, err
 	}
-	// The sub-account's route first: a webhook for the number may come
-	// as soon as it is bought.
-	if _, err := s.control(subaccountsColl).InsertOne(ctx, subaccountRoute{ID: acct.AccountSID, CustomerID: customerID}); err != nil && !mongo.IsDuplicateKeyError(err) {
-		return PhoneNumber{}, fmt.Errorf("route sub-account: %w", err)
-	}
 	// A purchase a crash (or a lost answer) left unrecorded is recorded
 	// now; a search repeated after one gets that number, not another.
 	adopted, err := h.adoptPurchases(ctx, acct.AccountSID)

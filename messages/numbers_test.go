@@ -34,7 +34,7 @@ func TestLostPurchaseIsAdoptedNotBoughtAgain(t *testing.T) {
 	e := newEnv(t)
 	var offset atomic.Int64
 	svc := messages.NewService(messages.Config{
-		Control: e.p.DB.Control, Tenant: e.p.DB.Tenant, Cipher: e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount,
+		Control: e.p.DB.Control, Tenant: e.p.DB.Tenant, Cipher: e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount, Route: e.p.Tenants.SubaccountCustomer,
 		Contacts: e.p.Contacts, Twilio: &lostPurchase{Twilio: e.client}, PublicURL: e.p.PublicURL, Secret: e.p.Master.DeriveKey("messaging ids"),
 		Logger: storetest.Logger(), Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
 	})

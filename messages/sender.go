@@ -207,6 +207,8 @@ func (s *Service) runBatch(ctx context.Context, jobs []job) {
 			after, err = s.send(ctx, j)
 		case jobRedact:
 			after, err = s.redactAtTwilio(ctx, j)
+		case jobConfirm:
+			after, err = s.confirmOptIn(ctx, j)
 		}
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Warn("outbox job failed; retrying", "kind", j.kind, "customerId", j.customerID, "messageId", j.messageID, "err", err)

@@ -41,7 +41,7 @@ func (e *env) monitoredService(t *testing.T, tw messages.Twilio, lease time.Dura
 	return messages.NewService(messages.Config{
 		Control: client.Database(e.p.DB.Control.Name()),
 		Tenant:  store.WithClient(e.p.DB, client).Tenant,
-		Cipher:  e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount,
+		Cipher:  e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount, Route: e.p.Tenants.SubaccountCustomer,
 		Contacts: e.p.Contacts, Twilio: tw, PublicURL: e.p.PublicURL, Secret: e.p.Master.DeriveKey("messaging ids"),
 		AttemptLease: lease, RetryBase: 20 * time.Millisecond, Logger: storetest.Logger(),
 	})

@@ -69,7 +69,7 @@ func ptr[T any](v T) *T { return &v }
 // (a restart, or a second serve), with its own Twilio port.
 func (e *env) service(tw messages.Twilio, lease time.Duration) *messages.Service {
 	return messages.NewService(messages.Config{
-		Control: e.p.DB.Control, Tenant: e.p.DB.Tenant, Cipher: e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount,
+		Control: e.p.DB.Control, Tenant: e.p.DB.Tenant, Cipher: e.p.Tenants.Cipher, Account: e.p.Tenants.MessagingAccount, Route: e.p.Tenants.SubaccountCustomer,
 		Contacts: e.p.Contacts, Twilio: tw, PublicURL: e.p.PublicURL, Secret: e.p.Master.DeriveKey("messaging ids"),
 		AttemptLease: lease, RetryBase: 20 * time.Millisecond, Logger: storetest.Logger(),
 	})

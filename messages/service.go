@@ -37,6 +37,11 @@ type Config struct {
 	// Account returns a customer's messaging account
 	// (tenants.Service.MessagingAccount).
 	Account func(ctx context.Context, partnerID, customerID string) (tenants.MessagingAccount, error)
+	// Route returns the customer whose sub-account a Twilio callback names
+	// by its AccountSid, or tenants.ErrNotFound
+	// (tenants.Service.SubaccountCustomer). Without it every callback is
+	// refused.
+	Route func(ctx context.Context, accountSID string) (customerID string, err error)
 	// Contacts opens customers' contacts.
 	Contacts *contacts.Service
 	// Twilio is the port to numbers and messages.
@@ -67,6 +72,7 @@ type Service struct {
 	numbers  *ttl.Cache[string, []numberDoc]              // customer → its numbers, oldest first
 	accounts *ttl.Cache[string, tenants.MessagingAccount] // customer → its account, for webhooks and the sender
 	routes   *ttl.Cache[string, string]                   // AccountSid → customer (never changes)
+	unknown  *ttl.Cache[string, struct{}]                 // AccountSids that are no customer's, for unknownTTL
 	wake     chan job                                     // the sender's hand-off
 }
 
@@ -77,6 +83,12 @@ const MinAttemptLease = 9 * time.Second
 // and sub-account: as long as tokens trust a status (5 s), and this
 // process's own changes clear it at once (Forget).
 const accountTTL = 5 * time.Second
+
+// unknownTTL is how long a callback's AccountSid that routes to no
+// customer is taken as unknown without another read: short, since an
+// activation in another process may route it any moment (this process's
+// own activations forget them at once: Forget).
+const unknownTTL = 10 * time.Second
 
 // NewService returns the messaging service.
 func NewService(cfg Config) *Service {
@@ -99,18 +111,26 @@ func NewService(cfg Config) *Service {
 	if cfg.KeyCipher == nil {
 		cfg.KeyCipher = cfg.Cipher
 	}
+	if cfg.Route == nil {
+		cfg.Route = func(context.Context, string) (string, error) { return "", tenants.ErrNotFound }
+	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	return &Service{cfg: cfg,
 		numbers:  ttl.New[string, []numberDoc](10_000, 5*time.Second, cfg.Now),
 		accounts: ttl.New[string, tenants.MessagingAccount](10_000, accountTTL, cfg.Now),
 		routes:   ttl.New[string, string](100_000, time.Hour, cfg.Now),
+		unknown:  ttl.New[string, struct{}](10_000, unknownTTL, cfg.Now),
 		wake:     make(chan job, 4096),
 	}
 }
 
 // Forget drops what this process holds of a customer's status: its
-// lifecycle changed (tenants.Config.OnChange).
-func (s *Service) Forget(customerID string) { s.accounts.Remove(customerID) }
+// lifecycle changed (tenants.Config.OnChange). The AccountSids known to be
+// no customer's go too: an activation may have just routed one.
+func (s *Service) Forget(customerID string) {
+	s.accounts.Remove(customerID)
+	s.unknown.Purge()
+}
 
 // accountOf returns a customer's messaging account, through the cache.
 func (s *Service) accountOf(ctx context.Context, customerID string) (tenants.MessagingAccount, error) {
@@ -205,17 +225,9 @@ func (s *Service) control(name string) *mongo.Collection { return s.cfg.Control.
 
 // Control collections.
 const (
-	subaccountsColl = "subaccount_routes"
 	numberRouteColl = "number_routes"
 	outboxColl      = "outbox"
 )
-
-// subaccountRoute maps a sub-account to its customer, so a webhook finds
-// the customer by AccountSid with one _id read.
-type subaccountRoute struct {
-	ID         string `bson:"_id"` // AccountSid
-	CustomerID string `bson:"customerId"`
-}
 
 // numberRoute maps a phone number (its keyed hash) to its customer.
 type numberRoute struct {

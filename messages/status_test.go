@@ -3,6 +3,7 @@ package messages_test
 import (
 	"fmt"
 	"math/rand/v2"
+	neturl "net/url"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +33,11 @@ func (e *env) callback(t *testing.T, svc *messages.Service, token, mid, sid, sta
 	if code != "" {
 		params["ErrorCode"] = code
 	}
-	if err := svc.StatusCallback(t.Context(), messages.Webhook{URL: url, Params: params, Signature: twilio.Sign(token, url, params)}, mid); err != nil {
+	form := neturl.Values{}
+	for k, v := range params {
+		form.Set(k, v)
+	}
+	if err := svc.StatusCallback(t.Context(), messages.Webhook{URL: url, Form: form, Signature: twilio.Sign(token, url, params)}, mid); err != nil {
 		t.Errorf("callback %s: %v", status, err)
 	}
 }

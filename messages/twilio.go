@@ -45,6 +45,11 @@ type Twilio interface {
 	// DeleteMessage deletes a message at Twilio; one already gone is
 	// deleted.
 	DeleteMessage(ctx context.Context, accountSID, sid string) error
+	// ValidSignature reports whether signature is the X-Twilio-Signature
+	// Twilio sends with a callback to url carrying params, signed with
+	// authToken (the sub-account's own). It reads nothing and never fails:
+	// it is the one check of every Twilio callback.
+	ValidSignature(authToken, url string, params map[string]string, signature string) bool
 }
 
 // Number is a phone number as Twilio holds it.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/twilio/twilio-go/client"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"golang.org/x/sync/errgroup"
 
@@ -15,63 +14,11 @@ import (
 	"github.com/switchboard/switchboard/tenants"
 )
 
-// Webhook is a Twilio callback as received.
-type Webhook struct {
-	// URL is SWITCHBOARD_PUBLIC_URL + the path and query string as
-	// received: what Twilio signed.
-	URL       string
-	Params    map[string]string
-	Signature string
-}
-
-// account finds and checks the sub-account a callback names: its
-// AccountSid must be a customer's (else ErrWebhookForbidden) and the
-// signature Twilio's with that sub-account's own token. ok is false for a
-// customer that is neither ACTIVE nor DEACTIVATED: the callback is answered
-// and changes nothing.
-func (s *Service) account(ctx context.Context, w Webhook) (acct tenants.MessagingAccount, ok bool, err error) {
-	sid := w.Params["AccountSid"]
-	if sid == "" || w.Signature == "" {
-		return acct, false, ErrWebhookForbidden
-	}
-	customerID, ok := s.routes.Get(sid)
-	if !ok {
-		var r subaccountRoute
-		if err := s.control(subaccountsColl).FindOne(ctx, idFilter(sid)).Decode(&r); err != nil {
-			if errors.Is(err, mongo.ErrNoDocuments) {
-				return acct, false, ErrWebhookForbidden
-			}
-			return acct, false, fmt.Errorf("route webhook: %w", err)
-		}
-		customerID = r.CustomerID
-		s.routes.Add(sid, customerID)
-	}
-	acct, err = s.accountOf(ctx, customerID)
-	if errors.Is(err, tenants.ErrNotFound) {
-		return acct, false, ErrWebhookForbidden
-	}
-	if err != nil {
-		return acct, false, err
-	}
-	if acct.AccountSID != sid {
-		return acct, false, ErrWebhookForbidden
-	}
-	if acct.Status == tenants.StatusShredded || acct.AuthToken == "" {
-		// Nothing of the customer can be read or changed any more, its
-		// token included: answered, nothing changes.
-		return acct, false, nil
-	}
-	if v := client.NewRequestValidator(acct.AuthToken); !v.Validate(w.URL, w.Params, w.Signature) {
-		return acct, false, ErrWebhookForbidden
-	}
-	return acct, acct.Status == tenants.StatusActive || acct.Status == tenants.StatusDeactivated, nil
-}
-
 // StatusCallback applies a signed status callback for message mid (from
 // the callback URL; when absent, the message that registered MessageSid).
 // An unknown message, or one whose Twilio SID is another, changes nothing.
 func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) error {
-	acct, ok, err := s.account(ctx, w)
+	acct, params, ok, err := s.account(ctx, w)
 	if err != nil || !ok {
 		return err
 	}
@@ -82,10 +29,7 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 	if err != nil {
 		return err
 	}
-	sid := w.Params["MessageSid"]
-	if sid == "" {
-		sid = w.Params["SmsSid"]
-	}
+	sid := messageSID(params)
 	if mid == "" && sid != "" {
 		if mid, err = h.sidOwner(ctx, sid); err != nil {
 			return err
@@ -94,11 +38,11 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 	if mid == "" {
 		return nil
 	}
-	tw := w.Params["MessageStatus"]
+	tw := params["MessageStatus"]
 	if tw == "" {
-		tw = w.Params["SmsStatus"]
+		tw = params["SmsStatus"]
 	}
-	code, _ := strconv.Atoi(w.Params["ErrorCode"])
+	code, _ := strconv.Atoi(params["ErrorCode"])
 	now := s.now()
 	var learnt bool
 	d, err := h.apply(ctx, mid, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
@@ -151,18 +95,17 @@ func (h *Handle) optedOutAtTwilio(ctx context.Context, d *messageDoc) error {
 
 // Inbound stores a signed inbound message once per MessageSid (its id is
 // derived from it), links it to the contact with that phone, records an
-// opt-out or opt-in keyword for the whole customer and moves the contact's
-// consent along, and puts it on the contact's timeline. A retry of the same
-// callback finds the message stored and changes nothing more.
+// opt-out keyword for the whole customer and moves the contact's consent
+// along, and puts it on the contact's timeline. An opt-in keyword takes
+// effect only once Twilio confirms the message (a confirm job of the
+// outbox: see confirmOptIn). A retry of the same callback finds the message
+// stored and changes nothing more.
 func (s *Service) Inbound(ctx context.Context, w Webhook) error {
-	acct, ok, err := s.account(ctx, w)
+	acct, params, ok, err := s.account(ctx, w)
 	if err != nil || !ok {
 		return err
 	}
-	sid := w.Params["MessageSid"]
-	if sid == "" {
-		sid = w.Params["SmsSid"]
-	}
+	sid := messageSID(params)
 	if sid == "" {
 		return switchboard.Invalid("MessageSid", "is required")
 	}
@@ -173,7 +116,7 @@ func (s *Service) Inbound(ctx context.Context, w Webhook) error {
 	if err != nil {
 		return err
 	}
-	return h.inbound(ctx, sid, w.Params)
+	return h.inbound(ctx, sid, params)
 }
 
 func (h *Handle) inbound(ctx context.Context, sid string, params map[string]string) error {
@@ -218,6 +161,15 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 	if err := h.seal(d, &payload{From: from, To: to, Body: &body, MediaURLs: media}); err != nil {
 		return err
 	}
+	// An opt-in waits for Twilio's word: its confirm job is written before
+	// the message, so a crash between the two leaves a job that finds no
+	// message (and ends) rather than a message nobody confirms.
+	confirm := job{kind: jobConfirm, customerID: h.customerID, messageID: id}
+	if isOptIn(deref(d.Keyword)) {
+		if err := h.s.point(ctx, confirm); err != nil {
+			return err
+		}
+	}
 	// The message first (its id is derived from the MessageSid: a retry
 	// finds it stored and goes on with what was stored).
 	if err := h.docs.Insert(ctx, d.ID, d); err != nil {
@@ -254,18 +206,28 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 		}
 	}
 	// What follows is idempotent, so a retry after a crash completes it.
-	// A keyword moves the opt-out ledger as of the message (a retry, or a
-	// keyword older than the last one recorded, changes nothing) and the
-	// contact's consent follows the ledger.
-	if k := deref(d.Keyword); isOptOut(k) || isOptIn(k) {
-		if err := h.recordOptOut(ctx, from, isOptOut(k), "sms:"+k, orderKey(d.CreatedAt, d.ID)); err != nil {
-			return err
-		}
-		if d.ContactID != nil {
-			if err := h.followLedger(ctx, *d.ContactID, from); err != nil {
-				return err
-			}
-		}
+	// An opt-out keyword moves the opt-out ledger as of the message (a
+	// retry, or a keyword older than the last one recorded, changes
+	// nothing) and the contact's consent follows the ledger. An opt-in
+	// keyword is left to its confirm job, handed to the sender now.
+	switch k := deref(d.Keyword); {
+	case isOptOut(k):
+		return h.applyKeyword(ctx, d, from)
+	case isOptIn(k):
+		h.s.handOff(confirm)
+	}
+	return nil
+}
+
+// applyKeyword moves the opt-out ledger of from by the keyword of inbound
+// message d, as of d, and the consent of d's contact along.
+func (h *Handle) applyKeyword(ctx context.Context, d *messageDoc, from string) error {
+	k := deref(d.Keyword)
+	if err := h.recordOptOut(ctx, from, isOptOut(k), "sms:"+k, orderKey(d.CreatedAt, d.ID)); err != nil {
+		return err
+	}
+	if d.ContactID != nil {
+		return h.followLedger(ctx, *d.ContactID, from)
 	}
 	return nil
 }

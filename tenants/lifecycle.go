@@ -41,6 +41,12 @@ func (s *Service) Activate(ctx context.Context, p Partner, id string, expected i
 			if err != nil {
 				return nil, "", nil, err
 			}
+			// The route before the status: a callback that finds it for a
+			// customer not ACTIVE yet changes nothing, and an activation
+			// that fails after it writes it again when retried.
+			if err := s.routeSubaccount(ctx, sub.SID, id); err != nil {
+				return nil, "", nil, err
+			}
 			c, err := s.cfg.Keyring.Cipher(ctx, id)
 			if err != nil {
 				return nil, "", nil, err
@@ -52,6 +58,11 @@ func (s *Service) Activate(ctx context.Context, p Partner, id string, expected i
 			twilio = &twilioDoc{AccountSID: sub.SID, Status: SubaccountActive, AuthToken: token}
 		} else {
 			if err := s.setSubaccountStatus(ctx, cur.Twilio.AccountSID, SubaccountActive); err != nil {
+				return nil, "", nil, err
+			}
+			// Written at the first activation; a customer activated before
+			// that gets it here (or from RepairSubaccountRoutes).
+			if err := s.routeSubaccount(ctx, cur.Twilio.AccountSID, id); err != nil {
 				return nil, "", nil, err
 			}
 			t := *cur.Twilio

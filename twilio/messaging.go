@@ -12,6 +12,7 @@ import (
 
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 )
@@ -39,24 +40,7 @@ const maxRefusalText = 300
 
 // isSID reports whether s is a SID with one of the two-letter prefixes
 // followed by 32 lower-case hex digits.
-func isSID(s string, prefixes ...string) bool {
-	if len(s) != 34 {
-		return false
-	}
-	ok := false
-	for _, p := range prefixes {
-		ok = ok || s[:2] == p
-	}
-	if !ok {
-		return false
-	}
-	for _, r := range s[2:] {
-		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func isSID(s string, prefixes ...string) bool { return switchboard.IsTwilioSID(s, prefixes...) }
 
 // isMessageSID: an SMS is SM…, a message with media MM….
 func isMessageSID(s string) bool { return isSID(s, "SM", "MM") }

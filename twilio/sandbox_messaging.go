@@ -429,7 +429,9 @@ func (s *Sandbox) messageLocked(op, accountSID, sid string) (*messages.TwilioMes
 }
 
 // FetchMessage returns the sub-account's message sid, or an error wrapping
-// messages.ErrTwilioNotFound.
+// messages.ErrTwilioNotFound. An inbound message that a sandbox with the
+// same secret made in another process (Inbound) is answered with its SID,
+// account, status and direction only.
 func (s *Sandbox) FetchMessage(_ context.Context, accountSID, sid string) (messages.TwilioMessage, error) {
 	const op = "fetch sandbox message"
 	if err := checkAccount(op, accountSID); err != nil {
@@ -438,6 +440,10 @@ func (s *Sandbox) FetchMessage(_ context.Context, accountSID, sid string) (messa
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := s.messageLocked(op, accountSID, sid)
+	if err != nil && s.madeInbound(accountSID, sid) {
+		// Made by Inbound in another process: known, its content is not.
+		return messages.TwilioMessage{SID: sid, AccountSID: accountSID, Status: "received", Direction: "inbound"}, nil
+	}
 	if err != nil {
 		return messages.TwilioMessage{}, err
 	}

@@ -16,3 +16,16 @@ func ValidSignature(authToken, url string, params map[string]string, signature s
 	v := client.NewRequestValidator(authToken)
 	return v.Validate(url, params, signature)
 }
+
+// ValidSignature is the messages.Twilio port's check of a callback: the
+// package's ValidSignature, so production checks callbacks with the one
+// function the fuzz target exercises.
+func (*Client) ValidSignature(authToken, url string, params map[string]string, signature string) bool {
+	return ValidSignature(authToken, url, params, signature)
+}
+
+// ValidSignature is the messages.Twilio port's check of a callback: the
+// package's ValidSignature, as with the Client.
+func (*Sandbox) ValidSignature(authToken, url string, params map[string]string, signature string) bool {
+	return ValidSignature(authToken, url, params, signature)
+}

@@ -144,6 +144,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Tenant: db.Tenant}
 	ms = messages.NewService(messages.Config{
 		Control: db.Control, Tenant: db.Tenant, Cipher: svc.Cipher, KeyCipher: svc.KeyCipher, Account: svc.MessagingAccount,
+		Route:    svc.SubaccountCustomer,
 		Contacts: cs, Twilio: tw, PublicURL: cfg.PublicURL, Secret: master.DeriveKey("messaging ids"), Logger: log,
 	})
 	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure,
@@ -171,6 +172,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	if cfg.RateLimit <= 0 || cfg.RateBurst < 1 {
 		fmt.Fprintln(stderr, "serve: --rate-limit must be above 0 and --rate-burst at least 1")
+		return exitError{2, errSilent}
+	}
+	if cfg.TwilioWebhookLimit <= 0 {
+		fmt.Fprintln(stderr, "serve: --twilio-webhook-limit must be above 0")
 		return exitError{2, errSilent}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
@@ -205,6 +210,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		ErasureKeys: a.erasure,
 		Messages:    a.messages,
 		PublicURL:   cfg.PublicURL,
+
+		TwilioWebhookLimit: cfg.TwilioWebhookLimit,
+		TrustedProxies:     cfg.TrustedProxies,
 	})
 	// The sender hands accepted messages to Twilio; it stops after the
 	// HTTP server, so nothing accepted waits for a restart needlessly.

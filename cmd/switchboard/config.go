@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 )
 
@@ -22,9 +23,48 @@ type config struct {
 	LogLevel         slog.Level
 	RateLimit        float64
 	RateBurst        int
+	// TwilioWebhookLimit is the refused Twilio callbacks per second per
+	// client address; TrustedProxies the proxies whose X-Forwarded-For
+	// names the client.
+	TwilioWebhookLimit float64
+	TrustedProxies     prefixes
 
 	// migrating: opened by migrate, which reads data of older layouts.
 	migrating bool
+}
+
+// prefixes is a comma-separated list of CIDRs (a bare address is its own
+// /32 or /128), as a flag.
+type prefixes []netip.Prefix
+
+func (p prefixes) String() string {
+	s := make([]string, len(p))
+	for i, x := range p {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// Set parses v, replacing the list.
+func (p *prefixes) Set(v string) error {
+	var out prefixes
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if x, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, x.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an IP address", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	*p = out
+	return nil
 }
 
 // secret is a string that never prints.
@@ -64,6 +104,8 @@ func newFlagSet(name string, cfg *config, serving bool, stderr io.Writer) *flag.
 
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 100, "requests per second, per partner and per customer's apps")
 		fs.IntVar(&cfg.RateBurst, "rate-burst", 200, "burst of requests, per partner and per customer's apps")
+		fs.Float64Var(&cfg.TwilioWebhookLimit, "twilio-webhook-limit", 20, "requests per second per client address that fail the Twilio signature check (then 429)")
+		fs.Var(&cfg.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (default: none; the peer is the client)")
 	}
 	return fs
 }

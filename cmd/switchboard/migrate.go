@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 
@@ -75,6 +76,31 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 			return err
 		}
 		if err := db.FinishMigration(ctx); err != nil {
+			return err
+		}
+	}
+	// Later steps, each recorded once.
+	for _, st := range []struct {
+		name string
+		run  func(context.Context) (int, error)
+	}{
+		// Sub-account routes are written at activation now; customers
+		// activated before were routed at their first number purchase.
+		{"subaccount-routes", a.tenants.RepairSubaccountRoutes},
+	} {
+		done, err := db.StepDone(ctx, st.name)
+		if err != nil {
+			return err
+		}
+		if done {
+			continue
+		}
+		n, err := st.run(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate step %s: %w", st.name, err)
+		}
+		enc.Encode(map[string]any{"step": st.name, "changed": n})
+		if err := db.RecordStep(ctx, st.name); err != nil {
 			return err
 		}
 	}

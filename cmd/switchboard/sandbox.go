@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -83,12 +81,10 @@ func sandboxInbound(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return fmt.Errorf("sandbox inbound: %w", err)
 	}
-	sid := make([]byte, 16)
-	rand.Read(sid)
-	params := map[string]string{
-		"AccountSid": accountSID, "MessageSid": "SM" + hex.EncodeToString(sid), "SmsSid": "SM" + hex.EncodeToString(sid),
-		"From": fromN, "To": toN, "Body": *body, "NumMedia": "0", "NumSegments": "1", "ApiVersion": "2010-04-01",
-	}
+	// The sandbox keeps the message, as Twilio would: its SID is one the
+	// running server's sandbox (same master key, same secret) confirms
+	// when an opt-in asks (twilio.Sandbox.Inbound).
+	params := a.sandbox.Inbound(accountSID, fromN, toN, *body)
 	target := strings.TrimSuffix(cfg.PublicURL, "/") + messages.InboundPath
 	form := url.Values{}
 	for k, v := range params {

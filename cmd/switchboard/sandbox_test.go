@@ -62,6 +62,20 @@ func TestSandboxLoop(t *testing.T) {
 	if _, o := srv.call(t, "GET", "/v1/opt-outs/"+url.PathEscape(phone), jwt, nil); o["optedOut"] != true {
 		t.Fatalf("opt-out: %v", o)
 	}
+	// START from this other process is confirmed by the server's sandbox
+	// (it knows what `sandbox inbound` made), so it opts back in.
+	if _, err := cli(t, e, "sandbox", "inbound", "--from", phone, "--to", number, "--body", "START"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, o := srv.call(t, "GET", "/v1/opt-outs/"+url.PathEscape(phone), jwt, nil)
+		if o["optedOut"] == false && o["source"] == "sms:START" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("START never opted back in: %v", o)
+		}
+	}
 	// A number that is no customer's is refused, and nothing is posted.
 	if _, err := cli(t, e, "sandbox", "inbound", "--from", phone, "--to", "+14155550999", "--body", "hi"); err == nil {
 		t.Fatal("sandbox inbound to nobody's number succeeded")

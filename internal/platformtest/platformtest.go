@@ -109,6 +109,7 @@ func New(tb testing.TB, opts Options) *Platform {
 	cs := &contacts.Service{Cipher: svc.KeyCipher, Tenant: db.Tenant}
 	mc := opts.Messaging
 	mc.Control, mc.Tenant, mc.Cipher, mc.KeyCipher, mc.Account = db.Control, db.Tenant, svc.Cipher, svc.KeyCipher, svc.MessagingAccount
+	mc.Route = svc.SubaccountCustomer
 	mc.Contacts, mc.Twilio, mc.PublicURL, mc.Secret = cs, tw, publicURL, master.DeriveKey("messaging ids")
 	if mc.Logger == nil {
 		mc.Logger = storetest.Logger()
