@@ -46,6 +46,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -89,7 +90,10 @@ const beginRounds = 5
 // Store keeps records in one collection. It is safe for concurrent use.
 type Store struct {
 	chain store.Chain[record]
-	now   func() time.Time
+	// due lists every generation by its creation time ("<time>/<gen id>",
+	// written before the generation), so Sweep reads only what is due.
+	due *store.Coll
+	now func() time.Time
 	// key makes the stored fingerprints keyed (HMAC): a plain hash of a
 	// request would let anyone holding a copy of the database confirm a
 	// guessed body (an email) offline.
@@ -111,7 +115,8 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // NewStore returns a Store over coll (the control database's idempotency
 // collection).
 func NewStore(coll *mongo.Collection, opts ...Option) *Store {
-	s := &Store{chain: store.Chain[record]{Coll: store.Plain(coll)}, now: time.Now}
+	s := &Store{chain: store.Chain[record]{Coll: store.Plain(coll)}, now: time.Now,
+		due: store.Plain(coll.Database().Collection(coll.Name() + "_due"))}
 	for _, o := range opts {
 		o(s)
 	}
@@ -220,6 +225,9 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 			}
 			n = head.N + 1
 		}
+		if err := s.noteDue(ctx, store.GenID(name, n), now); err != nil {
+			return nil, nil, fmt.Errorf("idempotency begin: %w", err)
+		}
 		g, err := s.chain.Take(ctx, name, n, record{Fingerprint: fingerprint, State: stateInProgress, CreatedAt: now})
 		if err == nil {
 			return &Claim{gen: g}, nil, nil
@@ -243,30 +251,91 @@ const SweepAfter = 2 * Retention
 // released tombstone of a few bytes stays in its place. Records are never
 // deleted one by one: a gap in a key's chain of generations would let a
 // later request claim below the current generation (see store.Chain). It
-// returns how many records it compacted, and scans the collection: run it
-// from a background job.
+// reads the range of the due list up to the cutoff, so its cost is what is
+// due, and returns how many records it compacted.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	cutoff := s.now().Add(-SweepAfter)
-	cur, err := s.chain.Coll.Find(ctx, store.Range{Where: bson.D{
-		{Key: "body.createdAt", Value: bson.D{{Key: "$lt", Value: cutoff}}},
-		{Key: "body.state", Value: bson.D{{Key: "$ne", Value: stateCompacted}}},
-	}})
-	if err != nil {
-		return 0, fmt.Errorf("idempotency sweep: %w", err)
+	cutoff := s.now().Add(-SweepAfter).UTC().Truncate(time.Millisecond)
+	type dueDoc struct {
+		ID string `bson:"_id"`
 	}
-	var gens []store.Gen[record]
-	if err := cur.All(ctx, &gens); err != nil {
-		return 0, fmt.Errorf("idempotency sweep: %w", err)
-	}
-	for i := range gens {
-		// Only a request older than SweepAfter could still write this
-		// generation; none runs that long.
-		gens[i].Body = record{State: stateCompacted, CreatedAt: gens[i].Body.CreatedAt}
-		if err := s.chain.Put(ctx, &gens[i]); err != nil {
-			return i, fmt.Errorf("idempotency sweep: %w", err)
+	r := store.Range{To: dueKey(cutoff, ""), Limit: 1000}
+	n := 0
+	for {
+		due, err := store.All[dueDoc](ctx, s.due, r)
+		if err != nil {
+			return n, fmt.Errorf("idempotency sweep: %w", err)
+		}
+		var done []string
+		for _, d := range due {
+			_, genID, _ := strings.Cut(d.ID, "/")
+			var g store.Gen[record]
+			err := s.chain.Coll.FindID(ctx, genID).Decode(&g)
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+				// Its request lost the generation: nothing to compact.
+			case err != nil:
+				return n, fmt.Errorf("idempotency sweep: %w", err)
+			case g.Body.State != stateCompacted && g.Body.CreatedAt.Before(cutoff):
+				// Only a request older than SweepAfter could still write
+				// this generation; none runs that long.
+				g.Body = record{State: stateCompacted, CreatedAt: g.Body.CreatedAt}
+				if err := s.chain.Put(ctx, &g); err != nil {
+					return n, fmt.Errorf("idempotency sweep: %w", err)
+				}
+				n++
+			}
+			// A generation taken later by another request is listed under
+			// that one's time too.
+			done = append(done, d.ID)
+		}
+		if _, err := s.due.DeleteIDs(ctx, done); err != nil {
+			return n, fmt.Errorf("idempotency sweep: %w", err)
+		}
+		if len(due) < r.Limit {
+			return n, nil
 		}
 	}
-	return len(gens), nil
+}
+
+// msFromYear1 shifts Unix milliseconds so that every time from year 1 on
+// is a non-negative 15-digit number: the keys sort as the times.
+const msFromYear1 = 62135596800000
+
+func dueKey(at time.Time, genID string) string {
+	return fmt.Sprintf("%015d", at.UnixMilli()+msFromYear1) + "/" + genID
+}
+
+func (s *Store) noteDue(ctx context.Context, genID string, at time.Time) error {
+	err := s.due.InsertOne(ctx, bson.D{{Key: "_id", Value: dueKey(at, genID)}})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
+}
+
+// Reindex lists every record in the due list: for records written before
+// it existed (switchboard migrate).
+func (s *Store) Reindex(ctx context.Context) (int, error) {
+	cur, err := s.chain.Coll.Find(ctx, store.Range{})
+	if err != nil {
+		return 0, err
+	}
+	defer cur.Close(ctx)
+	n := 0
+	for cur.Next(ctx) {
+		var g store.Gen[record]
+		if err := cur.Decode(&g); err != nil {
+			return n, err
+		}
+		if g.Body.State == stateCompacted {
+			continue
+		}
+		if err := s.noteDue(ctx, g.ID, g.Body.CreatedAt); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, cur.Err()
 }
 
 // decide says what the current generation head means for a request with

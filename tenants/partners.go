@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard"
+	"github.com/switchboard/switchboard/store"
 )
 
 // A partner API key is "sbp_<id>_<secret>": the id (12 base32 characters)
@@ -91,6 +92,10 @@ type PartnerInfo struct {
 func (s *Service) newPartnerKey(ctx context.Context, partnerID string) (string, error) {
 	prefix, key := newAPIKey()
 	doc := partnerKeyDoc{ID: prefix, PartnerID: partnerID, Hash: hashKey(key), CreatedAt: s.now()}
+	// Its entry in the partner's range first: a key is never unlisted.
+	if err := s.indexPartnerKey(ctx, doc); err != nil {
+		return "", err
+	}
 	if _, err := s.cfg.Control.Collection(partnerKeysColl).InsertOne(ctx, doc); err != nil {
 		return "", err
 	}
@@ -194,11 +199,7 @@ func (s *Service) RotatePartnerKey(ctx context.Context, partnerID string, now bo
 	if now {
 		retire = s.now()
 	}
-	var keys []partnerKeyDoc
-	cur, err := s.cfg.Control.Collection(partnerKeysColl).Find(ctx, bson.D{{Key: "partnerId", Value: partnerID}})
-	if err == nil {
-		err = cur.All(ctx, &keys)
-	}
+	keys, err := s.partnerKeys(ctx, partnerID)
 	if err != nil {
 		return Partner{}, "", fmt.Errorf("rotate partner key: %w", err)
 	}
@@ -297,4 +298,56 @@ func (s *Service) AuthenticatePartner(ctx context.Context, apiKey string) (Partn
 	p := Partner{ID: doc.ID, Name: doc.Name, CreatedAt: doc.CreatedAt}
 	s.partners.Add(sum, p)
 	return p, nil
+}
+
+// partnerKeyIndexColl lists each partner's keys: _id "<partner>/<prefix>",
+// written before the key, so a partner's keys are one _id range.
+const partnerKeyIndexColl = "partner_key_index"
+
+func (s *Service) indexPartnerKey(ctx context.Context, k partnerKeyDoc) error {
+	_, err := s.cfg.Control.Collection(partnerKeyIndexColl).InsertOne(ctx, bson.D{{Key: "_id", Value: k.PartnerID + "/" + k.ID}})
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("list partner key: %w", err)
+	}
+	return nil
+}
+
+// partnerKeys reads one partner's keys: its range of the key index, then
+// each key by _id (an entry whose key was never written is skipped).
+func (s *Service) partnerKeys(ctx context.Context, partnerID string) ([]partnerKeyDoc, error) {
+	type entry struct {
+		ID string `bson:"_id"`
+	}
+	entries, err := store.All[entry](ctx, store.Plain(s.cfg.Control.Collection(partnerKeyIndexColl)), store.Prefix(partnerID+"/"))
+	if err != nil {
+		return nil, err
+	}
+	var keys []partnerKeyDoc
+	for _, e := range entries {
+		var k partnerKeyDoc
+		err := s.cfg.Control.Collection(partnerKeysColl).FindOne(ctx, bson.D{{Key: "_id", Value: strings.TrimPrefix(e.ID, partnerID+"/")}}).Decode(&k)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// ReindexPartnerKeys lists every key in its partner's range: for keys
+// written before the range existed (switchboard migrate).
+func (s *Service) ReindexPartnerKeys(ctx context.Context) (int, error) {
+	var keys []partnerKeyDoc
+	if err := findAll(ctx, s.cfg.Control.Collection(partnerKeysColl), &keys); err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := s.indexPartnerKey(ctx, k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/switchboard/switchboard/contacts"
+	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store"
 )
@@ -87,6 +88,10 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		// Sub-account routes are written at activation now; customers
 		// activated before were routed at their first number purchase.
 		{"subaccount-routes", a.tenants.RepairSubaccountRoutes},
+		// Each partner's keys are one range of partner_key_index.
+		{"partner-key-index", a.tenants.ReindexPartnerKeys},
+		// The idempotency sweep reads the records due, by creation time.
+		{"idempotency-due", idempotency.NewStore(db.Control.Collection("idempotency")).Reindex},
 	} {
 		done, err := db.StepDone(ctx, st.name)
 		if err != nil {

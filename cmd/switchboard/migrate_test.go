@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -136,16 +137,18 @@ func TestMigrateFirstLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 || !strings.Contains(lines[3], `"layout":2`) || !strings.Contains(lines[3], `"customersMoved":3`) {
+	last := lines[len(lines)-1]
+	if len(lines) != 7 || !strings.Contains(lines[3], `"step":"subaccount-routes"`) || !strings.Contains(lines[4], `"step":"partner-key-index"`) ||
+		!strings.Contains(last, `"layout":2`) || !strings.Contains(last, `"customersMoved":3`) {
 		t.Fatalf("migrate printed\n%s", out)
 	}
 	var sum struct {
 		Summary struct{ Documents int } `json:"summary"`
 	}
-	if err := json.Unmarshal([]byte(lines[3]), &sum); err != nil || sum.Summary.Documents != total {
-		t.Fatalf("summary %s: want %d documents", lines[3], total)
+	if err := json.Unmarshal([]byte(last), &sum); err != nil || sum.Summary.Documents != total {
+		t.Fatalf("summary %s: want %d documents", last, total)
 	}
-	if out, err := cli(t, e, "migrate"); err != nil || !strings.Contains(out, `"customersMoved":0`) {
+	if out, err := cli(t, e, "migrate"); err != nil || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, `"customersMoved":0`) {
 		t.Fatalf("second migrate: %v\n%s", err, out)
 	}
 
@@ -199,6 +202,12 @@ func TestMigrateFirstLayout(t *testing.T) {
 		t.Fatalf("lookup: %d %v", st, found)
 	}
 	ann := items[0].(map[string]any)["id"].(string)
+	if st, ch := srv.call(t, "GET", "/v1/contacts?channel=ann.work@example.com", jwt, nil); st != 200 || !strings.Contains(mustJSON(t, ch), ann) {
+		t.Fatalf("channel lookup: %d %v", st, ch)
+	}
+	if st, open := srv.call(t, "GET", "/v1/customers?status=ACTIVE", key, nil); st != 200 || len(open["items"].([]any)) != 2 {
+		t.Fatalf("active customers: %d %v", st, open)
+	}
 	st, tl := srv.call(t, "GET", "/v1/contacts/"+ann+"/timeline", jwt, nil)
 	if st != 200 || !strings.Contains(mustJSON(t, tl), "Order 42 shipped") {
 		t.Fatalf("timeline: %d %v", st, tl)
@@ -210,7 +219,33 @@ func TestMigrateFirstLayout(t *testing.T) {
 	if st, o := srv.call(t, "GET", "/v1/opt-outs/+14155550177", jwt, nil); st != 200 || o["optedOut"] != true {
 		t.Fatalf("opt-out: %d %v", st, o)
 	}
-	// The terminated customer is shredded from the shared layout.
+	// The partner's key is in its range: a rotation retires it.
+	out, err = cli(t, e, "partners", "rotate-key", "--id", list["items"].([]any)[0].(map[string]any)["partnerId"].(string), "--now")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (The server may trust a key it checked for 5 s more.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st, _ := srv.call(t, "GET", "/v1/customers", key, nil)
+		if st == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated-out key still answers %d", st)
+		}
+	}
+	key = strings.Split(strings.Split(out, `"apiKey":"`)[1], `"`)[0]
+	// The terminated customer is shredded from the shared layout: its
+	// documents and their index entries, counted through the server's engine.
+	att, err := store.Open(ctx, store.Config{DataDir: dir, Logger: storetest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := att.CountCustomerData(ctx, customers[2])
+	att.Close(ctx)
+	if err != nil || held <= int64(len(want[customers[2]]["messages"])) {
+		t.Fatalf("the terminated customer holds %d documents (%v)", held, err)
+	}
 	out, err = cli(t, e, "purge", "--now", "2099-01-01T00:00:00Z")
 	if err != nil || !strings.Contains(out, customers[2]) || !strings.Contains(out, `"shredded":1`) {
 		t.Fatalf("purge: %v\n%s", err, out)
@@ -219,12 +254,8 @@ func TestMigrateFirstLayout(t *testing.T) {
 	if st != 200 {
 		t.Fatalf("certificate: %d %v", st, cert)
 	}
-	n := 0
-	for _, docs := range want[customers[2]] {
-		n += len(docs)
-	}
-	if got := cert["claims"].(map[string]any)["documentsDeleted"]; got != float64(n) {
-		t.Fatalf("documentsDeleted %v, want %d", got, n)
+	if got := cert["claims"].(map[string]any)["documentsDeleted"]; got != float64(held) {
+		t.Fatalf("documentsDeleted %v, want %d", got, held)
 	}
 }
 
