@@ -467,7 +467,9 @@ func scanCloneContacts(b *testing.B, p *scanPlatform, customerID string, tpls []
 	var ts []template
 	for _, id := range tpls {
 		var t template
-		t.doc = scanFindT(b, cdb.Collection("contacts"), bson.D{{Key: "_id", Value: id}})[0]
+		if err := cdb.Collection("contacts").FindID(context.Background(), id).Decode(&t.doc); err != nil {
+			b.Fatal(err)
+		}
 		t.claim = scanFindT(b, cdb.Collection("contact_claims"), bson.D{{Key: "docId", Value: id}})[0]
 		t.lookups = scanFindT(b, cdb.Collection("lookups"), bson.D{{Key: "body.contactId", Value: id}})
 		var err error

@@ -168,7 +168,8 @@ func (c *Coll) DeleteIDs(ctx context.Context, ids []string) (int64, error) {
 // starts strictly past that id in the direction of the range (a cursor).
 // Where, when set, keeps only the documents of the range that also match
 // it: it narrows a range, it never widens one (the engine filters it after
-// the range, so it costs what the range holds, not what the collection does).
+// the range, so it costs what the range holds, not what the collection
+// does). It may not name _id, nor use a top-level operator ($or, ...).
 type Range struct {
 	From, To string
 	After    string
@@ -193,7 +194,15 @@ func PrefixEnd(p string) string {
 	return ""
 }
 
-func (c *Coll) rangeFilter(r Range) bson.D {
+// errWhereID: a range is its own condition on _id.
+var errWhereID = errors.New("store: a range's Where may not name _id")
+
+func (c *Coll) rangeFilter(r Range) (bson.D, error) {
+	for _, e := range r.Where {
+		if e.Key == "_id" || strings.HasPrefix(e.Key, "$") {
+			return nil, errWhereID
+		}
+	}
 	lo, hi := c.key(r.From), ""
 	if r.To != "" {
 		hi = c.key(r.To)
@@ -217,7 +226,7 @@ func (c *Coll) rangeFilter(r Range) bson.D {
 	if len(r.Where) > 0 {
 		f = append(f, r.Where...)
 	}
-	return f
+	return f, nil
 }
 
 // Find reads a range; the cursor yields documents with their logical _id.
@@ -230,7 +239,11 @@ func (c *Coll) Find(ctx context.Context, r Range) (*Cursor, error) {
 	if r.Limit > 0 {
 		opts.SetLimit(int64(r.Limit))
 	}
-	cur, err := c.c.Find(ctx, c.rangeFilter(r), opts)
+	f, err := c.rangeFilter(r)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := c.c.Find(ctx, f, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +269,11 @@ func (c *Coll) DeleteRange(ctx context.Context, r Range) (int64, error) {
 	if r.Limit > 0 {
 		return 0, errors.New("store: DeleteRange takes no limit")
 	}
-	res, err := c.c.DeleteMany(ctx, c.rangeFilter(r))
+	f, err := c.rangeFilter(r)
+	if err != nil {
+		return 0, err
+	}
+	res, err := c.c.DeleteMany(ctx, f)
 	if err != nil {
 		return 0, err
 	}
@@ -265,7 +282,11 @@ func (c *Coll) DeleteRange(ctx context.Context, r Range) (int64, error) {
 
 // Count counts the documents of a range.
 func (c *Coll) Count(ctx context.Context, r Range) (int64, error) {
-	return c.c.CountDocuments(ctx, c.rangeFilter(r))
+	f, err := c.rangeFilter(r)
+	if err != nil {
+		return 0, err
+	}
+	return c.c.CountDocuments(ctx, f)
 }
 
 // Cursor iterates a range.

@@ -139,3 +139,21 @@ func TestTenantRanges(t *testing.T) {
 		t.Fatalf("the other customer holds %d, want 21", n)
 	}
 }
+
+// TestRangeWhereMayNotNameID: a Where naming _id (or an operator that
+// could) is refused before the engine sees it.
+func TestRangeWhereMayNotNameID(t *testing.T) {
+	db := storetest.MustOpen(t)
+	c := db.Tenant("0190a1b2-0000-7000-8000-0000000000c3").Collection("contacts")
+	for _, w := range []bson.D{{{Key: "_id", Value: "x"}}, {{Key: "$or", Value: bson.A{bson.D{{Key: "_id", Value: "x"}}}}}} {
+		if _, err := c.Find(t.Context(), store.Range{Where: w}); err == nil {
+			t.Fatalf("Where %v accepted", w)
+		}
+		if _, err := c.Count(t.Context(), store.Range{Where: w}); err == nil {
+			t.Fatalf("Where %v accepted by Count", w)
+		}
+		if _, err := c.DeleteRange(t.Context(), store.Range{Where: w}); err == nil {
+			t.Fatalf("Where %v accepted by DeleteRange", w)
+		}
+	}
+}
