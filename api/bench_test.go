@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -371,4 +372,37 @@ func benchReportScale(b *testing.B, took [2]time.Duration, n int) {
 	b.ReportMetric(ms(took[0]), fmt.Sprintf("%d-ms/op", benchScaleSizes[0]))
 	b.ReportMetric(ms(took[1]), fmt.Sprintf("%d-ms/op", benchScaleSizes[1]))
 	b.ReportMetric(float64(took[1])/float64(took[0]), "ratio")
+}
+
+// BenchmarkServeMemory registers 100 customers, then 9,900 more, over HTTP
+// on one server, and reports the live heap after each (after a GC) and the
+// ratio 10,000/100 (target ≤ 1.5): nothing a server keeps grows with the
+// number of customers (the caches are bounded, customers add no
+// collection, index or handle).
+//
+// Run: go test -run '^$' -bench ServeMemory -benchtime 1x -timeout 30m ./api/
+func BenchmarkServeMemory(b *testing.B) {
+	heap := func() float64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapAlloc) / (1 << 20)
+	}
+	for b.Loop() {
+		p := newBenchPlatform(b)
+		n := 0
+		add := func(upTo int) {
+			for ; n < upTo; n++ {
+				p.activeCustomer(b, fmt.Sprintf("mem-%d", n))
+			}
+		}
+		add(100)
+		at100 := heap()
+		add(10000)
+		at10k := heap()
+		b.ReportMetric(at100, "heap-100-MiB")
+		b.ReportMetric(at10k, "heap-10000-MiB")
+		b.ReportMetric(at10k/at100, "ratio")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,7 +120,34 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		_ = db.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	if db.engine != nil {
+		if err := db.ensureCells(ctx); err != nil {
+			_ = db.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
 	return db, nil
+}
+
+// ensureCells creates every cell's database on the embedded engine (one
+// file each), so that the files under the data dir are the same whatever
+// the number of customers. Only missing ones are created.
+func (db *DB) ensureCells(ctx context.Context) error {
+	have, err := db.Client.ListDatabaseNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("list databases: %w", err)
+	}
+	for _, name := range db.cellNames() {
+		if slices.Contains(have, name) {
+			continue
+		}
+		err := db.Client.Database(name).CreateCollection(ctx, CustomerCollections[0])
+		var ce mongo.CommandError
+		if err != nil && !(errors.As(err, &ce) && ce.Code == 48) { // NamespaceExists: a racing opener
+			return fmt.Errorf("create cell %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // WithNames returns a DB over the same connection with other database names.
