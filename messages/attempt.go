@@ -45,9 +45,92 @@ func (s *Service) send(ctx context.Context, j job) (time.Duration, error) {
 	if err := h.timelineItem(ctx, d); err != nil {
 		return time.Second, err
 	}
+	if ok, wait, err := h.cleared(ctx, d); !ok {
+		return wait, err
+	}
 	tm, err := s.create(ctx, acct.AccountSID, d, a.p)
 	return s.settle(ctx, h, j, d, tm, err)
 }
+
+// Why a message failed before it reached Twilio.
+const (
+	whyRedacted = "redacted before it was sent"
+	whyOptedOut = "the recipient opted out after the message was accepted; nothing was sent"
+)
+
+// unsent is cur failed before anything reached Twilio (code 0: no error
+// code): its attempt over, Twilio holding no copy to erase.
+func unsent(cur *messageDoc, p *payload, code int, why string) (*messageDoc, *payload) {
+	nxt, np := *cur, *p
+	nxt.Status, nxt.AttemptAt, nxt.TwilioRedacted, np.ErrorMessage = StatusFailed, nil, true, &why
+	if code != 0 {
+		c := code
+		nxt.ErrorCode = &c
+	}
+	return &nxt, &np
+}
+
+// cleared judges a claimed attempt (d, as claimed) again right before its
+// Twilio create, since the judgement that claimed it may be a batch old:
+// the message must still be this attempt's, not redacted, and its
+// recipient not opted out. A redaction or an opt-out recorded since ends
+// the message failed (an opt-out with 21610) through the claim of its next
+// version, and nothing is sent. ok says the create may go ahead; else wait
+// is when to run the job again (0: settled).
+//
+// An opt-out is a claim on the ledger: one whose claim stands before this
+// read is seen here and stops the message; one claimed after it comes
+// after the create, and the message ends as Twilio says.
+func (h *Handle) cleared(ctx context.Context, d *messageDoc) (ok bool, wait time.Duration, err error) {
+	if hold := h.s.holdBeforeCheck; hold != nil {
+		hold(d.ID)
+	}
+	cur := d
+	for range maxRejudge {
+		// One claim read when nothing came after the attempt's claim.
+		if cur, err = h.docs.Settle(ctx, d.ID, cur); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return false, 0, nil
+			}
+			return false, time.Second, err
+		}
+		if cur.Attempt != d.Attempt || cur.AttemptAt == nil || !cur.AttemptAt.Equal(*d.AttemptAt) ||
+			cur.Status != StatusAccepted || cur.TwilioSID != nil {
+			return false, 100 * time.Millisecond, nil // no longer this attempt's: judge it again
+		}
+		code, why := 0, whyRedacted
+		if cur.RedactedAt == nil {
+			p, err := h.open(cur)
+			if err != nil {
+				return false, time.Second, err
+			}
+			out, err := h.optOut(ctx, p.To)
+			if err != nil {
+				return false, time.Second, err
+			}
+			if !out.OptedOut {
+				return true, 0, nil
+			}
+			code, why = CodeOptedOut, whyOptedOut
+		}
+		_, err = h.apply(ctx, d.ID, cur.Version, func(c *messageDoc, p *payload) (*messageDoc, *payload, error) {
+			nxt, np := unsent(c, p, code, why)
+			return nxt, np, nil
+		})
+		if err == nil {
+			return false, 0, nil
+		}
+		if !isConflict(err) {
+			return false, time.Second, err
+		}
+		// Another change came between (a redaction): judge the latest.
+	}
+	return false, 100 * time.Millisecond, nil
+}
+
+// maxRejudge bounds the pre-create judgements of one attempt that keep
+// losing to other writers.
+const maxRejudge = 10
 
 // prepare judges a send job's message: nil (and when to look again) when
 // no attempt is due, else the attempt to claim. It settles what needs no
@@ -77,17 +160,17 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 		return nil, 0, h.timelineItem(ctx, d)
 	}
 	now := s.now()
-	fail := func(why string) (*attempt, time.Duration, error) {
+	failCode := func(code int, why string) (*attempt, time.Duration, error) {
 		_, err := h.apply(ctx, d.ID, d.Version, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
-			nxt, np := *cur, *p
-			nxt.Status, nxt.TwilioRedacted, np.ErrorMessage = StatusFailed, true, &why
-			return &nxt, &np, nil
+			nxt, np := unsent(cur, p, code, why)
+			return nxt, np, nil
 		})
 		wait, err := retryOnConflict(err)
 		return nil, wait, err
 	}
+	fail := func(why string) (*attempt, time.Duration, error) { return failCode(0, why) }
 	if d.RedactedAt != nil && d.AttemptAt == nil {
-		return fail("redacted before it was sent")
+		return fail(whyRedacted)
 	}
 	switch acct.Status {
 	case tenants.StatusActive:
@@ -112,7 +195,7 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 		// claimed from the version judged here: if another sender judged
 		// it too and claimed first, this claim loses.
 		if d.RedactedAt != nil {
-			return fail("redacted before it was sent")
+			return fail(whyRedacted)
 		}
 	}
 	p, err := h.open(d)
@@ -138,7 +221,7 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 		return nil, time.Second, err
 	}
 	if out.OptedOut {
-		return fail("the recipient opted out after the message was accepted; nothing was sent")
+		return failCode(CodeOptedOut, whyOptedOut)
 	}
 	nxt := *d
 	nxt.Version++

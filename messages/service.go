@@ -68,6 +68,9 @@ type Service struct {
 	accounts *ttl.Cache[string, tenants.MessagingAccount] // customer → its account, for webhooks and the sender
 	routes   *ttl.Cache[string, string]                   // AccountSid → customer (never changes)
 	wake     chan job                                     // the sender's hand-off
+	// holdBeforeCheck, set by tests alone (export_test.go), runs after an
+	// attempt's claim and before its pre-create check (cleared).
+	holdBeforeCheck func(messageID string)
 }
 
 // MinAttemptLease is the shortest lease of a send attempt.
