@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -480,72 +479,6 @@ func (h *Handle) Patch(ctx context.Context, id string, expected int64, in Input)
 		return Contact{}, ErrUniqueConflict
 	}
 	if err != nil {
-		return Contact{}, err
-	}
-	return h.view(doc, p), nil
-}
-
-// Delete removes a contact, its lookups and its timeline for good.
-func (h *Handle) Delete(ctx context.Context, id string) error {
-	doc, _, err := h.load(ctx, id)
-	if err != nil {
-		return err
-	}
-	// The document goes first: a crash before the entries are released
-	// leaves them naming a contact that is gone, which frees them.
-	// Every earlier version's claim keeps only the id afterwards.
-	if err := h.docs.Delete(ctx, id, func(n int64) *contactDoc { return &contactDoc{ID: id, Version: n} }); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("delete contact: %w", err)
-	}
-	if err := h.release(ctx, id, doc.Idx); err != nil {
-		return err
-	}
-	if _, err := h.timeline().DeleteMany(ctx, bson.D{{Key: "contactId", Value: id}}); err != nil {
-		return fmt.Errorf("delete timeline: %w", err)
-	}
-	return nil
-}
-
-// Anonymize keeps a contact as a record without a person: names and
-// attribute values become XXX, the email a placeholder, identifiers, phone,
-// birth date, gender and channels go; country and consents stay; the texts
-// of its timeline are erased.
-func (h *Handle) Anonymize(ctx context.Context, id string) (Contact, error) {
-	doc, p, err := h.change(ctx, id, store.AnyVersion, func(old *contactDoc, oldP *personal) (*personal, *string, bool, []timelineDoc, error) {
-		xxx := func(s *string) *string {
-			if s == nil {
-				return nil
-			}
-			v := "XXX"
-			return &v
-		}
-		email := "anonymized-" + id + "@example.invalid"
-		p := &personal{FirstName: xxx(oldP.FirstName), LastName: xxx(oldP.LastName), Consents: oldP.Consents}
-		if oldP.Email != nil {
-			p.Email = &email
-		}
-		for _, a := range oldP.CustomAttributes {
-			p.CustomAttributes = append(p.CustomAttributes, Attribute{Name: a.Name, Value: "XXX"})
-		}
-		items, err := h.items(id, ItemAnonymized, nil, nil, h.nowMs())
-		return p, old.Country, true, items, err
-	})
-	if errors.Is(err, errConflict) {
-		return Contact{}, ErrUniqueConflict
-	}
-	if err != nil {
-		return Contact{}, err
-	}
-	// The earlier versions' claims still hold the person: they keep only
-	// the anonymized state now (claims stay: the version ledger needs them).
-	if err := h.docs.RedactHistory(ctx, id, doc.Version, func(n int64) *contactDoc {
-		d := *doc
-		d.Version, d.Pending = n, nil
-		return &d
-	}); err != nil {
-		return Contact{}, err
-	}
-	if err := h.scrubTimeline(ctx, id); err != nil {
 		return Contact{}, err
 	}
 	return h.view(doc, p), nil

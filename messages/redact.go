@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard/switchboard/store"
 )
@@ -44,37 +45,63 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	// The earlier versions' claims held the body too.
-	if err := h.docs.RedactHistory(ctx, id, d.Version, func(n int64) *messageDoc {
-		c := *d
-		c.Version = n
-		return &c
-	}); err != nil {
+	// The earlier versions' claims held the body too (apply rewrote them
+	// already when it dropped the body's index).
+	if err := h.redactHistory(ctx, d); err != nil {
 		return Message{}, err
 	}
 	h.s.handOff(j)
 	return h.view(d)
 }
 
-// RedactContact redacts every message of a contact (its anonymization or
-// deletion).
-func (h *Handle) RedactContact(ctx context.Context, contactID string) error {
-	cur, err := h.messages().Find(ctx, bson.D{{Key: "contactId", Value: contactID}})
-	if err != nil {
-		return fmt.Errorf("messages of contact: %w", err)
+// redactPage is how many messages RedactParty reads at once.
+const redactPage = 100
+
+// RedactParty redacts every message of a person, here and at Twilio: those
+// linked to contact contactID and every other one to or from one of addrs
+// (normalised numbers: the contact's phone and sms channels), those
+// exchanged before it was a contact included. It reads their ids a page
+// at a time, in _id order, so a person with many messages is never held in
+// memory at once. Redacting again finishes a redaction stopped half-way.
+func (h *Handle) RedactParty(ctx context.Context, contactID string, addrs []string) error {
+	or := bson.A{bson.D{{Key: "contactId", Value: contactID}}}
+	for _, a := range addrs {
+		or = append(or, bson.D{{Key: "partyIdx", Value: h.phoneIdx(a)}})
 	}
-	var docs []messageDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return fmt.Errorf("messages of contact: %w", err)
-	}
-	for _, d := range docs {
-		// Even one redacted before goes again: a redaction stopped half-way
-		// (its history not yet rewritten) is finished.
-		if _, err := h.Redact(ctx, d.ID); err != nil {
-			return err
+	after := ""
+	for {
+		filter := bson.D{{Key: "$or", Value: or}}
+		if after != "" {
+			filter = bson.D{{Key: "$and", Value: bson.A{filter, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}}}}
 		}
+		cur, err := h.messages().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
+			SetLimit(redactPage).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			return fmt.Errorf("messages of a contact: %w", err)
+		}
+		var ids []string
+		for cur.Next(ctx) {
+			id, ok := cur.Current.Lookup("_id").StringValueOK()
+			if !ok {
+				continue
+			}
+			ids = append(ids, id)
+		}
+		err = cur.Err()
+		_ = cur.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("messages of a contact: %w", err)
+		}
+		for _, id := range ids {
+			if _, err := h.Redact(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		if len(ids) < redactPage {
+			return nil
+		}
+		after = ids[len(ids)-1]
 	}
-	return nil
 }
 
 // redactAtTwilio runs a redact job: Twilio's copy of a redacted message is
