@@ -21,7 +21,10 @@
 //     database's outbox until the sender has settled it, so a restart drops
 //     none;
 //   - an opt-out is recorded per customer, keyed by the phone's blind index,
-//     and checked before any Twilio call.
+//     and checked (with the redaction) again right before each Twilio
+//     create; a texted opt-out is lifted only by the person's own text;
+//   - a redacted message keeps no body, and no blind index of it once no
+//     attempt of it is left to reconcile.
 package messages
 
 import (
