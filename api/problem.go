@@ -101,6 +101,7 @@ var sentinels = []struct {
 	{messages.ErrNumberNotFound, http.StatusNotFound, "not_found", "No such resource."},
 	{messages.ErrNoSenderNumber, http.StatusConflict, "no_sender_number", "The customer has no phone number to send from: buy one first."},
 	{messages.ErrRecipientOptedOut, http.StatusConflict, "recipient_opted_out", "The recipient opted out of messages from this customer; nothing was sent."},
+	{messages.ErrOptedOutBySMS, http.StatusConflict, "opted_out_by_sms", "The person opted out by text message: only they can opt back in, by texting START, YES or UNSTOP."},
 	{messages.ErrNumberUnavailable, http.StatusConflict, "number_unavailable", "The phone number is not available (Twilio error 21422 or 21452)."},
 	{messages.ErrIdempotencyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
 	{messages.ErrWebhookForbidden, http.StatusForbidden, "forbidden", "The callback's signature or AccountSid is not accepted."},

@@ -118,22 +118,6 @@ type contactHandlers struct {
 	messages *messages.Service // nil: no messaging
 }
 
-// redactMessages erases a contact's messages, here and at Twilio. It runs
-// before the contact is anonymized or deleted (so a crash between leaves
-// a retry that finds the contact and does it again) and after (for a
-// message that was being stored, linked to the contact, meanwhile: it is
-// either found now, or it finds the contact gone and redacts itself).
-func (h contactHandlers) redactMessages(c *gin.Context) error {
-	if h.messages == nil {
-		return nil
-	}
-	mh, err := h.messages.OpenVerified(c.Request.Context(), tenantClaims(c).CustomerID)
-	if err != nil {
-		return err
-	}
-	return mh.RedactContact(c.Request.Context(), c.Param("id"))
-}
-
 func (h contactHandlers) upsert(c *gin.Context) {
 	var req upsertRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -209,48 +193,31 @@ func (h contactHandlers) patch(c *gin.Context) {
 }
 
 func (ch contactHandlers) delete(c *gin.Context) {
-	h := contactsOf(c)
 	anonymize, given := c.GetQuery("anonymize")
-	if given && anonymize == "" {
+	if (given && anonymize == "") || (anonymize != "true" && anonymize != "" && anonymize != "false") {
 		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
 		return
 	}
-	if anonymize != "true" && anonymize != "" && anonymize != "false" {
-		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
-		return
-	}
-	if _, err := h.Get(c.Request.Context(), c.Param("id")); err != nil {
-		writeProblem(c, err)
-		return
-	}
-	if err := ch.redactMessages(c); err != nil {
-		writeProblem(c, err)
-		return
-	}
-	switch anonymize {
-	case "true":
-		ct, err := h.Anonymize(c.Request.Context(), c.Param("id"))
-		if err == nil {
-			err = ch.redactMessages(c)
-		}
+	// The contact's messages are erased with it (nil: no messaging here).
+	var redact contacts.MessageEraser
+	if ch.messages != nil {
+		mh, err := ch.messages.OpenVerified(c.Request.Context(), tenantClaims(c).CustomerID)
 		if err != nil {
 			writeProblem(c, err)
 			return
 		}
+		redact = mh.RedactParty
+	}
+	ct, err := contactsOf(c).Erase(c.Request.Context(), c.Param("id"), anonymize == "true", redact)
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	if anonymize == "true" {
 		reply(c, http.StatusOK, toContactJSON(ct))
-	case "", "false":
-		err := h.Delete(c.Request.Context(), c.Param("id"))
-		if err == nil {
-			err = ch.redactMessages(c)
-		}
-		if err != nil {
-			writeProblem(c, err)
-			return
-		}
-		c.Status(http.StatusNoContent)
-	default:
-		writeProblem(c, invalidQuery("anonymize", "must be true or false"))
+		return
 	}
+	c.Status(http.StatusNoContent)
 }
 
 func (h contactHandlers) timeline(c *gin.Context) {

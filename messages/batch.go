@@ -92,13 +92,20 @@ func (s *Service) sendBatch(ctx context.Context, customerID string, jobs []job) 
 			fail(i, err) // the job is run again and finds the attempt in flight
 		}
 	}
-	// Hand them to Twilio side by side.
+	// Hand them to Twilio side by side, each judged again right before.
 	answers := make([]TwilioMessage, len(jobs))
 	errs := make([]error, len(jobs))
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
+	held := make([]bool, len(jobs)) // the pre-create check stopped it
 	for _, i := range claimed {
 		g.Go(func() error {
+			ok, wait, err := h.cleared(gctx, attempts[i].next)
+			if !ok {
+				held[i], waits[i] = true, wait
+				fail(i, err)
+				return nil
+			}
 			answers[i], errs[i] = s.create(gctx, acct.AccountSID, attempts[i].next, attempts[i].p)
 			return nil
 		})
@@ -108,6 +115,9 @@ func (s *Service) sendBatch(ctx context.Context, customerID string, jobs []job) 
 	// is settled on its own.
 	var ok []int
 	for _, i := range claimed {
+		if held[i] {
+			continue
+		}
 		if errs[i] == nil {
 			ok = append(ok, i)
 			continue

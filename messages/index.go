@@ -67,6 +67,12 @@ func (h *Handle) listRange(q Query, phoneIdx []byte) store.Range {
 	return r
 }
 
+// phoneMessages is the range of the messages to or from one number (its
+// blind index).
+func phoneMessages(idx []byte) store.Range {
+	return store.Prefix(ixPhone + hex.EncodeToString(idx) + "/")
+}
+
 // contactMessages is the range of one contact's messages.
 func contactMessages(contactID string) store.Range { return store.Prefix(ixContact + contactID + "/") }
 

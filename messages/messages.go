@@ -21,7 +21,10 @@
 //     database's outbox until the sender has settled it, so a restart drops
 //     none;
 //   - an opt-out is recorded per customer, keyed by the phone's blind index,
-//     and checked before any Twilio call.
+//     and checked (with the redaction) again right before each Twilio
+//     create; a texted opt-out is lifted only by the person's own text;
+//   - a redacted message keeps no body, and no blind index of it once no
+//     attempt of it is left to reconcile.
 package messages
 
 import (
@@ -131,6 +134,10 @@ var (
 	ErrNoSenderNumber    = errors.New("the customer has no phone number to send from")
 	ErrRecipientOptedOut = errors.New("the recipient opted out")
 	ErrNumberUnavailable = errors.New("phone number unavailable")
+	// ErrOptedOutBySMS: an opt-in recorded some other way than by SMS over
+	// an opt-out the person texted (a STOP-like keyword, or Twilio's 21610
+	// for one texted to Twilio): only the person lifts it, by texting.
+	ErrOptedOutBySMS     = errors.New("the number opted out by SMS")
 	ErrIdempotencyReused = errors.New("idempotency key reused with another request")
 	ErrWebhookForbidden  = errors.New("webhook signature or account not accepted")
 )

@@ -92,7 +92,9 @@ func (h *Handle) OptOut(ctx context.Context, phone string) (OptOut, error) {
 
 // SetOptOut records an opt-out or opt-in of a phone number received some
 // other way than by SMS (a call, a form), and moves the consent "sms" of
-// the contact with that phone along.
+// the contact with that phone along. An opt-in over an opt-out the person
+// texted is ErrOptedOutBySMS, and nothing changes: only the person lifts
+// it, by texting START, YES or UNSTOP.
 func (h *Handle) SetOptOut(ctx context.Context, phone string, optedOut bool, source string) (OptOut, error) {
 	var errs []switchboard.FieldError
 	n, ok := switchboard.NormalizePhone(phone, "")
@@ -102,6 +104,10 @@ func (h *Handle) SetOptOut(ctx context.Context, phone string, optedOut bool, sou
 	source = strings.TrimSpace(source)
 	if l := utf8.RuneCountInString(source); l < 1 || l > 200 {
 		errs = append(errs, switchboard.FieldError{Field: "source", Message: "must be 1 to 200 characters"})
+	} else if texted(strings.ToLower(source)) || strings.HasPrefix(strings.ToLower(source), "twilio:") {
+		// The ledger tells a texted opt-out (and a double opt-in's
+		// confirmation) by these prefixes: a PUT may not pass for one.
+		errs = append(errs, switchboard.FieldError{Field: "source", Message: "must not begin with sms: or twilio: (they name what the person texted)"})
 	}
 	if len(errs) > 0 {
 		return OptOut{}, &switchboard.ValidationError{Fields: errs}
@@ -118,6 +124,16 @@ func (h *Handle) SetOptOut(ctx context.Context, phone string, optedOut bool, sou
 	}
 	return h.optOut(ctx, n)
 }
+
+// texted reports whether an opt-out source is the person's own text: a
+// keyword (sms:STOP) or Twilio's 21610 (the person texted STOP to Twilio,
+// which refuses every message until they text START).
+func texted(source string) bool {
+	return strings.HasPrefix(source, "sms:") || source == sourceTwilioOptOut
+}
+
+// sourceTwilioOptOut is the source of an opt-out Twilio reported (21610).
+const sourceTwilioOptOut = "twilio:21610"
 
 // orderKey orders the events that move an opt-out (they can arrive out of
 // order: a retried webhook, two keywords at once): the event's time, then
@@ -185,7 +201,22 @@ func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, s
 		return nil
 	}
 	_, err = h.optOuts.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
-		if cur.Order >= order {
+		// Judged on the state this change claims over: of a STOP and an
+		// opt-in racing, the claim orders them, and the later one sees
+		// the earlier.
+		src, err := h.cipher.Open(optOutField(id), cur.Source)
+		if err != nil {
+			return nil, struct{}{}, fmt.Errorf("open opt-out: %w", err)
+		}
+		curTexted := texted(string(src))
+		switch {
+		case !optedOut && !texted(source) && cur.OptedOut && curTexted:
+			return nil, struct{}{}, ErrOptedOutBySMS
+		case optedOut && texted(source) && !cur.OptedOut && !curTexted:
+			// An opt-in recorded some other way that did not see this
+			// STOP (it came in while the STOP was on its way) could not
+			// have lifted it: the STOP stands, whatever the order.
+		case cur.Order >= order:
 			return nil, struct{}{}, nil
 		}
 		nxt := *d

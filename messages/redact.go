@@ -42,42 +42,49 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	// The earlier versions' claims held the body too.
-	if err := h.docs.RedactHistory(ctx, id, d.Version, func(n int64) *messageDoc {
-		c := *d
-		c.Version = n
-		return &c
-	}); err != nil {
+	// The earlier versions' claims held the body too (apply rewrote them
+	// already when it dropped the body's index).
+	if err := h.redactHistory(ctx, d); err != nil {
 		return Message{}, err
 	}
 	h.s.handOff(j)
 	return h.view(d)
 }
 
-// RedactContact redacts every message of a contact (its anonymization or
-// deletion).
-func (h *Handle) RedactContact(ctx context.Context, contactID string) error {
-	// A page at a time off the contact's range: memory stays constant in
-	// the number of its messages.
-	r := contactMessages(contactID)
-	r.Limit = 100
-	for {
-		docs, keys, err := h.docs.Scan(ctx, r, nil)
-		if err != nil {
-			return fmt.Errorf("messages of contact: %w", err)
-		}
-		for _, d := range docs {
-			// Even one redacted before goes again: a redaction stopped
-			// half-way (its history not yet rewritten) is finished.
-			if _, err := h.Redact(ctx, d.ID); err != nil {
-				return err
-			}
-		}
-		if len(docs) < r.Limit {
-			return nil
-		}
-		r.After = keys[len(keys)-1]
+// redactPage is how many messages RedactParty reads at once.
+const redactPage = 100
+
+// RedactParty redacts every message of a person, here and at Twilio: those
+// linked to contact contactID and every other one to or from one of addrs
+// (normalised numbers: the contact's phone and sms channels), those
+// exchanged before it was a contact included. It reads them a page at a
+// time off the index ranges of the contact and of each number, so a person
+// with many messages is never held in memory at once. Redacting again
+// finishes a redaction stopped half-way.
+func (h *Handle) RedactParty(ctx context.Context, contactID string, addrs []string) error {
+	ranges := []store.Range{contactMessages(contactID)}
+	for _, a := range addrs {
+		ranges = append(ranges, phoneMessages(h.phoneIdx(a)))
 	}
+	for _, r := range ranges {
+		r.Limit = redactPage
+		for {
+			docs, keys, err := h.docs.Scan(ctx, r, nil)
+			if err != nil {
+				return fmt.Errorf("messages of a contact: %w", err)
+			}
+			for _, d := range docs {
+				if _, err := h.Redact(ctx, d.ID); err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+			}
+			if len(docs) < r.Limit {
+				break
+			}
+			r.After = keys[len(keys)-1]
+		}
+	}
+	return nil
 }
 
 // redactAtTwilio runs a redact job: Twilio's copy of a redacted message is

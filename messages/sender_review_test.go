@@ -399,8 +399,9 @@ type racingReconcile struct {
 	creates            *atomic.Int32
 }
 
-func (r *racingReconcile) ListMessages(ctx context.Context, sid string, f messages.ListFilter) ([]messages.TwilioMessage, error) {
-	l, err := r.Twilio.ListMessages(ctx, sid, f)
+func (r *racingReconcile) ListMessages(ctx context.Context, sid string, f messages.ListFilter, each func(messages.TwilioMessage) bool) error {
+	var l []messages.TwilioMessage
+	err := r.Twilio.ListMessages(ctx, sid, f, func(m messages.TwilioMessage) bool { l = append(l, m); return true })
 	if r.a {
 		select {
 		case <-r.bListing:
@@ -413,7 +414,12 @@ func (r *racingReconcile) ListMessages(ctx context.Context, sid string, f messag
 		case <-time.After(3 * time.Second):
 		}
 	}
-	return l, err
+	for _, m := range l {
+		if !each(m) {
+			break
+		}
+	}
+	return err
 }
 
 func (r *racingReconcile) CreateMessage(ctx context.Context, sid string, s messages.Send) (messages.TwilioMessage, error) {

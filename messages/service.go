@@ -74,6 +74,9 @@ type Service struct {
 	routes   *ttl.Cache[string, string]                   // AccountSid → customer (never changes)
 	unknown  *ttl.Cache[string, struct{}]                 // AccountSids that are no customer's, for unknownTTL
 	wake     chan job                                     // the sender's hand-off
+	// holdBeforeCheck, set by tests alone (export_test.go), runs after an
+	// attempt's claim and before its pre-create check (cleared).
+	holdBeforeCheck func(messageID string)
 }
 
 // MinAttemptLease is the shortest lease of a send attempt.

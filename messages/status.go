@@ -17,7 +17,13 @@ type step func(cur *messageDoc, p *payload) (*messageDoc, *payload, error)
 
 // apply changes a message through its next version's claim (expected:
 // store.AnyVersion, or the version the change was judged on).
+//
+// A redacted message keeps the blind index of its body (bodyIdx) only
+// while an attempt is unsettled (reconcile finds Twilio's copy by it); the
+// change that settles it drops the index, from the earlier versions'
+// claims too.
 func (h *Handle) apply(ctx context.Context, id string, expected int64, f step) (*messageDoc, error) {
+	var dropped bool
 	d, err := h.docs.Update(ctx, id, expected, func(cur *messageDoc) (*messageDoc, struct{}, error) {
 		p, err := h.open(cur)
 		if err != nil {
@@ -34,12 +40,42 @@ func (h *Handle) apply(ctx context.Context, id string, expected int64, f step) (
 				return nil, struct{}{}, err
 			}
 		}
+		// A redaction rewrites the history itself (Redact); a later change
+		// that drops the index does it here.
+		dropped = spendBodyIdx(nxt) && cur.RedactedAt != nil
 		return nxt, struct{}{}, nil
 	}, store.UpdateOptions[messageDoc]{})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNotFound
 	}
-	return d, err
+	if err != nil || !dropped {
+		return d, err
+	}
+	// The earlier versions' claims held the index (and, before the
+	// redaction, the body): they keep only the latest state now.
+	return d, h.redactHistory(ctx, d)
+}
+
+// spendBodyIdx drops the body's blind index from a redacted message once
+// no attempt of it is unsettled, and reports whether it did. Short bodies
+// (a code) could be found again from it by whoever holds the database and
+// the key.
+func spendBodyIdx(d *messageDoc) bool {
+	if d.RedactedAt == nil || d.AttemptAt != nil || d.BodyIdx == nil {
+		return false
+	}
+	d.BodyIdx = nil
+	return true
+}
+
+// redactHistory rewrites the claims of d's earlier versions with d's
+// state (redacted: no body, no index).
+func (h *Handle) redactHistory(ctx context.Context, d *messageDoc) error {
+	return h.docs.RedactHistory(ctx, d.ID, d.Version, func(n int64) *messageDoc {
+		c := *d
+		c.Version = n
+		return &c
+	})
 }
 
 // advanced is cur moved to Twilio's status (tw), as far as it moves

@@ -35,10 +35,13 @@ type Twilio interface {
 	CreateMessage(ctx context.Context, accountSID string, s Send) (TwilioMessage, error)
 	// FetchMessage reads one message.
 	FetchMessage(ctx context.Context, accountSID, sid string) (TwilioMessage, error)
-	// ListMessages lists the sub-account's messages to To from From sent on
-	// or after the day of SentAfter (Twilio's DateSent filter counts whole
-	// days), every page.
-	ListMessages(ctx context.Context, accountSID string, f ListFilter) ([]TwilioMessage, error)
+	// ListMessages pages through the sub-account's messages to To from
+	// From (each when not empty), newest first as Twilio lists them,
+	// within f's DateSent bounds when set (Twilio's DateSent> and
+	// DateSent<: whole UTC days, both inclusive; a message not sent yet
+	// has no date_sent and is then left out). It calls each with every
+	// message in turn, and reads no further page once each returns false.
+	ListMessages(ctx context.Context, accountSID string, f ListFilter, each func(TwilioMessage) bool) error
 	// RedactMessage erases a message's body at Twilio (an update with an
 	// empty Body).
 	RedactMessage(ctx context.Context, accountSID, sid string) error
@@ -81,10 +84,11 @@ type TwilioMessage struct {
 	MessagingServiceSID string
 }
 
-// ListFilter selects messages for ListMessages.
+// ListFilter selects messages for ListMessages: the days (UTC) of
+// SentAfter and SentBefore bound the day each was sent, when not zero.
 type ListFilter struct {
-	To, From  string
-	SentAfter time.Time
+	To, From              string
+	SentAfter, SentBefore time.Time
 }
 
 // Twilio error codes Switchboard acts on.

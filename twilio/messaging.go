@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -212,14 +213,16 @@ func (c *Client) FetchMessage(ctx context.Context, accountSID, sid string) (mess
 	return checkedMessage(op, m)
 }
 
-// ListMessages lists the sub-account's messages to f.To from f.From sent
-// on or after the day (UTC) of f.SentAfter, every page, in Twilio's order
-// (newest first). A message not sent yet has no date_sent: with SentAfter
-// set, Twilio leaves it out.
-func (c *Client) ListMessages(ctx context.Context, accountSID string, f messages.ListFilter) ([]messages.TwilioMessage, error) {
+// ListMessages pages through the sub-account's messages to f.To from
+// f.From, newest first (Twilio's order), sent within the days (UTC) of
+// f.SentAfter and f.SentBefore when they are set, calling each with every
+// message until it returns false: no page after that is asked for. A
+// message not sent yet has no date_sent: with a DateSent bound, Twilio
+// leaves it out.
+func (c *Client) ListMessages(ctx context.Context, accountSID string, f messages.ListFilter, each func(messages.TwilioMessage) bool) error {
 	const op = "list twilio messages"
 	if !isAccountSID(accountSID) {
-		return nil, notFound(op, "an account SID")
+		return notFound(op, "an account SID")
 	}
 	params := &api.ListMessageParams{}
 	params.SetPathAccountSid(accountSID).SetPageSize(maxPageSize)
@@ -236,29 +239,62 @@ func (c *Client) ListMessages(ctx context.Context, accountSID string, f messages
 			params.SetFrom(f.From)
 		}
 	}
-	if !f.SentAfter.IsZero() {
-		// Twilio counts whole days in UTC; twilio-go sends RFC 3339.
-		y, m, d := f.SentAfter.UTC().Date()
-		params.SetDateSentAfter(time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
+	// Twilio counts whole days in UTC; twilio-go sends RFC 3339.
+	day := func(t time.Time) time.Time {
+		y, m, d := t.UTC().Date()
+		return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 	}
+	if !f.SentAfter.IsZero() {
+		params.SetDateSentAfter(day(f.SentAfter))
+	}
+	if !f.SentBefore.IsZero() {
+		params.SetDateSentBefore(day(f.SentBefore))
+	}
+	token, page := "", ""
+	for {
+		next, err := c.messagePage(ctx, op, params, token, page, func(m messages.TwilioMessage) bool {
+			if (recheckTo && m.To != f.To) || (recheckFrom && m.From != f.From) {
+				return true
+			}
+			return each(m)
+		})
+		if err != nil || next == "" {
+			return err
+		}
+		u, err := url.Parse(next)
+		if err != nil {
+			return fmt.Errorf("%s: %w: a next page Twilio did not name", op, tenants.ErrUpstreamUnavailable)
+		}
+		token, page = u.Query().Get("PageToken"), u.Query().Get("Page")
+		if token == "" {
+			return fmt.Errorf("%s: %w: a next page without its token", op, tenants.ErrUpstreamUnavailable)
+		}
+	}
+}
+
+// messagePage reads one page of a message list and hands its messages to
+// each; it returns the next page's URI, "" when there is none or each
+// stopped.
+func (c *Client) messagePage(ctx context.Context, op string, params *api.ListMessageParams, token, page string, each func(messages.TwilioMessage) bool) (string, error) {
 	svc, ex := c.begin(ctx)
 	defer ex.finish()
-	list, err := svc.ListMessage(params)
+	resp, err := svc.PageMessage(params, token, page)
 	if err != nil {
-		return nil, ex.failMessaging(op, err)
+		return "", ex.failMessaging(op, err)
 	}
-	out := make([]messages.TwilioMessage, 0, len(list))
-	for i := range list {
-		m := toMessage(&list[i])
+	for i := range resp.Messages {
+		m := toMessage(&resp.Messages[i])
 		if !isMessageSID(m.SID) {
-			return nil, fmt.Errorf("%s: %w: a listed message lacks its sid", op, tenants.ErrUpstreamUnavailable)
+			return "", fmt.Errorf("%s: %w: a listed message lacks its sid", op, tenants.ErrUpstreamUnavailable)
 		}
-		if (recheckTo && m.To != f.To) || (recheckFrom && m.From != f.From) {
-			continue
+		if !each(m) {
+			return "", nil
 		}
-		out = append(out, m)
 	}
-	return out, nil
+	if resp.NextPageUri == nil {
+		return "", nil
+	}
+	return *resp.NextPageUri, nil
 }
 
 // RedactMessage erases a message's body at Twilio (an update with an empty

@@ -334,7 +334,7 @@ func TestMessagingListsEveryPage(t *testing.T) {
 
 	list := func(f messages.ListFilter) []string {
 		t.Helper()
-		got, err := c.ListMessages(ctx, sub, f)
+		got, err := listAll(ctx, c, sub, f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +410,7 @@ func clientMessagingCalls(c *twilio.Client, account, from, sms, pn string) map[s
 		},
 		twiliotest.RouteMessageFetch: func() error { _, err := c.FetchMessage(ctx, account, sms); return err },
 		twiliotest.RouteMessageList: func() error {
-			_, err := c.ListMessages(ctx, account, messages.ListFilter{})
+			_, err := listAll(ctx, c, account, messages.ListFilter{})
 			return err
 		},
 		twiliotest.RouteMessageUpdate: func() error { return c.RedactMessage(ctx, account, sms) },
@@ -565,7 +565,7 @@ func TestMessagingLostCreateAnswer(t *testing.T) {
 		t.Fatalf("the double holds %+v, want exactly the one message", lost)
 	}
 	// The message is there to be found.
-	got, err := c.ListMessages(context.Background(), sub, messages.ListFilter{To: "+14155557777"})
+	got, err := listAll(context.Background(), c, sub, messages.ListFilter{To: "+14155557777"})
 	if err != nil || len(got) != 1 || got[0].SID != lost[0].SID {
 		t.Fatalf("list: %+v, %v", got, err)
 	}

@@ -450,37 +450,42 @@ func (s *Sandbox) FetchMessage(_ context.Context, accountSID, sid string) (messa
 	return *m, nil
 }
 
-// ListMessages returns the sub-account's messages to f.To and from f.From
-// (each when not empty, exactly), sent on or after the day (UTC) of
-// f.SentAfter when it is not zero, newest first. Like Twilio's DateSent>=
-// filter it compares whole days; a message not sent yet counts by the day
-// it was created, so that a send whose answer was lost is still found.
-func (s *Sandbox) ListMessages(_ context.Context, accountSID string, f messages.ListFilter) ([]messages.TwilioMessage, error) {
+// ListMessages hands each the sub-account's messages to f.To and from
+// f.From (each when not empty, exactly), sent within the days (UTC) of
+// f.SentAfter and f.SentBefore when they are set, newest first, until it
+// returns false. Like Twilio's DateSent bounds it compares whole days; a
+// message not sent yet counts by the day it was created, so that a send
+// whose answer was lost is still found.
+func (s *Sandbox) ListMessages(_ context.Context, accountSID string, f messages.ListFilter, each func(messages.TwilioMessage) bool) error {
 	if err := checkAccount("list sandbox messages", accountSID); err != nil {
-		return nil, err
+		return err
 	}
 	day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []messages.TwilioMessage
+	s.mu.Lock()
 	ms := s.msgs[accountSID]
 	for i := len(ms) - 1; i >= 0; i-- {
 		m := *ms[i]
 		if (f.To != "" && m.To != f.To) || (f.From != "" && m.From != f.From) {
 			continue
 		}
-		if !f.SentAfter.IsZero() {
-			sent := m.DateSent
-			if sent.IsZero() {
-				sent = m.DateCreated
-			}
-			if day(sent) < day(f.SentAfter) {
-				continue
-			}
+		sent := m.DateSent
+		if sent.IsZero() {
+			sent = m.DateCreated
+		}
+		if (!f.SentAfter.IsZero() && day(sent) < day(f.SentAfter)) || (!f.SentBefore.IsZero() && day(sent) > day(f.SentBefore)) {
+			continue
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	s.mu.Unlock()
+	// each runs unlocked: it may call the sandbox again.
+	for _, m := range out {
+		if !each(m) {
+			break
+		}
+	}
+	return nil
 }
 
 // RedactMessage erases the body of the sub-account's message sid; an
