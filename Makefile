@@ -37,6 +37,11 @@ bench:
 	$(GO) test -run '^$$' -bench Verify ./tokens/
 	$(GO) test -run '^$$' -bench 'SendMessage|Inbound' -benchtime 400x ./api/
 	$(GO) test -run '^$$' -bench 'Sender|StatusStorm' -benchtime 1x ./api/
+	$(GO) test -run '^$$' -bench IDRange -benchtime 200x ./store/
+	$(GO) test -run '^$$' -bench EightCustomers -benchtime 1x ./store/
+	$(GO) test -run '^$$' -bench 'Scan$$' -benchtime 10x -timeout 60m ./api/
+	$(GO) test -run '^$$' -bench ShredAmongOthers -benchtime 3x -timeout 30m ./tenants/
+	$(GO) test -run '^$$' -bench ServeMemory -benchtime 1x -timeout 30m ./api/
 
 lint: vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

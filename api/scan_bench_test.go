@@ -311,7 +311,7 @@ func scanInsertT(b *testing.B, c *store.Coll, docs []any) {
 // scanTimelineKey is the storage key of a timeline item (contacts'
 // timelineKey): its contact, its time in ms from year 1, its id.
 func scanTimelineKey(contactID string, at time.Time, itemID string) string {
-	return contactID + "/" + fmt.Sprintf("%015d", at.UnixMilli()+62135596800000) + "/" + itemID
+	return contactID + "/" + store.TimeKey(at) + "/" + itemID
 }
 
 // scanInsert inserts docs in batches.

@@ -32,12 +32,8 @@ type timelineRow struct {
 	Sealed    []byte    `bson:"sealed"`
 }
 
-// msFromYear1 shifts Unix milliseconds so that every time Go can hold from
-// year 1 on is a non-negative 15-digit number: the keys sort as the times.
-const msFromYear1 = 62135596800000
-
 func timelineKey(contactID string, at time.Time, itemID string) string {
-	return contactID + "/" + fmt.Sprintf("%015d", at.UnixMilli()+msFromYear1) + "/" + itemID
+	return contactID + "/" + store.TimeKey(at) + "/" + itemID
 }
 
 // timelineOf is the range of one contact's timeline.

@@ -297,12 +297,8 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	}
 }
 
-// msFromYear1 shifts Unix milliseconds so that every time from year 1 on
-// is a non-negative 15-digit number: the keys sort as the times.
-const msFromYear1 = 62135596800000
-
 func dueKey(at time.Time, genID string) string {
-	return fmt.Sprintf("%015d", at.UnixMilli()+msFromYear1) + "/" + genID
+	return store.TimeKey(at) + "/" + genID
 }
 
 func (s *Store) noteDue(ctx context.Context, genID string, at time.Time) error {

@@ -3,7 +3,6 @@ package messages
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
 	"time"
 
 	"github.com/switchboard/switchboard/store"
@@ -23,12 +22,8 @@ const (
 	ixPhone     = "messages/p/"
 )
 
-// msFromYear1 shifts Unix milliseconds so that every time from year 1 on
-// is a non-negative 15-digit number: the keys sort as the times.
-const msFromYear1 = 62135596800000
-
 func messageOrder(at time.Time, id string) string {
-	return fmt.Sprintf("%015d", at.UnixMilli()+msFromYear1) + "/" + id
+	return store.TimeKey(at) + "/" + id
 }
 
 // messageEntries are the index entries of a message's state.

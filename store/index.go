@@ -289,3 +289,11 @@ func (v *Versioned[T, E]) Reindex(ctx context.Context) (int, error) {
 	}
 	return n, flush()
 }
+
+// msFromYear1 shifts Unix milliseconds so that every time Go can hold from
+// year 1 on is a non-negative 15-digit number.
+const msFromYear1 = 62135596800000
+
+// TimeKey is a time as a part of an _id: fixed width, so keys sort as the
+// times (to the millisecond).
+func TimeKey(t time.Time) string { return fmt.Sprintf("%015d", t.UnixMilli()+msFromYear1) }

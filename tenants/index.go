@@ -18,16 +18,10 @@ import (
 //	due/<shredAt>/<customer>           a TERMINATED customer's shred date
 const customerIndexColl = "customer_index"
 
-// msFromYear1 shifts Unix milliseconds so that every time from year 1 on
-// is a non-negative 15-digit number: the keys sort as the times.
-const msFromYear1 = 62135596800000
-
-func timeKey(t time.Time) string { return fmt.Sprintf("%015d", t.UnixMilli()+msFromYear1) }
-
 func customerEntries(d *customerDoc) []string {
 	keys := []string{"p/" + d.PartnerID + "/" + d.ID, "ps/" + d.PartnerID + "/" + string(d.Status) + "/" + d.ID}
 	if d.Status == StatusTerminated && d.Retention != nil && d.Retention.ShredAt != nil {
-		keys = append(keys, "due/"+timeKey(*d.Retention.ShredAt)+"/"+d.ID)
+		keys = append(keys, "due/"+store.TimeKey(*d.Retention.ShredAt)+"/"+d.ID)
 	}
 	return keys
 }
@@ -74,7 +68,7 @@ func (s *Service) Customers(ctx context.Context, p Partner, q ListQuery) ([]Cust
 // dueCustomers are the TERMINATED customers whose shredAt is not after now,
 // in shred order.
 func (s *Service) dueCustomers(ctx context.Context, now time.Time) ([]customerDoc, error) {
-	r := store.Range{From: "due/", To: "due/" + timeKey(now.Add(time.Millisecond))}
+	r := store.Range{From: "due/", To: "due/" + store.TimeKey(now.Add(time.Millisecond))}
 	docs, _, err := s.customers.Scan(ctx, r, func(d *customerDoc) bool {
 		return d.Status == StatusTerminated && d.Retention != nil && d.Retention.ShredAt != nil && !d.Retention.ShredAt.After(now)
 	})
