@@ -19,6 +19,9 @@ var (
 	// ErrCustomerNotActive: the customer is not ACTIVE (minting a token
 	// for it, or using one).
 	ErrCustomerNotActive = errors.New("customer not active")
+	// ErrIdempotencyKeyReused: an Idempotency-Key sent again with another
+	// request.
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused with another request")
 )
 
 // VersionConflictError reports a stale expectedVersion with the version the

@@ -58,3 +58,17 @@ func (cs cursors) open(c *gin.Context) (string, error) {
 	}
 	return string(raw), nil
 }
+
+// page reads a list's ?limit= and ?cursor= (the cursor opened); on a bad
+// one it has answered with the problem and ok is false.
+func (cs cursors) page(c *gin.Context) (limit int, cursor string, ok bool) {
+	limit, err := limitParam(c)
+	if err == nil {
+		cursor, err = cs.open(c)
+	}
+	if err != nil {
+		writeProblem(c, err)
+		return 0, "", false
+	}
+	return limit, cursor, true
+}

@@ -9,6 +9,7 @@ import (
 	"filippo.io/age"
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/tenants"
 )
@@ -44,7 +45,7 @@ func (h partnerHandlers) export(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	x, err := h.svc.BeginExport(c.Request.Context(), partner(c), c.Param("id"), deref(req.Recipient))
+	x, err := h.svc.BeginExport(c.Request.Context(), partner(c), c.Param("id"), switchboard.Deref(req.Recipient))
 	if err != nil {
 		writeProblem(c, err)
 		return

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/messages"
 )
@@ -106,14 +107,8 @@ func (messageHandlers) send(c *gin.Context) {
 }
 
 func (h messageHandlers) list(c *gin.Context) {
-	limit, err := limitParam(c)
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	cursor, err := h.cursors.open(c)
-	if err != nil {
-		writeProblem(c, err)
+	limit, cursor, ok := h.cursors.page(c)
+	if !ok {
 		return
 	}
 	q := messages.Query{Limit: limit, Cursor: cursor, ContactID: c.Query("contactId"), Direction: c.Query("direction"),
@@ -179,7 +174,7 @@ func (messageHandlers) setOptOut(c *gin.Context) {
 		writeProblem(c, invalidQuery("optedOut", "is required"))
 		return
 	}
-	o, err := messagesOf(c).SetOptOut(c.Request.Context(), c.Param("phone"), *req.OptedOut, deref(req.Source))
+	o, err := messagesOf(c).SetOptOut(c.Request.Context(), c.Param("phone"), *req.OptedOut, switchboard.Deref(req.Source))
 	if err != nil {
 		writeProblem(c, err)
 		return

@@ -32,11 +32,13 @@ func TestOptOutPutCannotLiftTextedStop(t *testing.T) {
 	if r := a.do(t, req{method: "PUT", path: path(texted), key: mc.token, body: `{"optedOut":true,"source":"front desk call"}`}); r.Status != 200 {
 		t.Fatalf("PUT opt-out over a texted STOP: %d %s", r.Status, r.Raw)
 	}
-	// The person lifts it by texting.
-	start := map[string]string{"AccountSid": mc.accountSID, "MessageSid": newSID("SM"), "From": texted, "To": mc.number, "Body": "START"}
+	// The person lifts it by texting (a message Twilio holds: an opt-in
+	// waits for Twilio's confirmation).
+	start := a.platform.Sandbox.Inbound(mc.accountSID, texted, mc.number, "START")
 	if st, raw := a.hook(t, "/v1/webhooks/twilio/inbound", start, tok, ""); st != 200 {
 		t.Fatalf("START: %d %s", st, raw)
 	}
+	a.waitOptOut(t, mc.token, texted, false)
 	if out, src := a.rvOptedOut(t, mc.token, texted); out || src != "sms:START" {
 		t.Fatalf("after START: optedOut=%v source=%v", out, src)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/tenants"
 )
@@ -25,13 +26,6 @@ func reply(c *gin.Context, status int, v any) {
 	}
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 func (h partnerHandlers) industries(c *gin.Context) {
 	var items []industryJSON
 	for _, in := range tenants.Industries() {
@@ -47,7 +41,7 @@ func (h partnerHandlers) register(c *gin.Context) {
 		return
 	}
 	cust, err := h.svc.Register(c.Request.Context(), partner(c), tenants.RegisterInput{
-		Space: deref(req.Space), IndustryID: deref(req.IndustryID), Label: deref(req.Label), PartnerID: req.PartnerID,
+		Space: switchboard.Deref(req.Space), IndustryID: switchboard.Deref(req.IndustryID), Label: switchboard.Deref(req.Label), PartnerID: req.PartnerID,
 	})
 	if err != nil {
 		writeProblem(c, err)
@@ -59,14 +53,8 @@ func (h partnerHandlers) register(c *gin.Context) {
 }
 
 func (h partnerHandlers) list(c *gin.Context) {
-	limit, err := limitParam(c)
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	cursor, err := h.cursors.open(c)
-	if err != nil {
-		writeProblem(c, err)
+	limit, cursor, ok := h.cursors.page(c)
+	if !ok {
 		return
 	}
 	q := tenants.ListQuery{Limit: limit, Cursor: cursor}
@@ -160,7 +148,7 @@ func (h partnerHandlers) terminate(c *gin.Context) {
 		return
 	}
 	cust, err := h.svc.Terminate(c.Request.Context(), partner(c), c.Param("id"), v, tenants.RetentionInput{
-		Strategy: deref(req.Retention.Strategy), Period: req.Retention.Period,
+		Strategy: switchboard.Deref(req.Retention.Strategy), Period: req.Retention.Period,
 	})
 	if err != nil {
 		writeProblem(c, err)
@@ -176,7 +164,7 @@ func (h partnerHandlers) retention(c *gin.Context) {
 		return
 	}
 	cust, err := h.svc.ChangeRetention(c.Request.Context(), partner(c), c.Param("id"), v,
-		tenants.RetentionInput{Strategy: deref(req.Strategy), Period: req.Period})
+		tenants.RetentionInput{Strategy: switchboard.Deref(req.Strategy), Period: req.Period})
 	if err != nil {
 		writeProblem(c, err)
 		return
@@ -194,14 +182,8 @@ func (h partnerHandlers) certificate(c *gin.Context) {
 }
 
 func (h partnerHandlers) events(c *gin.Context) {
-	limit, err := limitParam(c)
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	cursor, err := h.cursors.open(c)
-	if err != nil {
-		writeProblem(c, err)
+	limit, cursor, ok := h.cursors.page(c)
+	if !ok {
 		return
 	}
 	evs, next, err := h.svc.Events(c.Request.Context(), partner(c), c.Param("id"), tenants.PageQuery{Limit: limit, Cursor: cursor})

@@ -93,7 +93,7 @@ var sentinels = []struct {
 	{tokens.ErrInvalidToken, http.StatusUnauthorized, "unauthorized", "A valid access token is required: Authorization: Bearer <JWT>."},
 	// A token of a customer that is not ACTIVE is refused (403); any other
 	// call that needs an ACTIVE customer conflicts with its state (409).
-	{tokens.ErrCustomerNotActive, http.StatusForbidden, "customer_not_active", "The token's customer is not ACTIVE."},
+	{tokens.ErrRefusedNotActive, http.StatusForbidden, "customer_not_active", "The token's customer is not ACTIVE."},
 	{switchboard.ErrCustomerNotActive, http.StatusConflict, "customer_not_active", "The customer is not ACTIVE."},
 	{contacts.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
 	{contacts.ErrUniqueConflict, http.StatusConflict, "conflict", "Another contact already has this email, phone, crmId or externalId."},
@@ -103,10 +103,9 @@ var sentinels = []struct {
 	{messages.ErrRecipientOptedOut, http.StatusConflict, "recipient_opted_out", "The recipient opted out of messages from this customer; nothing was sent."},
 	{messages.ErrOptedOutBySMS, http.StatusConflict, "opted_out_by_sms", "The person opted out by text message: only they can opt back in, by texting START, YES or UNSTOP."},
 	{messages.ErrNumberUnavailable, http.StatusConflict, "number_unavailable", "The phone number is not available (Twilio error 21422 or 21452)."},
-	{messages.ErrIdempotencyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
 	{messages.ErrWebhookForbidden, http.StatusForbidden, "forbidden", "The callback's signature or AccountSid is not accepted."},
 	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."},
-	{idempotency.ErrKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
+	{switchboard.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
 }
 
 // toProblem maps any error to its problem document. Unknown errors are 500

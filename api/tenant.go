@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
@@ -105,7 +106,7 @@ func (h tokenHandlers) mint(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	t, err := h.tokens.Mint(c.Request.Context(), tokens.MintInput{CustomerID: cust.ID, Subject: deref(req.Subject), Scopes: req.Scopes, TTLSeconds: req.TTLSeconds})
+	t, err := h.tokens.Mint(c.Request.Context(), tokens.MintInput{CustomerID: cust.ID, Subject: switchboard.Deref(req.Subject), Scopes: req.Scopes, TTLSeconds: req.TTLSeconds})
 	if err != nil {
 		writeProblem(c, err)
 		return
@@ -128,7 +129,7 @@ func (h contactHandlers) upsert(c *gin.Context) {
 	for i, d := range req.Data {
 		items[i] = d.domain()
 	}
-	results, err := contactsOf(c).Upsert(c.Request.Context(), deref(req.Mode), deref(req.MatchBy), items)
+	results, err := contactsOf(c).Upsert(c.Request.Context(), switchboard.Deref(req.Mode), switchboard.Deref(req.MatchBy), items)
 	if err != nil {
 		writeProblem(c, err)
 		return
@@ -145,14 +146,8 @@ func (h contactHandlers) upsert(c *gin.Context) {
 var lookupParams = []string{"email", "phone", "crmId", "externalId", "channel"}
 
 func (h contactHandlers) list(c *gin.Context) {
-	limit, err := limitParam(c)
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	cursor, err := h.cursors.open(c)
-	if err != nil {
-		writeProblem(c, err)
+	limit, cursor, ok := h.cursors.page(c)
+	if !ok {
 		return
 	}
 	q := contacts.Query{Limit: limit, Cursor: cursor, Lookups: map[string]string{}}
@@ -221,14 +216,8 @@ func (ch contactHandlers) delete(c *gin.Context) {
 }
 
 func (h contactHandlers) timeline(c *gin.Context) {
-	limit, err := limitParam(c)
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	cursor, err := h.cursors.open(c)
-	if err != nil {
-		writeProblem(c, err)
+	limit, cursor, ok := h.cursors.page(c)
+	if !ok {
 		return
 	}
 	items, next, err := contactsOf(c).Timeline(c.Request.Context(), c.Param("id"), limit, cursor)
@@ -245,7 +234,7 @@ func (h contactHandlers) event(c *gin.Context) {
 		writeProblem(c, err)
 		return
 	}
-	ev := contacts.ExternalEvent{Type: deref(req.Type), Message: deref(req.Message), SourceURL: req.SourceURL, InitiatedBy: req.InitiatedBy}
+	ev := contacts.ExternalEvent{Type: switchboard.Deref(req.Type), Message: switchboard.Deref(req.Message), SourceURL: req.SourceURL, InitiatedBy: req.InitiatedBy}
 	if req.OccurredAt != nil {
 		t, err := time.Parse(time.RFC3339Nano, *req.OccurredAt)
 		if err != nil {

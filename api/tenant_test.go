@@ -210,7 +210,7 @@ func TestDeactivationRefusesTokens(t *testing.T) {
 		t.Fatalf("another instance within its 5 s: %v", err)
 	}
 	a.clock.Add(5 * time.Second)
-	if _, err := other.Verify(t.Context(), tok); !errors.Is(err, tokens.ErrCustomerNotActive) {
+	if _, err := other.Verify(t.Context(), tok); !errors.Is(err, tokens.ErrRefusedNotActive) {
 		t.Fatalf("another instance after 5 s: %v", err)
 	}
 	a.activate(t, id)

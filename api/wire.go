@@ -4,15 +4,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/tenants"
 
 	"github.com/gin-gonic/gin"
 )
 
-// timeFormat is API.md's: RFC 3339 in UTC with milliseconds.
-const timeFormat = "2006-01-02T15:04:05.000Z"
-
-func wireTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+func wireTime(t time.Time) string { return switchboard.FormatTime(t) }
 
 func wireTimePtr(t *time.Time) *string {
 	if t == nil {

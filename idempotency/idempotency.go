@@ -54,6 +54,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
 )
@@ -63,8 +64,9 @@ var (
 	// ErrInProgress is a retry while the first request with the key still
 	// runs.
 	ErrInProgress = errors.New("idempotency: a request with this key is in progress")
-	// ErrKeyReused is a key sent again with another request.
-	ErrKeyReused = errors.New("idempotency: key reused with another request")
+	// ErrKeyReused is a key sent again with another request (the one
+	// error of that name: switchboard.ErrIdempotencyKeyReused).
+	ErrKeyReused = switchboard.ErrIdempotencyKeyReused
 	// ErrInvalidKey is a key that is not 1..255 printable ASCII characters.
 	ErrInvalidKey = errors.New("idempotency: invalid key")
 	// ErrClaimLost is a Complete whose claim was taken over meanwhile (the

@@ -45,7 +45,7 @@ func (s *Service) confirmOptIn(ctx context.Context, j job) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	if d.Direction != Inbound || d.TwilioSID == nil || !isOptIn(deref(d.Keyword)) {
+	if d.Direction != Inbound || d.TwilioSID == nil || !isOptIn(switchboard.Deref(d.Keyword)) {
 		return 0, nil
 	}
 	p, err := h.open(d)

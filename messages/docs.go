@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/crypto"
 )
 
@@ -94,20 +95,12 @@ func (h *Handle) view(d *messageDoc) (Message, error) {
 		Body: p.Body, MediaURLs: p.MediaURLs, Status: d.Status, ErrorCode: d.ErrorCode,
 		ErrorMessage: p.ErrorMessage, TwilioSID: d.TwilioSID, Segments: d.Segments, Keyword: d.Keyword,
 		CreatedAt: d.CreatedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(),
-		SentAt: utc(d.SentAt), DeliveredAt: utc(d.DeliveredAt), RedactedAt: utc(d.RedactedAt),
+		SentAt: switchboard.UTC(d.SentAt), DeliveredAt: switchboard.UTC(d.DeliveredAt), RedactedAt: switchboard.UTC(d.RedactedAt),
 	}
 	if m.MediaURLs == nil {
 		m.MediaURLs = []string{}
 	}
 	return m, nil
-}
-
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 // numberDoc is a number of the customer's sub-account, in its database.

@@ -137,7 +137,6 @@ var (
 	// ErrOptedOutBySMS: an opt-in recorded some other way than by SMS over
 	// an opt-out the person texted (a STOP-like keyword, or Twilio's 21610
 	// for one texted to Twilio): only the person lifts it, by texting.
-	ErrOptedOutBySMS     = errors.New("the number opted out by SMS")
-	ErrIdempotencyReused = errors.New("idempotency key reused with another request")
-	ErrWebhookForbidden  = errors.New("webhook signature or account not accepted")
+	ErrOptedOutBySMS    = errors.New("the number opted out by SMS")
+	ErrWebhookForbidden = errors.New("webhook signature or account not accepted")
 )

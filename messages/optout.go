@@ -156,7 +156,7 @@ func (h *Handle) followLedger(ctx context.Context, cid, e164 string) error {
 		if err != nil {
 			return contacts.SMSState{}, err
 		}
-		src := deref(o.Source)
+		src := switchboard.Deref(o.Source)
 		return contacts.SMSState{OptIn: !o.OptedOut, Confirms: src == "sms:YES" || src == "sms:START", Source: src}, nil
 	}
 	for range 20 {

@@ -81,7 +81,7 @@ func (in *SendInput) validate() (to, from string, errs []switchboard.FieldError)
 // request's fingerprint) the message's id is derived from the key, so its
 // insert is the key's claim: a retry of the same request finds it and gets
 // it back (replayed), another request with that key is
-// ErrIdempotencyReused.
+// switchboard.ErrIdempotencyKeyReused.
 func (h *Handle) Send(ctx context.Context, in SendInput, key string, fingerprint []byte) (Message, bool, error) {
 	to, from, errs := in.validate()
 	if len(errs) > 0 {
@@ -216,7 +216,7 @@ func (h *Handle) earlier(ctx context.Context, id string) (*messageDoc, error) {
 // is now, or refuses another request under the same key.
 func (h *Handle) replay(d *messageDoc, fp []byte) (Message, bool, error) {
 	if d.Direction != Outbound || !hmac.Equal(d.Fingerprint, fp) {
-		return Message{}, false, ErrIdempotencyReused
+		return Message{}, false, switchboard.ErrIdempotencyKeyReused
 	}
 	if d.Status == StatusAccepted {
 		// The first request may have stopped before its pointer stood.

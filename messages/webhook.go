@@ -165,7 +165,7 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 	// the message, so a crash between the two leaves a job that finds no
 	// message (and ends) rather than a message nobody confirms.
 	confirm := job{kind: jobConfirm, customerID: h.customerID, messageID: id}
-	if isOptIn(deref(d.Keyword)) {
+	if isOptIn(switchboard.Deref(d.Keyword)) {
 		if err := h.s.point(ctx, confirm); err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 	// retry, or a keyword older than the last one recorded, changes
 	// nothing) and the contact's consent follows the ledger. An opt-in
 	// keyword is left to its confirm job, handed to the sender now.
-	switch k := deref(d.Keyword); {
+	switch k := switchboard.Deref(d.Keyword); {
 	case isOptOut(k):
 		return h.applyKeyword(ctx, d, from)
 	case isOptIn(k):
@@ -222,7 +222,7 @@ func (h *Handle) inbound(ctx context.Context, sid string, params map[string]stri
 // applyKeyword moves the opt-out ledger of from by the keyword of inbound
 // message d, as of d, and the consent of d's contact along.
 func (h *Handle) applyKeyword(ctx context.Context, d *messageDoc, from string) error {
-	k := deref(d.Keyword)
+	k := switchboard.Deref(d.Keyword)
 	if err := h.recordOptOut(ctx, from, isOptOut(k), "sms:"+k, orderKey(d.CreatedAt, d.ID)); err != nil {
 		return err
 	}
@@ -230,11 +230,4 @@ func (h *Handle) applyKeyword(ctx context.Context, d *messageDoc, from string) e
 		return h.followLedger(ctx, *d.ContactID, from)
 	}
 	return nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

@@ -151,11 +151,13 @@ func (c *Coll) DeleteIDs(ctx context.Context, ids []string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	keys := make([]string, len(ids))
+	// One delete by exact _id each, in one unordered bulk write: every
+	// statement is served by the _id index (an $in would not be).
+	models := make([]mongo.WriteModel, len(ids))
 	for i, id := range ids {
-		keys[i] = c.key(id)
+		models[i] = mongo.NewDeleteOneModel().SetFilter(c.idFilter(id))
 	}
-	res, err := c.c.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}})
+	res, err := c.c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	if err != nil {
 		return 0, err
 	}

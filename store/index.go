@@ -74,9 +74,9 @@ func (v *Versioned[T, E]) addEntries(ctx context.Context, ids []string, states [
 	return nil
 }
 
-// dropEntries deletes the entries old has and next does not (next nil: all
-// of old's).
-func (v *Versioned[T, E]) dropEntries(ctx context.Context, old, next *T) error {
+// superseded are the entries old has and next does not (next nil: all of
+// old's).
+func (v *Versioned[T, E]) superseded(old, next *T) []string {
 	if v.Index == nil || old == nil {
 		return nil
 	}
@@ -89,6 +89,16 @@ func (v *Versioned[T, E]) dropEntries(ctx context.Context, old, next *T) error {
 		if !slices.Contains(keep, k) {
 			gone = append(gone, k)
 		}
+	}
+	return gone
+}
+
+// dropEntries deletes the entries old has and next does not (next nil: all
+// of old's).
+func (v *Versioned[T, E]) dropEntries(ctx context.Context, old, next *T) error {
+	gone := v.superseded(old, next)
+	if len(gone) == 0 {
+		return nil
 	}
 	if _, err := v.Entries.DeleteIDs(context.WithoutCancel(ctx), gone); err != nil {
 		return fmt.Errorf("delete superseded index entries: %w", err)

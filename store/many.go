@@ -99,6 +99,18 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, olds, nex
 			}
 		}
 	}
+	if olds != nil {
+		// The superseded index entries of every applied document, at once.
+		var gone []string
+		for i := range ids {
+			if won[i] && olds[i] != nil {
+				gone = append(gone, v.superseded(olds[i], nexts[i])...)
+			}
+		}
+		if _, err := v.Entries.DeleteIDs(actx, gone); err != nil {
+			return won, fmt.Errorf("delete superseded index entries: %w", err)
+		}
+	}
 	g, gctx := errgroup.WithContext(actx)
 	g.SetLimit(16)
 	for i, id := range ids {
@@ -112,11 +124,6 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, olds, nex
 					err = nil
 				}
 				return err
-			}
-			if olds != nil {
-				if err := v.dropEntries(gctx, olds[i], nexts[i]); err != nil {
-					return err
-				}
 			}
 			_, err := v.settleAfterWrite(gctx, id, nexts[i])
 			return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/switchboard/switchboard"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -35,8 +36,6 @@ type certificateDoc struct {
 // cipherName is the certificate's description of what sealed the data.
 const cipherName = "XChaCha20-Poly1305, HKDF-SHA256 subkeys"
 
-func wire(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
-
 // issueCertificate signs and stores the certificate of a shredded customer
 // (after NIST SP 800-88r1's certificate of sanitization). Issuing twice
 // (a retried shred) keeps the first: the insert of its _id is the claim.
@@ -54,13 +53,13 @@ func (s *Service) issueCertificate(ctx context.Context, doc *customerDoc, delete
 			retention["period"] = *r.Period
 		}
 		if r.ShredAt != nil {
-			retention["shredAt"] = wire(*r.ShredAt)
+			retention["shredAt"] = switchboard.FormatTime(*r.ShredAt)
 		}
 	}
 	var tw any
 	if doc.Twilio != nil {
 		// Closed at termination, or by this shred if it was not then.
-		tw = map[string]any{"accountSid": doc.Twilio.AccountSID, "status": string(SubaccountClosed), "at": wire(*doc.TerminatedAt)}
+		tw = map[string]any{"accountSid": doc.Twilio.AccountSID, "status": string(SubaccountClosed), "at": switchboard.FormatTime(*doc.TerminatedAt)}
 	}
 	jti, err := uuid.NewV7()
 	if err != nil {
@@ -70,10 +69,10 @@ func (s *Service) issueCertificate(ctx context.Context, doc *customerDoc, delete
 		"iss": s.cfg.Issuer, "jti": jti.String(), "iat": s.now().Unix(),
 		"sub": doc.ID, "partnerId": doc.PartnerID, "space": doc.Space,
 		"method": "cryptographic-erase", "keyId": doc.Erasure.KeyID, "cipher": cipherName,
-		"masterKeyId": doc.Erasure.MasterKeyID, "terminatedAt": wire(*doc.TerminatedAt), "retention": retention,
-		"keyDestroyedAt": wire(doc.Erasure.KeyDestroyedAt),
-		"verification":   map[string]any{"method": doc.Erasure.Verification, "at": wire(doc.Erasure.VerifiedAt)},
-		"dataDeletedAt":  wire(deletedAt), "documentsDeleted": deleted,
+		"masterKeyId": doc.Erasure.MasterKeyID, "terminatedAt": switchboard.FormatTime(*doc.TerminatedAt), "retention": retention,
+		"keyDestroyedAt": switchboard.FormatTime(doc.Erasure.KeyDestroyedAt),
+		"verification":   map[string]any{"method": doc.Erasure.Verification, "at": switchboard.FormatTime(doc.Erasure.VerifiedAt)},
+		"dataDeletedAt":  switchboard.FormatTime(deletedAt), "documentsDeleted": deleted,
 		"twilio": tw, "tool": "switchboard " + s.cfg.Version,
 	}
 	jws, err := s.cfg.Certificates.Sign(ctx, claims)

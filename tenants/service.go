@@ -256,14 +256,14 @@ func (s *Service) view(ctx context.Context, doc *customerDoc, c *crypto.Cipher) 
 		ID: doc.ID, PartnerID: doc.PartnerID, Space: doc.Space, IndustryID: doc.IndustryID,
 		Status: doc.Status, Version: doc.Version,
 		CreatedAt: doc.CreatedAt.UTC(), UpdatedAt: doc.UpdatedAt.UTC(),
-		ActivatedAt: utc(doc.ActivatedAt), DeactivatedAt: utc(doc.DeactivatedAt),
-		TerminatedAt: utc(doc.TerminatedAt), ShreddedAt: utc(doc.ShreddedAt),
+		ActivatedAt: switchboard.UTC(doc.ActivatedAt), DeactivatedAt: switchboard.UTC(doc.DeactivatedAt),
+		TerminatedAt: switchboard.UTC(doc.TerminatedAt), ShreddedAt: switchboard.UTC(doc.ShreddedAt),
 	}
 	if doc.Twilio != nil {
 		out.Twilio = &TwilioAccount{AccountSID: doc.Twilio.AccountSID, Status: doc.Twilio.Status}
 	}
 	if doc.Retention != nil {
-		out.Retention = &Retention{Strategy: doc.Retention.Strategy, Period: doc.Retention.Period, ShredAt: utc(doc.Retention.ShredAt)}
+		out.Retention = &Retention{Strategy: doc.Retention.Strategy, Period: doc.Retention.Period, ShredAt: switchboard.UTC(doc.Retention.ShredAt)}
 	}
 	if doc.Status == StatusShredded || (doc.Label == nil && doc.ContactInfo == nil) {
 		return out, nil
@@ -294,14 +294,6 @@ func (s *Service) view(ctx context.Context, doc *customerDoc, c *crypto.Cipher) 
 		out.ContactInfo = info
 	}
 	return out, nil
-}
-
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 // Status returns a customer's lifecycle status at its latest claim

@@ -67,9 +67,9 @@ var (
 	// ErrInvalidToken is anything wrong with a token itself; the error is an
 	// *InvalidTokenError saying which check failed.
 	ErrInvalidToken = errors.New("invalid token")
-	// ErrCustomerNotActive: the token is fine, its customer is not ACTIVE
+	// ErrRefusedNotActive: the token is fine, its customer is not ACTIVE
 	// (it matches switchboard.ErrCustomerNotActive too).
-	ErrCustomerNotActive = fmt.Errorf("token refused: %w", switchboard.ErrCustomerNotActive)
+	ErrRefusedNotActive = fmt.Errorf("token refused: %w", switchboard.ErrCustomerNotActive)
 )
 
 // StatusFunc reads a customer's lifecycle status.
@@ -431,7 +431,7 @@ func parseFailure(err error) error {
 // aud, exp, nbf and iat with 30 s leeway, a lifetime of at most MaxTTL,
 // every claim present and of its type) and that its customer is ACTIVE.
 // Anything wrong with the token is an *InvalidTokenError; an inactive
-// customer is ErrCustomerNotActive, a shredded one tenants.ErrDataShredded.
+// customer is ErrRefusedNotActive, a shredded one tenants.ErrDataShredded.
 func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 	var claims tokenClaims
 	var lookupErr error
@@ -488,7 +488,7 @@ func (s *Service) Verify(ctx context.Context, raw string) (Claims, error) {
 	case tenants.StatusShredded:
 		return Claims{}, tenants.ErrDataShredded
 	default:
-		return Claims{}, ErrCustomerNotActive
+		return Claims{}, ErrRefusedNotActive
 	}
 	return Claims{CustomerID: claims.TenantID, Subject: claims.Subject, Scopes: strings.Fields(claims.Scope),
 		ID: claims.ID, ExpiresAt: claims.ExpiresAt.Time}, nil

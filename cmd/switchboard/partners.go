@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/tenants"
 )
 
@@ -60,8 +61,6 @@ type partnerLine struct {
 	revoked   *time.Time `json:"-"`
 }
 
-func wireTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
-
 // partnerCommand parses one partners command's flags, opens the storage
 // (attaching to a running server's engine) and runs it. stdout gets only
 // JSON lines; everything else goes to stderr.
@@ -113,9 +112,9 @@ func partnerCommand(ctx context.Context, cmd string, args []string, getenv func(
 			return fmt.Errorf("partners list: %w", err)
 		}
 		for _, p := range list {
-			line := partnerLine{ID: p.ID, Name: p.Name, KeyPrefix: p.KeyPrefix, CreatedAt: wireTime(p.CreatedAt)}
+			line := partnerLine{ID: p.ID, Name: p.Name, KeyPrefix: p.KeyPrefix, CreatedAt: switchboard.FormatTime(p.CreatedAt)}
 			if p.RevokedAt != nil {
-				r := wireTime(*p.RevokedAt)
+				r := switchboard.FormatTime(*p.RevokedAt)
 				line.RevokedAt = &r
 			}
 			if err := out.Encode(line); err != nil {
