@@ -44,3 +44,22 @@ func NormalizePhone(s, country string) (string, bool) {
 	}
 	return phonenumbers.Format(n, phonenumbers.E164), true
 }
+
+// PrintableASCII reports whether s is 1..maxLen bytes of printable ASCII
+// (space allowed or not): the rule of header values a client picks, such as
+// an Idempotency-Key or an X-Request-Id.
+func PrintableASCII(s string, maxLen int, space bool) bool {
+	if len(s) < 1 || len(s) > maxLen {
+		return false
+	}
+	lo := byte(0x21)
+	if space {
+		lo = 0x20
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < lo || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -123,20 +123,12 @@ func (h messageHandlers) list(c *gin.Context) {
 
 func (messageHandlers) get(c *gin.Context) {
 	m, err := messagesOf(c).Get(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toMessageJSON(m))
+	replyWith(c, m, err, toMessageJSON)
 }
 
 func (messageHandlers) redact(c *gin.Context) {
 	m, err := messagesOf(c).Redact(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toMessageJSON(m))
+	replyWith(c, m, err, toMessageJSON)
 }
 
 type optOutJSON struct {
@@ -157,11 +149,7 @@ func toOptOutJSON(o messages.OptOut) optOutJSON {
 
 func (messageHandlers) optOut(c *gin.Context) {
 	o, err := messagesOf(c).OptOut(c.Request.Context(), c.Param("phone"))
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toOptOutJSON(o))
+	replyWith(c, o, err, toOptOutJSON)
 }
 
 func (messageHandlers) setOptOut(c *gin.Context) {
@@ -175,11 +163,7 @@ func (messageHandlers) setOptOut(c *gin.Context) {
 		return
 	}
 	o, err := messagesOf(c).SetOptOut(c.Request.Context(), c.Param("phone"), *req.OptedOut, switchboard.Deref(req.Source))
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toOptOutJSON(o))
+	replyWith(c, o, err, toOptOutJSON)
 }
 
 // Phone numbers (partner admin API).

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/internal/ttl"
 	"github.com/switchboard/switchboard/tenants"
 )
@@ -34,17 +35,7 @@ func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
 
 // validRequestID accepts a client's X-Request-Id of 1..128 printable ASCII
 // characters; anything else is replaced.
-func validRequestID(s string) bool {
-	if len(s) < 1 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func validRequestID(s string) bool { return switchboard.PrintableASCII(s, 128, false) }
 
 // withRequestID echoes or generates X-Request-Id and puts it, with the
 // logger, in the context.

@@ -75,11 +75,7 @@ func (h partnerHandlers) list(c *gin.Context) {
 
 func (h partnerHandlers) get(c *gin.Context) {
 	cust, err := h.svc.Customer(c.Request.Context(), partner(c), c.Param("id"))
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toCustomerJSON(cust))
+	replyWith(c, cust, err, toCustomerJSON)
 }
 
 // decodeVersion reads {expectedVersion}; an empty body counts as {}.

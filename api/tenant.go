@@ -166,11 +166,7 @@ func (h contactHandlers) list(c *gin.Context) {
 
 func (h contactHandlers) get(c *gin.Context) {
 	ct, err := contactsOf(c).Get(c.Request.Context(), c.Param("id"))
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toContactJSON(ct))
+	replyWith(c, ct, err, toContactJSON)
 }
 
 func (h contactHandlers) patch(c *gin.Context) {
@@ -180,11 +176,7 @@ func (h contactHandlers) patch(c *gin.Context) {
 		return
 	}
 	ct, err := contactsOf(c).Patch(c.Request.Context(), c.Param("id"), v, req.domain())
-	if err != nil {
-		writeProblem(c, err)
-		return
-	}
-	reply(c, http.StatusOK, toContactJSON(ct))
+	replyWith(c, ct, err, toContactJSON)
 }
 
 func (ch contactHandlers) delete(c *gin.Context) {

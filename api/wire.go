@@ -183,3 +183,12 @@ type retentionRequest struct {
 	Strategy *string `json:"strategy"`
 	Period   *int    `json:"period"`
 }
+
+// replyWith replies 200 with conv(v), or with the problem err names.
+func replyWith[T, J any](c *gin.Context, v T, err error, conv func(T) J) {
+	if err != nil {
+		writeProblem(c, err)
+		return
+	}
+	reply(c, http.StatusOK, conv(v))
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -188,3 +189,16 @@ var (
 	_ fmt.Formatter  = Cipher{}
 	_ slog.LogValuer = Cipher{}
 )
+
+// OpenJSON opens a value sealed for f and decodes its JSON into a new T.
+func OpenJSON[T any](c *Cipher, f Field, sealed []byte) (*T, error) {
+	b, err := c.Open(f, sealed)
+	if err != nil {
+		return nil, err
+	}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}

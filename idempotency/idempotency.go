@@ -166,17 +166,7 @@ type Claim struct {
 }
 
 // ValidKey reports whether key is 1..255 printable ASCII characters.
-func ValidKey(key string) bool {
-	if len(key) < 1 || len(key) > 255 {
-		return false
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x20 || key[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func ValidKey(key string) bool { return switchboard.PrintableASCII(key, 255, true) }
 
 // Fingerprint identifies a request: the SHA-256 of its method, its path as
 // requested (with its ids, so the same key on two resources is two

@@ -106,15 +106,11 @@ func (h *Handle) opened(ctx context.Context, doc *contactDoc) (*contactDoc, *per
 }
 
 func (h *Handle) open(doc *contactDoc) (*personal, error) {
-	b, err := h.cipher.Open(personalField(doc.ID), doc.Sealed)
+	p, err := crypto.OpenJSON[personal](h.cipher, personalField(doc.ID), doc.Sealed)
 	if err != nil {
 		return nil, fmt.Errorf("open contact: %w", err)
 	}
-	var p personal
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("open contact: %w", err)
-	}
-	return &p, nil
+	return p, nil
 }
 
 // build makes the stored form of p as the next version of old (nil: a new

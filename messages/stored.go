@@ -68,15 +68,11 @@ func (h *Handle) seal(d *messageDoc, p *payload) error {
 }
 
 func (h *Handle) open(d *messageDoc) (*payload, error) {
-	b, err := h.cipher.Open(payloadField(d.ID), d.Sealed)
+	p, err := crypto.OpenJSON[payload](h.cipher, payloadField(d.ID), d.Sealed)
 	if err != nil {
 		return nil, fmt.Errorf("open message: %w", err)
 	}
-	var p payload
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("open message: %w", err)
-	}
-	return &p, nil
+	return p, nil
 }
 
 // bodyIdx is the blind index of a message body.

@@ -12,10 +12,10 @@ import (
 	"github.com/switchboard/switchboard/tokens"
 )
 
-// TestReviewHeadNeedsWriteScope: every GET route is also a HEAD route, but
+// TestHeadNeedsWriteScope: every GET route is also a HEAD route, but
 // scope() asks for the read scope only when the method is GET: a HEAD with
 // a read-only token is 403, one with a write-only token is answered.
-func TestReviewHeadNeedsWriteScope(t *testing.T) {
+func TestHeadNeedsWriteScope(t *testing.T) {
 	a := newTestAPI(t)
 	id, readOnly := a.activeCustomer(t, a.key, "headscope", tokens.ContactsRead)
 	writeOnly := a.mint(t, a.key, id, tokens.ContactsWrite)
@@ -35,10 +35,10 @@ func TestReviewHeadNeedsWriteScope(t *testing.T) {
 	}
 }
 
-// TestReviewAnonymizeBlockedIs500: a contact that holds the placeholder
+// TestAnonymizeBlockedIs500: a contact that holds the placeholder
 // email of another makes that one's anonymization a 500 (errConflict is
 // not mapped), for good.
-func TestReviewAnonymizeBlockedIs500(t *testing.T) {
+func TestAnonymizeBlockedIs500(t *testing.T) {
 	a := newTestAPI(t)
 	_, tok := a.activeCustomer(t, a.key, "anonblock")
 	r := a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"victim@example.com"}]}`})
@@ -50,10 +50,10 @@ func TestReviewAnonymizeBlockedIs500(t *testing.T) {
 	}
 }
 
-// TestReviewAuthFailuresConcurrent: the per-address allowance of failed
+// TestAuthFailuresConcurrent: the per-address allowance of failed
 // authentications (100, then 1/s) is checked before the request and spent
 // after it, so concurrent guesses all pass the check.
-func TestReviewAuthFailuresConcurrent(t *testing.T) {
+func TestAuthFailuresConcurrent(t *testing.T) {
 	a := newTestAPI(t)
 	var n401, n429 atomic.Int32
 	var wg, ready sync.WaitGroup
@@ -88,10 +88,10 @@ func TestReviewAuthFailuresConcurrent(t *testing.T) {
 	}
 }
 
-// TestReviewEmptyAnonymizeHardDeletes: ?anonymize= (or a bare ?anonymize)
+// TestEmptyAnonymizeHardDeletes: ?anonymize= (or a bare ?anonymize)
 // is neither true nor false, but it hard-deletes the contact instead of
 // being refused (API.md: a value that does not parse is 422).
-func TestReviewEmptyAnonymizeHardDeletes(t *testing.T) {
+func TestEmptyAnonymizeHardDeletes(t *testing.T) {
 	a := newTestAPI(t)
 	_, tok := a.activeCustomer(t, a.key, "emptyanon")
 	r := a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"ea@example.com"}]}`})
@@ -103,12 +103,12 @@ func TestReviewEmptyAnonymizeHardDeletes(t *testing.T) {
 	}
 }
 
-// TestReviewFingerprintIsAnUnkeyedHash: the stored fingerprint of an
+// TestFingerprintIsAnUnkeyedHash: the stored fingerprint of an
 // Idempotency-Key record is a plain SHA-256 over method, path and the
 // canonical body, so whoever reads the control database (or a backup) can
 // confirm a guessed email offline, also after the customer is shredded
 // (until Sweep, 48 h).
-func TestReviewFingerprintIsAnUnkeyedHash(t *testing.T) {
+func TestFingerprintIsAnUnkeyedHash(t *testing.T) {
 	a := newTestAPI(t)
 	_, tok := a.activeCustomer(t, a.key, "fingerprint")
 	body := `{"mode":"Add","matchBy":"email","data":[{"email":"secret.person@example.com"}]}`

@@ -9,12 +9,12 @@ import (
 	"github.com/switchboard/switchboard/store"
 )
 
-// TestReviewClaimManyOnMissingDocument: Update of a document that does not
+// TestClaimManyOnMissingDocument: Update of a document that does not
 // exist is ErrNotFound and claims nothing. ClaimMany answers won=true with
 // no error for it, and leaves an orphan claim of version 2 behind: a later
 // Create of that id and its first Update then lose version 2 to the orphan,
 // whose state the document silently takes.
-func TestReviewClaimManyOnMissingDocument(t *testing.T) {
+func TestClaimManyOnMissingDocument(t *testing.T) {
 	v := newCounters(t)
 	ctx := t.Context()
 	if err := v.Create(ctx, "here", &counter{ID: "here", Version: 1}, note{}); err != nil {
@@ -41,12 +41,12 @@ func TestReviewClaimManyOnMissingDocument(t *testing.T) {
 	}
 }
 
-// TestReviewClaimManyChainsNeverHideANewerClaim: racers move the same
+// TestClaimManyChainsNeverHideANewerClaim: racers move the same
 // documents forward again and again, half through ClaimMany (from the
 // cached state they read), half through Update(AnyVersion). Afterwards the
 // cached document (Get, no settling) of each is its latest claim, and
 // versions are contiguous with one writer each.
-func TestReviewClaimManyChainsNeverHideANewerClaim(t *testing.T) {
+func TestClaimManyChainsNeverHideANewerClaim(t *testing.T) {
 	v := newCounters(t)
 	ctx := t.Context()
 	for round := range 3 {

@@ -44,7 +44,7 @@ func cleanupMarks(t *testing.T, h *harness, id string) int64 {
 // A shred whose scrub fails (SQLite's checkpoint kept busy by readers: "the
 // log stays in use") has destroyed the key already. A legal hold placed
 // before the next purge is accepted, and the purge then never finishes.
-func TestReviewHoldAcceptedAfterKeyDestroyed(t *testing.T) {
+func TestHoldAcceptedAfterKeyDestroyed(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
 	c := h.terminated(t, "hold-after-destroy", 1)
@@ -88,7 +88,7 @@ func TestReviewHoldAcceptedAfterKeyDestroyed(t *testing.T) {
 // scrub may wait 10 s per checkpoint attempt, up to 51 attempts). A hold
 // arriving after that goes ahead "without the gate", wins the version, and is
 // acknowledged, while the key is already destroyed.
-func TestReviewExpiredGateLetsHoldRaceTheShred(t *testing.T) {
+func TestExpiredGateLetsHoldRaceTheShred(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
 	c := h.terminated(t, "slow-scrub", 1)

@@ -124,7 +124,7 @@ func (a *testAPI) rvSMSConsent(t *testing.T, tok, cid string) (string, string) {
 // API.md: "A retried callback (same MessageSid, same status) changes nothing
 // and is still 200." A STOP that Twilio retries after the number has sent
 // START must not opt it out again.
-func TestReviewMsgRetriedStopAfterStartChangesNothing(t *testing.T) {
+func TestRetriedStopAfterStartChangesNothing(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-retry-stop")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)
@@ -159,7 +159,7 @@ func TestReviewMsgRetriedStopAfterStartChangesNothing(t *testing.T) {
 // API.md: a retried status callback changes nothing. A 21610 failure
 // callback retried after the recipient opted back in must not opt them out
 // again.
-func TestReviewMsgRetriedOptOutStatusCallbackChangesNothing(t *testing.T) {
+func TestRetriedOptOutStatusCallbackChangesNothing(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true, deliveryDelay: time.Hour})
 	mc := a.messagingCustomer(t, "rv-retry-21610")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)
@@ -199,7 +199,7 @@ func TestReviewMsgRetriedOptOutStatusCallbackChangesNothing(t *testing.T) {
 // API.md: "a YES or START from a contact whose sms consent is
 // AwaitingConfirmation confirms it (double opt-in)". An opt-in recorded by
 // PUT /v1/opt-outs (a form, a call) is not a YES/START by SMS.
-func TestReviewMsgPutOptInDoesNotConfirmDoubleOptIn(t *testing.T) {
+func TestPutOptInDoesNotConfirmDoubleOptIn(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-put-doi")
 	const phone = "+14155550163"
@@ -215,7 +215,7 @@ func TestReviewMsgPutOptInDoesNotConfirmDoubleOptIn(t *testing.T) {
 
 // Concurrent identical inbound callbacks (one MessageSid): one message, one
 // timeline item, the keyword applied once.
-func TestReviewMsgConcurrentInboundSameSid(t *testing.T) {
+func TestConcurrentInboundSameSid(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-conc-inbound")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)
@@ -256,7 +256,7 @@ func TestReviewMsgConcurrentInboundSameSid(t *testing.T) {
 }
 
 // Idempotent sends racing with one key: one message, every answer its id.
-func TestReviewMsgConcurrentIdempotentSends(t *testing.T) {
+func TestConcurrentIdempotentSends(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true, deliveryDelay: time.Hour})
 	mc := a.messagingCustomer(t, "rv-conc-send")
 	for round := 0; round < 3; round++ {
@@ -295,7 +295,7 @@ func TestReviewMsgConcurrentIdempotentSends(t *testing.T) {
 }
 
 // Concurrent redactions of one message all answer 200 with the body gone.
-func TestReviewMsgConcurrentRedactions(t *testing.T) {
+func TestConcurrentRedactions(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true, deliveryDelay: 200 * time.Millisecond})
 	mc := a.messagingCustomer(t, "rv-conc-redact")
 	for round := 0; round < 3; round++ {
@@ -325,7 +325,7 @@ func TestReviewMsgConcurrentRedactions(t *testing.T) {
 }
 
 // Number purchases racing under one Idempotency-Key buy one number.
-func TestReviewMsgConcurrentNumberPurchaseSameKey(t *testing.T) {
+func TestConcurrentNumberPurchaseSameKey(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	id, _ := a.activeCustomer(t, a.key, "rv-conc-buy")
 	path := "/v1/customers/" + id + "/phone-numbers"
@@ -367,7 +367,7 @@ func TestReviewMsgConcurrentNumberPurchaseSameKey(t *testing.T) {
 // STOP and START from one number racing: the opt-out ledger and the
 // contact's sms consent must end in step (API.md: "A matching contact's
 // consent topic sms follows").
-func TestReviewMsgConcurrentStopStartStayInStep(t *testing.T) {
+func TestConcurrentStopStartStayInStep(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-stop-start")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)
@@ -393,7 +393,7 @@ func TestReviewMsgConcurrentStopStartStayInStep(t *testing.T) {
 
 // Partner isolation on phone-number routes: another partner can neither buy
 // into nor list the customer's numbers.
-func TestReviewMsgNumbersPartnerIsolation(t *testing.T) {
+func TestNumbersPartnerIsolation(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-numbers-iso")
 	path := "/v1/customers/" + mc.id + "/phone-numbers"
@@ -408,7 +408,7 @@ func TestReviewMsgNumbersPartnerIsolation(t *testing.T) {
 // API.md: "Anonymizing or deleting a contact also redacts its messages".
 // Inbound messages that arrive while the contact is being deleted are
 // linked to it and must not survive with their body.
-func TestReviewMsgDeleteContactRacingInbound(t *testing.T) {
+func TestDeleteContactRacingInbound(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-del-race")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)
@@ -441,7 +441,7 @@ func TestReviewMsgDeleteContactRacingInbound(t *testing.T) {
 }
 
 // Redactions racing with status callbacks: the body never comes back.
-func TestReviewMsgRedactRacingStatusCallbacks(t *testing.T) {
+func TestRedactRacingStatusCallbacks(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true, deliveryDelay: time.Hour})
 	mc := a.messagingCustomer(t, "rv-redact-status")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)
@@ -468,7 +468,7 @@ func TestReviewMsgRedactRacingStatusCallbacks(t *testing.T) {
 // An inbound message from the phone of a contact deleted before is linked
 // to no contact (API.md: "linked to the contact whose phone or sms channel
 // matches From (else contactId null)").
-func TestReviewMsgInboundAfterContactDeleted(t *testing.T) {
+func TestInboundAfterContactDeleted(t *testing.T) {
 	a := newTestAPIWith(t, apiOptions{sandbox: true})
 	mc := a.messagingCustomer(t, "rv-del-after")
 	tok := a.platform.Sandbox.AuthToken(mc.accountSID)

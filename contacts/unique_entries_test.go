@@ -48,12 +48,12 @@ func reviewHandle(t *testing.T, db *store.DB, hook *atomic.Pointer[func()]) *Han
 	return h
 }
 
-// TestReviewReclaimOwnOldEntryDuplicates: a contact that takes back a value
+// TestReclaimOwnOldEntryDuplicates: a contact that takes back a value
 // it held before finds its own old lookup entry and claims nothing new
 // (claim's "mine" shortcut); that old entry is judged free by everyone
 // else, so a concurrent create takes the next generation and both contacts
 // end up holding the same email.
-func TestReviewReclaimOwnOldEntryDuplicates(t *testing.T) {
+func TestReclaimOwnOldEntryDuplicates(t *testing.T) {
 	db := storetest.MustOpen(t)
 	var hook atomic.Pointer[func()]
 	hA := reviewHandle(t, db, &hook)
@@ -84,13 +84,13 @@ func TestReviewReclaimOwnOldEntryDuplicates(t *testing.T) {
 	}
 }
 
-// TestReviewAnonymizeKeepsHistoryAndCanBeBlocked: (1) every earlier version
+// TestAnonymizeKeepsHistoryAndCanBeBlocked: (1) every earlier version
 // of an anonymized contact stays in contact_claims, sealed but whole: its
 // name, email and phone are still in the database and open with the
 // customer's key; (2) a contact holding the placeholder email
 // "anonymized-<id>@example.invalid" makes the anonymization fail with the
 // unexported errConflict (a 500 at the API), for as long as it holds it.
-func TestReviewAnonymizeKeepsHistoryAndCanBeBlocked(t *testing.T) {
+func TestAnonymizeKeepsHistoryAndCanBeBlocked(t *testing.T) {
 	db := storetest.MustOpen(t)
 	h := openHandle(t, db)
 	ctx := t.Context()
@@ -130,13 +130,13 @@ func TestReviewAnonymizeKeepsHistoryAndCanBeBlocked(t *testing.T) {
 	}
 }
 
-// TestReviewCrashedChangeLandsAfterItsEntryExpired: a change claimed email
+// TestCrashedChangeLandsAfterItsEntryExpired: a change claimed email
 // x (lookup entry) and its version (contact_claims), then the process died
 // before replacing the document. judge reads the cached document (Get, no
 // settle), so after pendingFor the entry is free and another contact takes
 // x; the next write of the first contact applies the stranded claim, and
 // both hold x.
-func TestReviewCrashedChangeLandsAfterItsEntryExpired(t *testing.T) {
+func TestCrashedChangeLandsAfterItsEntryExpired(t *testing.T) {
 	db := storetest.MustOpen(t)
 	h := openHandle(t, db)
 	ctx := t.Context()
@@ -177,12 +177,12 @@ func TestReviewCrashedChangeLandsAfterItsEntryExpired(t *testing.T) {
 	}
 }
 
-// TestReviewRefusedPatchBlocksItsOtherValues: a patch refused with a unique
+// TestRefusedPatchBlocksItsOtherValues: a patch refused with a unique
 // conflict on its phone has already claimed its new email; that entry is
 // "pending" for a minute, so for that minute nobody can take the email
 // (an Add waits 5 s and fails with conflict), though the patch changed
 // nothing.
-func TestReviewRefusedPatchBlocksItsOtherValues(t *testing.T) {
+func TestRefusedPatchBlocksItsOtherValues(t *testing.T) {
 	db := storetest.MustOpen(t)
 	h := openHandle(t, db)
 	ctx := t.Context()

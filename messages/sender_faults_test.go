@@ -78,7 +78,7 @@ func (e *env) waitNoPointer(t *testing.T, id string, within time.Duration) {
 	}
 }
 
-// TestReviewOptOutLostWhenStoppedAfterFailing: Twilio refuses a send with
+// TestOptOutLostWhenStoppedAfterFailing: Twilio refuses a send with
 // 21610. The sender fails the message (one claim) and then records the
 // opt-out (another write). A sender stopped between the two (a crash, a
 // deploy) leaves the pointer; the restart finds the message failed, settles
@@ -86,7 +86,7 @@ func (e *env) waitNoPointer(t *testing.T, id string, within time.Duration) {
 // message and records the opt-out" is broken, and the next send to that
 // recipient is accepted. The same happens when recordOptOut merely errors
 // (the retry is judged on the failed message and deletes the pointer).
-func TestReviewOptOutLostWhenStoppedAfterFailing(t *testing.T) {
+func TestOptOutLostWhenStoppedAfterFailing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -167,7 +167,7 @@ func (g *gatedTwilio) CreateMessage(ctx context.Context, sid string, s messages.
 	return g.Twilio.CreateMessage(ctx, sid, s)
 }
 
-// TestReviewReconcileTakesAnIdenticalMessagesInFlightSend: two accepted
+// TestReconcileTakesAnIdenticalMessagesInFlightSend: two accepted
 // messages with the same to, from and body. A's attempt gets no answer
 // (nothing was created). B's attempt is created at Twilio, its answer
 // slow. A's lease runs out, reconcile lists Twilio, finds B's message (its
@@ -175,7 +175,7 @@ func (g *gatedTwilio) CreateMessage(ctx context.Context, sid string, s messages.
 // message (StatusCallback ?mid=B) then gives B the same SID. Both messages
 // are "sent" with one SID; only one was ever handed to Twilio: A is
 // dropped.
-func TestReviewReconcileTakesAnIdenticalMessagesInFlightSend(t *testing.T) {
+func TestReconcileTakesAnIdenticalMessagesInFlightSend(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	g := &gatedTwilio{Twilio: e.client, created: make(chan string, 1), release: make(chan struct{})}
@@ -232,13 +232,13 @@ func deref(s *string) string {
 	return *s
 }
 
-// TestReviewRedactAfterLostAnswerKeepsTwilioCopy: a message is created at
+// TestRedactAfterLostAnswerKeepsTwilioCopy: a message is created at
 // Twilio but the answer is lost; the tenant redacts it before the attempt's
 // lease ends. Reconcile then looks for the redacted (empty) body, finds
 // nothing, starts a new attempt with an empty body (Twilio refuses it:
 // nothing to send), and the message ends failed with TwilioRedacted set:
 // the copy Twilio holds, body and all, is never redacted.
-func TestReviewRedactAfterLostAnswerKeepsTwilioCopy(t *testing.T) {
+func TestRedactAfterLostAnswerKeepsTwilioCopy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(e.client, 500*time.Millisecond)
@@ -310,11 +310,11 @@ func (f *flakyTwilio) CreateMessage(ctx context.Context, sid string, s messages.
 	return f.Twilio.CreateMessage(ctx, sid, s)
 }
 
-// TestReviewManySendersTwiceEachNeverSendTwice: four services (processes),
+// TestManySendersTwiceEachNeverSendTwice: four services (processes),
 // each running its sender twice, over one outbox, with lost answers, 5xx
 // and 429s injected: every message is at Twilio exactly once and none is
 // left unsent.
-func TestReviewManySendersTwiceEachNeverSendTwice(t *testing.T) {
+func TestManySendersTwiceEachNeverSendTwice(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const n = 60
@@ -339,10 +339,10 @@ func TestReviewManySendersTwiceEachNeverSendTwice(t *testing.T) {
 	}
 }
 
-// TestReviewStopAtEveryStepSendsOnce stops the sender after its k-th
+// TestStopAtEveryStepSendsOnce stops the sender after its k-th
 // database write, for every k up to the end of a send, restarts it, and
 // checks the message is at Twilio exactly once and settled.
-func TestReviewStopAtEveryStepSendsOnce(t *testing.T) {
+func TestStopAtEveryStepSendsOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for k := 1; k <= 14; k++ {
@@ -432,14 +432,14 @@ func (r *racingReconcile) CreateMessage(ctx context.Context, sid string, s messa
 	return tm, err
 }
 
-// TestReviewConcurrentReconcileSendsTwice: a message's first attempt got
+// TestConcurrentReconcileSendsTwice: a message's first attempt got
 // no answer (nothing was created). Two processes reconcile it at once:
 // both list Twilio and find nothing. A claims the next attempt and creates
 // the message. B, whose list was taken before A's create, reads the latest
 // state (prepare: "h.docs.Latest" after reconcile) and finds it still
 // accepted — with A's attempt in flight — and claims another attempt
 // without looking at AttemptAt again: the message is created twice.
-func TestReviewConcurrentReconcileSendsTwice(t *testing.T) {
+func TestConcurrentReconcileSendsTwice(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const body = "review-concurrent-reconcile"

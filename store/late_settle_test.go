@@ -17,14 +17,14 @@ import (
 
 type roleKey struct{}
 
-// TestReviewLateSettleHidesAcknowledgedChange: a reader that settles (Latest)
+// TestLateSettleHidesAcknowledgedChange: a reader that settles (Latest)
 // writes an older claimed state over a newer, acknowledged one, and its
 // context is cancelled (the HTTP client went away) right after that write,
 // before the re-check that should roll the document forward. Nothing else
 // repairs the document: every Get-based reader (Service.Status for tokens,
 // Service.Cipher, Customer, Customers, the Purge query) sees the old state
 // until the next writer comes. This test FAILS on the current code.
-func TestReviewLateSettleHidesAcknowledgedChange(t *testing.T) {
+func TestLateSettleHidesAcknowledgedChange(t *testing.T) {
 	db := storetest.MustOpen(t)
 	ctx := t.Context()
 	b, err := os.ReadFile(filepath.Join(db.DataDir(), "engine.addr"))
