@@ -127,9 +127,9 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 	tok = tokens.NewService(tokens.Config{
 		Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: cfg.Issuer, Status: svc.Status, Now: cfg.Now,
 	})
-	cs := &contacts.Service{Cipher: svc.KeyCipher, Tenant: db.Tenant}
+	cs := &contacts.Service{Cipher: svc.Cipher, Tenant: db.Tenant}
 	mc := cfg.Messaging
-	mc.Control, mc.Tenant, mc.Cipher, mc.KeyCipher, mc.Account = db.Control, db.Tenant, svc.Cipher, svc.KeyCipher, svc.MessagingAccount
+	mc.Control, mc.Tenant, mc.Cipher, mc.Account = db.Control, db.Tenant, svc.Cipher, svc.MessagingAccount
 	mc.Route, mc.Contacts, mc.Twilio = svc.SubaccountCustomer, cs, tw
 	mc.PublicURL, mc.Secret = cfg.PublicURL, master.DeriveKey("messaging ids")
 	if mc.Logger == nil {
