@@ -107,6 +107,9 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 	if o.webhookClock {
 		routerNow = clk.Now
 	}
+	// The services come from wiring.Build (through wiringtest); the router
+	// is built here because server.Router imports this package, which its
+	// own tests cannot. server's tests serve server.Router itself.
 	router := NewRouter(Config{
 		TwilioWebhookLimit: o.webhookLimit,
 		TrustedProxies:     o.trustedProxies,

@@ -23,10 +23,7 @@ import (
 
 // app is every part the commands share: the wired services over the store
 // this command opened. close shuts them down in reverse.
-type app struct {
-	*wiring.App
-	log *slog.Logger
-}
+type app struct{ *wiring.App }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
@@ -101,7 +98,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		db.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	return &app{App: a, log: log}, nil
+	return &app{a}, nil
 }
 
 func (a *app) close(ctx context.Context) error {
