@@ -18,10 +18,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
-	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
 // benchPlatform is the real router (over HTTP) on the real engine, keyring
@@ -38,7 +38,7 @@ type benchPlatform struct {
 // keyring and server live as long as tb (see benchFixtureTB for longer).
 func newBenchPlatform(tb testing.TB) *benchPlatform {
 	tb.Helper()
-	pl := platformtest.New(tb, platformtest.Options{})
+	pl := wiringtest.New(tb, wiringtest.Options{})
 	srv := httptest.NewServer(NewRouter(Config{Tenants: pl.Tenants, Idempotency: pl.Idempotency,
 		Logger: storetest.Logger(), Registry: prometheus.NewRegistry(), Ready: pl.DB.Ping, RateLimit: 1e6, RateBurst: 1e6}))
 	tb.Cleanup(srv.Close)

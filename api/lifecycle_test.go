@@ -24,7 +24,6 @@ import (
 
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/internal/fakeclock"
-	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
@@ -32,6 +31,7 @@ import (
 	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
+	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
 const (
@@ -41,7 +41,7 @@ const (
 
 var testIndustry = tenants.Industries()[3].ID
 
-const testIssuer = platformtest.Issuer
+const testIssuer = wiringtest.Issuer
 
 // testAPI is the real router over the real engine, keyring and twilio-go
 // adapter, with the Twilio double behind it.
@@ -58,7 +58,7 @@ type testAPI struct {
 	contract   *contractChecker
 	key        string // a partner's API key
 	other      string // another partner's API key
-	platform   *platformtest.Platform
+	platform   *wiringtest.Platform
 }
 
 func newTestAPI(t *testing.T) *testAPI { return newTestAPIWith(t, apiOptions{}) }
@@ -92,7 +92,7 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		t.Fatal(err)
 	}
 	clk := fakeclock.New(time.Now())
-	opts := platformtest.Options{Twilio: client, Now: clk.Now, Messaging: o.messaging,
+	opts := wiringtest.Options{Twilio: client, Now: clk.Now, Messaging: o.messaging,
 		Sandbox: twilio.SandboxConfig{DeliveryDelay: o.deliveryDelay}}
 	if o.sandbox {
 		opts.Twilio, tw = nil, nil
@@ -102,11 +102,14 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		log = slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		opts.Messaging.Logger = log
 	}
-	p := platformtest.New(t, opts)
+	p := wiringtest.New(t, opts)
 	var routerNow func() time.Time
 	if o.webhookClock {
 		routerNow = clk.Now
 	}
+	// The services come from wiring.Build (through wiringtest); the router
+	// is built here because server.Router imports this package, which its
+	// own tests cannot. server's tests serve server.Router itself.
 	router := NewRouter(Config{
 		TwilioWebhookLimit: o.webhookLimit,
 		TrustedProxies:     o.trustedProxies,
@@ -118,6 +121,7 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		PublicURL:          p.PublicURL,
 		Idempotency:        p.Idempotency,
 		ErasureKeys:        p.Erasure,
+		CursorKey:          p.CursorKey,
 		Logger:             log,
 		Registry:           prometheus.NewRegistry(),
 		Ready:              p.DB.Ping,
@@ -632,7 +636,7 @@ func TestShreddedKeysLeaveTheFiles(t *testing.T) {
 	}
 	// And with the master key nothing opens: the keyring has no key left.
 	for _, id := range ids {
-		if _, err := a.svc.KeyCipher(ctx, id); !errors.Is(err, tenants.ErrDataShredded) {
+		if _, err := a.platform.Keyring.Cipher(ctx, id); !errors.Is(err, crypto.ErrKeyNotFound) {
 			t.Fatalf("customer %s: %v", id, err)
 		}
 	}

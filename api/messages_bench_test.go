@@ -18,20 +18,20 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/switchboard/switchboard/contacts"
-	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
+	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
 // messagingBench is the real router over HTTP with messaging, on the real
 // engine, with the twilio-go adapter and the Twilio double (no sender runs
 // unless a benchmark starts one), and one ACTIVE customer with a number.
 type messagingBench struct {
-	p                  *platformtest.Platform
+	p                  *wiringtest.Platform
 	dbl                *twiliotest.Server
 	client             *twilio.Client
 	url                string
@@ -47,7 +47,7 @@ func newMessagingBench(b *testing.B) *messagingBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := platformtest.New(b, platformtest.Options{Twilio: client})
+	p := wiringtest.New(b, wiringtest.Options{Twilio: client})
 	srv := p.Serve(b, NewRouter(Config{Tenants: p.Tenants, Tokens: p.Tokens, Contacts: p.Contacts, Messages: p.Messages, PublicURL: p.PublicURL,
 		Idempotency: p.Idempotency, Logger: storetest.Logger(), Registry: prometheus.NewRegistry(), Ready: p.DB.Ping, RateLimit: 1e6, RateBurst: 1e6}))
 	ctx := context.Background()

@@ -22,10 +22,10 @@ import (
 
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
-	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
 // The scanning routes at two sizes. On the embedded engine only a filter
@@ -68,7 +68,7 @@ type scanPlatform struct {
 func newScanPlatform(tb testing.TB) *scanPlatform {
 	tb.Helper()
 	ctx := context.Background()
-	pl := platformtest.New(tb, platformtest.Options{})
+	pl := wiringtest.New(tb, wiringtest.Options{})
 	srv := httptest.NewServer(NewRouter(Config{
 		Tenants:     pl.Tenants,
 		Tokens:      pl.Tokens,

@@ -259,10 +259,7 @@ func (s *Service) openFor(ctx context.Context, customerID string) (*Handle, tena
 	if err != nil {
 		return nil, acct, err
 	}
-	if acct.Status == tenants.StatusShredded {
-		return nil, acct, nil
-	}
-	h, err := s.OpenVerified(ctx, customerID)
+	h, err := s.Open(ctx, customerID)
 	if errors.Is(err, tenants.ErrDataShredded) {
 		return nil, acct, nil
 	}

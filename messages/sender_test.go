@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
+	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
 const (
@@ -27,7 +27,7 @@ const (
 // env is one ACTIVE customer with a number, on the real engine, with the
 // twilio-go adapter talking to the Twilio double.
 type env struct {
-	p          *platformtest.Platform
+	p          *wiringtest.Platform
 	dbl        *twiliotest.Server
 	client     *twilio.Client
 	customerID string
@@ -43,7 +43,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := platformtest.New(t, platformtest.Options{Twilio: client})
+	p := wiringtest.New(t, wiringtest.Options{Twilio: client})
 	ctx := t.Context()
 	partner, _, err := p.Tenants.CreatePartner(ctx, "Partner "+t.Name())
 	if err != nil {

@@ -30,10 +30,6 @@ type Config struct {
 	// Cipher returns a customer's cipher, refusing a shredded customer
 	// (tenants.Service.Cipher).
 	Cipher func(ctx context.Context, customerID string) (*crypto.Cipher, error)
-	// KeyCipher returns a customer's cipher for a caller that has just
-	// checked the customer's status (tenants.Service.KeyCipher); nil means
-	// Cipher.
-	KeyCipher func(ctx context.Context, customerID string) (*crypto.Cipher, error)
 	// Account returns a customer's messaging account
 	// (tenants.Service.MessagingAccount).
 	Account func(ctx context.Context, partnerID, customerID string) (tenants.MessagingAccount, error)
@@ -111,9 +107,6 @@ func NewService(cfg Config) *Service {
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = time.Second
 	}
-	if cfg.KeyCipher == nil {
-		cfg.KeyCipher = cfg.Cipher
-	}
 	if cfg.Route == nil {
 		cfg.Route = func(context.Context, string) (string, error) { return "", tenants.ErrNotFound }
 	}
@@ -146,16 +139,6 @@ func (s *Service) accountOf(ctx context.Context, customerID string) (tenants.Mes
 	}
 	s.accounts.Add(customerID, a)
 	return a, nil
-}
-
-// OpenVerified returns the handle of a customer whose status the caller
-// has just verified (a tenant token): only its key is read.
-func (s *Service) OpenVerified(ctx context.Context, customerID string) (*Handle, error) {
-	c, err := s.cfg.KeyCipher(ctx, customerID)
-	if err != nil {
-		return nil, err
-	}
-	return s.OpenWith(ctx, customerID, c)
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }

@@ -22,7 +22,7 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 	if err != nil || !ok {
 		return err
 	}
-	h, err := s.OpenVerified(ctx, acct.CustomerID)
+	h, err := s.Open(ctx, acct.CustomerID)
 	if errors.Is(err, tenants.ErrDataShredded) {
 		return nil
 	}
@@ -109,7 +109,7 @@ func (s *Service) Inbound(ctx context.Context, w Webhook) error {
 	if sid == "" {
 		return switchboard.Invalid("MessageSid", "is required")
 	}
-	h, err := s.OpenVerified(ctx, acct.CustomerID)
+	h, err := s.Open(ctx, acct.CustomerID)
 	if errors.Is(err, tenants.ErrDataShredded) {
 		return nil
 	}

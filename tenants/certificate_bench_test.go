@@ -7,11 +7,11 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/switchboard/switchboard/internal/platformtest"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
+	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
 // BenchmarkShredCertificate measures the shred of a TERMINATED customer
@@ -19,7 +19,7 @@ import (
 // erasure verified, SHREDDED, database dropped) by a service that issues
 // the erasure certificate (Config.Certificates a real tokens.ErasureKeys)
 // and, as its same-run baseline, by one that does not (nil). The two
-// services are wired as platformtest wires production's (sandbox Twilio,
+// services are wired as wiring.Build wires production's (sandbox Twilio,
 // ScrubKeys, DropCustomer) on the same databases and differ only in
 // Certificates. Each iteration shreds one fresh customer with each,
 // alternating which goes first; it reports ms/op of each and the ratio
@@ -28,12 +28,12 @@ import (
 // Each iteration sets up two customers (untimed): run it with -benchtime=Nx.
 func BenchmarkShredCertificate(b *testing.B) {
 	ctx := b.Context()
-	pl := platformtest.New(b, platformtest.Options{})
+	pl := wiringtest.New(b, wiringtest.Options{})
 	tw := twilio.NewSandbox()
 	erasure := tokens.NewErasureKeys(pl.DB.Control.Collection("erasure_keys"), pl.Master, nil)
 	newService := func(certs tenants.CertificateSigner) *tenants.Service {
 		return tenants.NewService(tenants.Config{
-			Certificates: certs, Issuer: platformtest.Issuer, Version: "bench",
+			Certificates: certs, Issuer: wiringtest.Issuer, Version: "bench",
 			Control: pl.DB.Control, Keyring: pl.Keyring, Twilio: tw,
 			Data: pl.DB, ScrubKeys: pl.DB.ScrubKeys, Logger: storetest.Logger(),
 		})

@@ -222,7 +222,9 @@ func (s *Service) Customer(ctx context.Context, p Partner, id string) (Customer,
 
 // Cipher returns the cipher of a customer whose data may still be read: an
 // error matching ErrDataShredded once it is SHREDDED (or its key is gone),
-// whatever a cache still holds, and ErrNotFound for no such customer.
+// whatever a cache (a token's verified status among them) still holds, and
+// ErrNotFound for no such customer. It is the only way a customer's key
+// leaves this package: callers never check the status themselves.
 func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher, error) {
 	st, err := s.Status(ctx, customerID)
 	if err != nil {
@@ -231,13 +233,6 @@ func (s *Service) Cipher(ctx context.Context, customerID string) (*crypto.Cipher
 	if st == StatusShredded {
 		return nil, ErrDataShredded
 	}
-	return s.KeyCipher(ctx, customerID)
-}
-
-// KeyCipher returns a customer's cipher for a caller that has just checked
-// the customer is ACTIVE (a verified tenant token): it reads only the key,
-// and a key that is gone is ErrDataShredded.
-func (s *Service) KeyCipher(ctx context.Context, customerID string) (*crypto.Cipher, error) {
 	c, err := s.cfg.Keyring.Cipher(ctx, customerID)
 	if errors.Is(err, crypto.ErrKeyNotFound) {
 		return nil, ErrDataShredded

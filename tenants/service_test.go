@@ -34,6 +34,7 @@ type harness struct {
 	svc     *tenants.Service
 	db      *store.DB
 	keyring *crypto.Keyring
+	master  *crypto.MasterKey
 	twilio  *twiliotest.Server
 	client  tenants.Twilio
 	clock   *fakeclock.Clock
@@ -67,7 +68,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{svc: svc, db: db, keyring: keyring, twilio: srv, client: client, clock: clk, partner: p}
+	return &harness{svc: svc, db: db, keyring: keyring, master: master, twilio: srv, client: client, clock: clk, partner: p}
 }
 
 var industry = tenants.Industries()[0].ID
@@ -524,6 +525,30 @@ func TestNoRetentionShredsDuringTerminate(t *testing.T) {
 	sum, err := h.svc.Purge(ctx, tenants.PurgeOptions{Now: h.clock.Now()}, func(tenants.PurgeResult) {})
 	if err != nil || sum.Due != 0 {
 		t.Fatalf("purge after NO_RETENTION: %+v %v", sum, err)
+	}
+}
+
+// TestCipherRefusesShreddedCustomer: another instance still holds the
+// customer's key unwrapped in its keyring's cache after the shred, yet its
+// Cipher refuses: the status is read before any key is handed out.
+func TestCipherRefusesShreddedCustomer(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.active(t, "elsewhere")
+	keyring := crypto.NewKeyring(h.db.Keys.Collection("customer_keys"), h.master)
+	t.Cleanup(keyring.Close)
+	other := tenants.NewService(tenants.Config{Control: h.db.Control, Keyring: keyring, Twilio: h.client, Data: h.db, Logger: storetest.Logger()})
+	if _, err := other.Cipher(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Terminate(ctx, h.partner, c.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "NO_RETENTION"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyring.Cipher(ctx, c.ID); err != nil {
+		t.Fatalf("the other instance's keyring no longer caches the key (%v): the test shows nothing", err)
+	}
+	if _, err := other.Cipher(ctx, c.ID); !errors.Is(err, tenants.ErrDataShredded) {
+		t.Fatalf("cipher of a shredded customer on another instance: %v, want ErrDataShredded", err)
 	}
 }
 

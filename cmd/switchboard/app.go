@@ -8,51 +8,29 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"slices"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
-	"github.com/switchboard/switchboard/api"
-	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/idempotency"
 	"github.com/switchboard/switchboard/messages"
+	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/tenants"
-	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
+	"github.com/switchboard/switchboard/wiring"
 )
 
-// app is every part the commands share, built in order by openApp and shut
-// down in reverse by close.
-type app struct {
-	log      *slog.Logger
-	tokens   *tokens.Service
-	contacts *contacts.Service
-	db       *store.DB
-	master   *crypto.MasterKey
-	keyring  *crypto.Keyring
-	tenants  *tenants.Service
-	erasure  *tokens.ErasureKeys
-	messages *messages.Service
-	// sandbox is the sandbox provider, nil with Twilio credentials.
-	sandbox *twilio.Sandbox
-}
-
-// twilioPort is both ports an adapter of Twilio serves.
-type twilioPort interface {
-	tenants.Twilio
-	messages.Twilio
-}
+// app is every part the commands share: the wired services over the store
+// this command opened. close shuts them down in reverse.
+type app struct{ *wiring.App }
 
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// openApp builds the parts. Outside embedded mode a master key file is
+// openApp opens the parts cfg names (the master key, the store, Twilio) and
+// wires them with wiring.Build. Outside embedded mode a master key file is
 // required: the server refuses to start without one.
 func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 	embedded := cfg.MongoURI == ""
@@ -90,8 +68,7 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		}
 	}
 
-	var tw twilioPort
-	var sandbox *twilio.Sandbox
+	var tw wiring.Twilio
 	if cfg.TwilioAccountSID != "" || cfg.TwilioAuthToken != "" {
 		client, err := twilio.NewClient(twilio.Config{
 			AccountSID: cfg.TwilioAccountSID,
@@ -105,13 +82,8 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		tw = client
 	} else {
 		log.Info("no Twilio master credentials: using the sandbox provider (no messages leave this machine)")
-		// Sub-account tokens derive from the master key, so the sandbox's
-		// signed callbacks (and the sandbox command) survive a restart.
-		sandbox = twilio.NewSandboxWith(twilio.SandboxConfig{Secret: master.DeriveKey("sandbox auth tokens")})
-		tw = sandbox
 	}
 
-	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
 	if cfg.PublicURL == "" {
 		addr := cfg.Addr
 		if addr == "" {
@@ -119,44 +91,19 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		}
 		cfg.PublicURL = "http://" + addr
 	}
-	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
-	var tok *tokens.Service
-	var ms *messages.Service
-	svc := tenants.NewService(tenants.Config{
-		Control:      db.Control,
-		Keyring:      keyring,
-		Twilio:       tw,
-		Data:         db,
-		ScrubKeys:    db.ScrubKeys,
-		Certificates: erasure,
-		Issuer:       cfg.PublicURL,
-		Version:      version,
-		Logger:       log,
-		// A deactivation, termination or shred refuses the customer's tokens
-		// at once here; other instances within the status cache's 5 s.
-		OnChange: func(customerID string) { tok.Forget(customerID); ms.Forget(customerID) },
+	a, err := wiring.Build(ctx, wiring.Config{
+		DB: db, Master: master, Twilio: tw, PublicURL: cfg.PublicURL, Version: version, Logger: log,
 	})
-	tok = tokens.NewService(tokens.Config{
-		Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: cfg.PublicURL, Status: svc.Status,
-	})
-	// Tenant routes verify the token (and with it that the customer is
-	// ACTIVE) first, so opening its contacts needs only its key.
-	cs := &contacts.Service{Cipher: svc.KeyCipher, Tenant: db.Tenant}
-	ms = messages.NewService(messages.Config{
-		Control: db.Control, Tenant: db.Tenant, Cipher: svc.Cipher, KeyCipher: svc.KeyCipher, Account: svc.MessagingAccount,
-		Route:    svc.SubaccountCustomer,
-		Contacts: cs, Twilio: tw, PublicURL: cfg.PublicURL, Secret: master.DeriveKey("messaging ids"), Logger: log,
-	})
-	return &app{log: log, db: db, master: master, keyring: keyring, tenants: svc, tokens: tok, contacts: cs, erasure: erasure,
-		messages: ms, sandbox: sandbox}, nil
+	if err != nil {
+		db.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return &app{a}, nil
 }
 
 func (a *app) close(ctx context.Context) error {
-	if a.sandbox != nil {
-		a.sandbox.Close()
-	}
-	a.keyring.Close()
-	return a.db.Close(ctx)
+	a.App.Close()
+	return a.DB.Close(ctx)
 }
 
 // serve runs the HTTP server until ctx ends (SIGTERM), then stops accepting,
@@ -189,28 +136,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 	}()
 
-	if err := a.tokens.EnsureKey(ctx); err != nil {
+	if err := a.Tokens.EnsureKey(ctx); err != nil {
 		return fmt.Errorf("token signing key: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	idem := idempotency.NewStore(a.db.Control.Collection("idempotency"), idempotency.WithKey(a.master.DeriveKey("idempotency fingerprints")))
-	go sweepEvery(ctx, time.Hour, idem, log)
-	router := api.NewRouter(api.Config{
-		Tenants:     a.tenants,
-		Tokens:      a.tokens,
-		Contacts:    a.contacts,
-		Idempotency: idem,
-		Logger:      log,
-		Registry:    reg,
-		Ready:       a.db.Ping,
-		RateLimit:   cfg.RateLimit,
-		RateBurst:   cfg.RateBurst,
-		CursorKey:   a.master.DeriveKey("list cursors"),
-		ErasureKeys: a.erasure,
-		Messages:    a.messages,
-		PublicURL:   cfg.PublicURL,
-
+	go sweepEvery(ctx, time.Hour, a.Idempotency, log)
+	router := server.Router(a.App, server.Options{
+		RateLimit:          cfg.RateLimit,
+		RateBurst:          cfg.RateBurst,
 		TwilioWebhookLimit: cfg.TwilioWebhookLimit,
 		TrustedProxies:     cfg.TrustedProxies,
 	})
@@ -220,27 +152,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	senderDone := make(chan struct{})
 	go func() {
 		defer close(senderDone)
-		a.messages.Run(sendCtx, messages.SenderOptions{})
+		a.Messages.Run(sendCtx, messages.SenderOptions{})
 	}()
 	defer func() {
 		stopSender()
 		<-senderDone
 	}()
-	srv := &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           router,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := server.New(cfg.Addr, router, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("switchboard listening", "addr", ln.Addr().String(), "publicUrl", cfg.PublicURL,
-		"embedded", a.db.Embedded(), "version", version)
+		"embedded", a.DB.Embedded(), "version", version)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -311,7 +235,7 @@ func purge(ctx context.Context, args []string, getenv func(string) string, stdou
 		Outcome    string `json:"outcome"`
 		Error      string `json:"error,omitempty"`
 	}
-	sum, err := a.tenants.Purge(ctx, tenants.PurgeOptions{Now: now, DryRun: *dryRun}, func(r tenants.PurgeResult) {
+	sum, err := a.Tenants.Purge(ctx, tenants.PurgeOptions{Now: now, DryRun: *dryRun}, func(r tenants.PurgeResult) {
 		l := line{CustomerID: r.CustomerID, ShredAt: r.ShredAt.UTC().Format("2006-01-02T15:04:05.000Z"), Outcome: r.Outcome}
 		if r.Err != nil {
 			l.Error = r.Err.Error()
@@ -352,16 +276,16 @@ func keysStatus(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer a.close(context.Background())
-	customers, err := a.keyring.CountByMaster(ctx)
+	customers, err := a.Keyring.CountByMaster(ctx)
 	if err != nil {
 		return fmt.Errorf("keys status: %w", err)
 	}
 	// Signing keys: the tenant tokens' and the erasure certificates'.
-	signing, err := crypto.CountByMaster(ctx, a.db.Control.Collection("signing_keys"))
+	signing, err := crypto.CountByMaster(ctx, a.DB.Control.Collection("signing_keys"))
 	if err != nil {
 		return fmt.Errorf("keys status: %w", err)
 	}
-	certKeys, err := crypto.CountByMaster(ctx, a.db.Control.Collection("erasure_keys"))
+	certKeys, err := crypto.CountByMaster(ctx, a.DB.Control.Collection("erasure_keys"))
 	if err != nil {
 		return fmt.Errorf("keys status: %w", err)
 	}
@@ -369,7 +293,7 @@ func keysStatus(ctx context.Context, args []string, getenv func(string) string, 
 		signing[id] += n
 	}
 	out := json.NewEncoder(stdout)
-	ids := a.master.IDs()
+	ids := a.Master.IDs()
 	for i, id := range ids {
 		if err := out.Encode(struct {
 			MasterKeyID  string `json:"masterKeyId"`
@@ -403,15 +327,15 @@ func rewrap(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer a.close(context.Background())
-	customers, err := a.keyring.Rewrap(ctx)
+	customers, err := a.Keyring.Rewrap(ctx)
 	if err != nil {
 		return fmt.Errorf("keys rewrap: %w", err)
 	}
-	signing, err := a.tokens.Rewrap(ctx)
+	signing, err := a.Tokens.Rewrap(ctx)
 	if err != nil {
 		return fmt.Errorf("keys rewrap: %w", err)
 	}
-	erasureKeys, err := a.erasure.Rewrap(ctx)
+	erasureKeys, err := a.Erasure.Rewrap(ctx)
 	if err != nil {
 		return fmt.Errorf("keys rewrap: %w", err)
 	}
@@ -420,5 +344,5 @@ func rewrap(ctx context.Context, args []string, getenv func(string) string, stdo
 		MasterKeyID  string `json:"masterKeyId"`
 		CustomerKeys int    `json:"customerKeys"`
 		SigningKeys  int    `json:"signingKeys"`
-	}{a.master.ID(), customers, signing})
+	}{a.Master.ID(), customers, signing})
 }

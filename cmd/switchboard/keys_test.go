@@ -47,24 +47,24 @@ func TestKeysRewrap(t *testing.T) {
 	}
 
 	a := open(keyFile("a.agekey", idA))
-	p, _, err := a.tenants.CreatePartner(t.Context(), "P")
+	p, _, err := a.Tenants.CreatePartner(t.Context(), "P")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := a.tenants.Register(t.Context(), p, tenants.RegisterInput{Space: "rotated", IndustryID: tenants.Industries()[0].ID, Label: "Rotated Label"})
+	c, err := a.Tenants.Register(t.Context(), p, tenants.RegisterInput{Space: "rotated", IndustryID: tenants.Industries()[0].ID, Label: "Rotated Label"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.tokens.EnsureKey(t.Context()); err != nil {
+	if err := a.Tokens.EnsureKey(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	// A shredded customer: its certificate is signed with the erasure key,
 	// wrapped (like the rest) under A.
-	gone, err := a.tenants.Register(t.Context(), p, tenants.RegisterInput{Space: "gone", IndustryID: tenants.Industries()[0].ID, Label: "Gone"})
+	gone, err := a.Tenants.Register(t.Context(), p, tenants.RegisterInput{Space: "gone", IndustryID: tenants.Industries()[0].ID, Label: "Gone"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.tenants.Terminate(t.Context(), p, gone.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "NO_RETENTION"}); err != nil {
+	if _, err := a.Tenants.Terminate(t.Context(), p, gone.ID, tenants.AnyVersion, tenants.RetentionInput{Strategy: "NO_RETENTION"}); err != nil {
 		t.Fatal(err)
 	}
 	a.close(context.Background())
@@ -108,20 +108,20 @@ func TestKeysRewrap(t *testing.T) {
 	}
 
 	b := open(keyFile("b.agekey", idB))
-	got, err := b.tenants.Customer(t.Context(), p, c.ID)
+	got, err := b.Tenants.Customer(t.Context(), p, c.ID)
 	if err != nil || got.Label == nil || *got.Label != "Rotated Label" {
 		t.Fatalf("with the new identity only: %+v %v", got, err)
 	}
-	if err := b.tokens.EnsureKey(t.Context()); err != nil {
+	if err := b.Tokens.EnsureKey(t.Context()); err != nil {
 		t.Fatalf("signing key with the new identity only: %v", err)
 	}
 	// The certificate still verifies against the published erasure keys
 	// (after a restart and the rewrap), and B alone can sign the next one.
-	cert, _, err := b.tenants.ErasureCertificate(t.Context(), p, gone.ID)
+	cert, _, err := b.Tenants.ErasureCertificate(t.Context(), p, gone.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := b.erasure.JWKS(t.Context())
+	jwks, err := b.Erasure.JWKS(t.Context())
 	if err != nil || len(jwks) != 1 {
 		t.Fatalf("erasure keys %v %v", jwks, err)
 	}
@@ -131,14 +131,14 @@ func TestKeysRewrap(t *testing.T) {
 	if !ed25519.Verify(pub, []byte(parts[0]+"."+parts[1]), sig) {
 		t.Fatal("the certificate no longer verifies after the rewrap")
 	}
-	if _, err := b.erasure.Sign(t.Context(), map[string]any{"sub": "x"}); err != nil {
+	if _, err := b.Erasure.Sign(t.Context(), map[string]any{"sub": "x"}); err != nil {
 		t.Fatalf("signing with the rewrapped erasure key: %v", err)
 	}
 	b.close(context.Background())
 
 	old := open(keyFile("a-only.agekey", idA))
 	defer old.close(context.Background())
-	if _, err := old.tenants.Customer(t.Context(), p, c.ID); err == nil {
+	if _, err := old.Tenants.Customer(t.Context(), p, c.ID); err == nil {
 		t.Fatal("the retired identity still opens a customer key")
 	}
 }

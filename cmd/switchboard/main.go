@@ -1,7 +1,7 @@
 // Command switchboard runs the Switchboard server and its operator commands:
-// serve, partners create, purge and version. It is the only package that
-// knows every concrete type; it builds the parts in order and shuts them down
-// in reverse.
+// serve, partners create, purge and version. It opens the parts its
+// configuration names (master key, store, Twilio), has wiring.Build wire the
+// services over them, and shuts them down in reverse.
 package main
 
 import (

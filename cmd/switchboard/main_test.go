@@ -52,18 +52,18 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// server is a running `switchboard serve`.
-type server struct {
+// running is a running `switchboard serve`.
+type running struct {
 	base   string
 	stop   context.CancelFunc
 	done   chan error
 	stderr *syncBuffer
 }
 
-func startServer(t *testing.T, e env) *server {
+func startServer(t *testing.T, e env) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{base: "http://" + e["SWITCHBOARD_ADDR"], stop: cancel, done: make(chan error, 1), stderr: &syncBuffer{}}
+	s := &running{base: "http://" + e["SWITCHBOARD_ADDR"], stop: cancel, done: make(chan error, 1), stderr: &syncBuffer{}}
 	go func() { s.done <- run(ctx, []string{"serve"}, e.get, io.Discard, s.stderr) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -88,7 +88,7 @@ func startServer(t *testing.T, e env) *server {
 	return s
 }
 
-func (s *server) shutdown(t *testing.T) {
+func (s *running) shutdown(t *testing.T) {
 	t.Helper()
 	if s.stop == nil {
 		return
@@ -105,7 +105,7 @@ func (s *server) shutdown(t *testing.T) {
 	}
 }
 
-func (s *server) call(t *testing.T, method, path, key string, body any) (int, map[string]any) {
+func (s *running) call(t *testing.T, method, path, key string, body any) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {

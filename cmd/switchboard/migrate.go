@@ -29,7 +29,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer a.close(context.Background())
-	db := a.db
+	db := a.DB
 	if db.ServedByAnother() {
 		return errors.New("migrate: a server is running on this data dir; stop every `switchboard serve` first (migrate needs downtime)")
 	}
@@ -73,7 +73,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		// Customers are listed per partner and found by the purge through
 		// index entries the first layout did not write.
-		if _, err := a.tenants.ReindexCustomers(ctx); err != nil {
+		if _, err := a.Tenants.ReindexCustomers(ctx); err != nil {
 			return err
 		}
 		if err := db.FinishMigration(ctx); err != nil {
@@ -87,9 +87,9 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 	}{
 		// Sub-account routes are written at activation now; customers
 		// activated before were routed at their first number purchase.
-		{"subaccount-routes", a.tenants.RepairSubaccountRoutes},
+		{"subaccount-routes", a.Tenants.RepairSubaccountRoutes},
 		// Each partner's keys are one range of partner_key_index.
-		{"partner-key-index", a.tenants.ReindexPartnerKeys},
+		{"partner-key-index", a.Tenants.ReindexPartnerKeys},
 		// The idempotency sweep reads the records due, by creation time.
 		{"idempotency-due", idempotency.NewStore(db.Control.Collection("idempotency")).Reindex},
 	} {

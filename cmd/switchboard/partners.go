@@ -97,7 +97,7 @@ func partnerCommand(ctx context.Context, cmd string, args []string, getenv func(
 	out := json.NewEncoder(stdout)
 	switch cmd {
 	case "create":
-		p, key, err := a.tenants.CreatePartner(ctx, *name)
+		p, key, err := a.Tenants.CreatePartner(ctx, *name)
 		if errors.Is(err, tenants.ErrPartnerNameTaken) {
 			fmt.Fprintf(stderr, "partners create: the name %q is taken\n", *name)
 			return exitError{1, errSilent}
@@ -107,7 +107,7 @@ func partnerCommand(ctx context.Context, cmd string, args []string, getenv func(
 		}
 		return out.Encode(partnerKeyLine{p.ID, p.Name, key})
 	case "list":
-		list, err := a.tenants.Partners(ctx)
+		list, err := a.Tenants.Partners(ctx)
 		if err != nil {
 			return fmt.Errorf("partners list: %w", err)
 		}
@@ -123,7 +123,7 @@ func partnerCommand(ctx context.Context, cmd string, args []string, getenv func(
 		}
 		return nil
 	case "rotate-key":
-		p, key, err := a.tenants.RotatePartnerKey(ctx, *id, *now)
+		p, key, err := a.Tenants.RotatePartnerKey(ctx, *id, *now)
 		if errors.Is(err, tenants.ErrNotFound) {
 			fmt.Fprintf(stderr, "partners rotate-key: no partner %q\n", *id)
 			return exitError{1, errSilent}
@@ -133,7 +133,7 @@ func partnerCommand(ctx context.Context, cmd string, args []string, getenv func(
 		}
 		return out.Encode(partnerKeyLine{p.ID, p.Name, key})
 	default: // revoke
-		err := a.tenants.RevokePartner(ctx, *id)
+		err := a.Tenants.RevokePartner(ctx, *id)
 		if errors.Is(err, tenants.ErrNotFound) {
 			fmt.Fprintf(stderr, "partners revoke: no partner %q\n", *id)
 			return exitError{1, errSilent}

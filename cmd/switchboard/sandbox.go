@@ -73,7 +73,7 @@ func sandboxInbound(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer a.close(context.Background())
-	_, accountSID, err := a.messages.RouteNumber(ctx, toN)
+	_, accountSID, err := a.Messages.RouteNumber(ctx, toN)
 	if errors.Is(err, messages.ErrNumberNotFound) {
 		fmt.Fprintln(stderr, "sandbox inbound: --to is no customer's number (buy one with POST /v1/customers/{id}/phone-numbers)")
 		return exitError{1, errSilent}
@@ -84,7 +84,7 @@ func sandboxInbound(ctx context.Context, args []string, getenv func(string) stri
 	// The sandbox keeps the message, as Twilio would: its SID is one the
 	// running server's sandbox (same master key, same secret) confirms
 	// when an opt-in asks (twilio.Sandbox.Inbound).
-	params := a.sandbox.Inbound(accountSID, fromN, toN, *body)
+	params := a.Sandbox.Inbound(accountSID, fromN, toN, *body)
 	target := strings.TrimSuffix(cfg.PublicURL, "/") + messages.InboundPath
 	form := url.Values{}
 	for k, v := range params {
@@ -95,7 +95,7 @@ func sandboxInbound(ctx context.Context, args []string, getenv func(string) stri
 		return fmt.Errorf("sandbox inbound: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", twilio.Sign(a.sandbox.AuthToken(accountSID), target, params))
+	req.Header.Set("X-Twilio-Signature", twilio.Sign(a.Sandbox.AuthToken(accountSID), target, params))
 	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "sandbox inbound: the server at %s did not answer: is 'switchboard serve' running?\n", cfg.PublicURL)
