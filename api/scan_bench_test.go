@@ -224,10 +224,10 @@ func buildScanFixture(b *testing.B, n int) *scanFixture {
 	// the fixture is worth; the inserts were counted as they went.)
 	if n <= 10000 {
 		count(p.db.Control.Collection("customers"), bson.D{}, n)
-	count(p.db.Control.Collection("customers"), bson.D{{Key: "partnerId", Value: p.partnerA.ID}}, n/2)
-	countT(p.db.Tenant(contactsCust).Collection("contacts"), bson.D{}, n)
-	countT(p.db.Tenant(timelineCust).Collection("timeline"), bson.D{{Key: "contactId", Value: f.timelineOf}}, n)
-	countT(p.db.Tenant(timelineCust).Collection("timeline"), bson.D{}, n)
+		count(p.db.Control.Collection("customers"), bson.D{{Key: "partnerId", Value: p.partnerA.ID}}, n/2)
+		countT(p.db.Tenant(contactsCust).Collection("contacts"), bson.D{}, n)
+		countT(p.db.Tenant(timelineCust).Collection("timeline"), bson.D{{Key: "contactId", Value: f.timelineOf}}, n)
+		countT(p.db.Tenant(timelineCust).Collection("timeline"), bson.D{}, n)
 	}
 	// A cursor 90% down each paged list, walked to with the largest pages.
 	f.deep, f.skipped = map[string]string{}, map[string]int{}
