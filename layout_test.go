@@ -1,10 +1,14 @@
 package switchboard_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -170,5 +174,40 @@ func TestNoUpwardImports(t *testing.T) {
 	}
 	for _, v := range violations(pkgs) {
 		t.Error(v)
+	}
+}
+
+// TestCustomerDataOnlyThroughTheHandle: no non-test code outside store
+// reaches the shared customer collections but through store.Tenant: none
+// calls DataDatabase (the raw database, for migrate and the benchmarks'
+// baselines) or names a data database.
+func TestCustomerDataOnlyThroughTheHandle(t *testing.T) {
+	var bad []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (path == "third_party" || path == "store" || strings.HasPrefix(d.Name(), ".")) && path != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, s := range []string{"DataDatabase(", `"switchboard_data`} {
+			if bytes.Contains(b, []byte(s)) {
+				bad = append(bad, path+": "+s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		t.Fatalf("customer data reached past store.Tenant:\n%s", strings.Join(bad, "\n"))
 	}
 }
