@@ -211,16 +211,17 @@ func (c *Coll) rangeFilter(r Range) (bson.D, error) {
 	} else if c.prefix != "" {
 		hi = PrefixEnd(c.prefix)
 	}
+	lower := "$gte"
 	if r.After != "" {
-		if r.Desc {
-			if a := c.key(r.After); hi == "" || a < hi {
-				hi = a
-			}
-		} else if a := c.key(r.After); a >= lo {
-			lo = a + "\x00"
+		// Strictly past the cursor: $gt and $lt (a bound in the alphabet
+		// the ids are written in keeps the engine on its index order).
+		if a := c.key(r.After); r.Desc && (hi == "" || a < hi) {
+			hi = a
+		} else if !r.Desc && a >= lo {
+			lo, lower = a, "$gt"
 		}
 	}
-	cond := bson.D{{Key: "$gte", Value: lo}}
+	cond := bson.D{{Key: lower, Value: lo}}
 	if hi != "" {
 		cond = append(cond, bson.E{Key: "$lt", Value: hi})
 	}
