@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
 
@@ -957,4 +958,54 @@ type deleting struct {
 
 func (d deleting) DeleteCustomerData(ctx context.Context, id string) (int64, error) {
 	return d.del(ctx, id)
+}
+
+// TestResumedShredCountsEveryDocumentOnce: a purge killed after it deleted
+// the customer's documents, finished by the next run, issues a certificate
+// whose documentsDeleted counts every document once (the count was taken
+// before the first delete and kept in the cleanup mark), not the nothing
+// that was left for the second run.
+func TestResumedShredCountsEveryDocumentOnce(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	c := h.terminated(t, "resumed-count", 1)
+	for i := range 3 {
+		if err := h.db.Tenant(c.ID).Collection("contacts").InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("x%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := h.db.CountCustomerData(ctx, c.ID)
+	if err != nil || held < 3 {
+		t.Fatalf("the customer holds %d documents (%v)", held, err)
+	}
+	erasure := tokens.NewErasureKeys(h.db.Control.Collection("erasure_keys"), h.master, nil)
+	cfg := func(data tenants.CustomerData) tenants.Config {
+		return tenants.Config{Control: h.db.Control, Keyring: h.keyring, Twilio: h.client, Logger: storetest.Logger(), Now: h.clock.Now,
+			Data: data, Certificates: erasure, Issuer: "http://test", Version: "test"}
+	}
+	killed := tenants.NewService(cfg(deleting{h.db, func(ctx context.Context, id string) (int64, error) {
+		n, err := h.db.DeleteCustomerData(ctx, id)
+		return n, errors.Join(err, errors.New("killed after the deletes"))
+	}}))
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	if sum, err := killed.Purge(ctx, tenants.PurgeOptions{Now: march}, func(tenants.PurgeResult) {}); err != nil || sum.Failed != 1 {
+		t.Fatalf("killed run: %+v %v", sum, err)
+	}
+	if n, _ := h.db.CountCustomerData(ctx, c.ID); n != 0 {
+		t.Fatalf("%d documents left after the killed run", n)
+	}
+	next := tenants.NewService(cfg(h.db))
+	if sum, err := next.Purge(ctx, tenants.PurgeOptions{Now: march}, func(tenants.PurgeResult) {}); err != nil || sum.Shredded != 1 {
+		t.Fatalf("next run: %+v %v", sum, err)
+	}
+	_, claims, err := next.ErasureCertificate(ctx, h.partner, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims["documentsDeleted"] != float64(held) {
+		t.Fatalf("documentsDeleted = %v (%T), want %d", claims["documentsDeleted"], claims["documentsDeleted"], held)
+	}
+	if _, ok := claims["dataDeletedAt"].(string); !ok {
+		t.Fatalf("dataDeletedAt = %v", claims["dataDeletedAt"])
+	}
 }
