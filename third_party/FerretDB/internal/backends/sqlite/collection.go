@@ -70,7 +70,7 @@ func (c *collection) Query(ctx context.Context, params *backends.QueryParams) (*
 	// Switchboard patch (see third_party/README.md): string _id ranges,
 	// sorted by _id, from the _id_ index.
 	if r, _ := backends.GetIDRange(params.Filter); r != nil {
-		return c.queryIDRange(ctx, db, q, meta.TableName, r, params)
+		return c.queryIDRange(ctx, db, q, r, params)
 	}
 
 	var whereClause string
@@ -109,56 +109,25 @@ func (c *collection) Query(ctx context.Context, params *backends.QueryParams) (*
 //
 // Switchboard patch (see third_party/README.md). The WHERE clause selects
 // exactly the documents of r (idrange.go), so the handler only pushes a limit
-// when r is the whole filter. With a sort {_id: ±1}, the first statement reads
-// the _id_ index in order and stops at the limit; it returns no rows if the
-// range may hold _ids whose index order is not their binary order, and then
-// the second one sorts by the SQL value of _id.
-func (c *collection) queryIDRange(ctx context.Context, db *fsql.DB, q, table string, r *backends.IDRange, params *backends.QueryParams) (*backends.QueryResult, error) { //nolint:lll // for readability
-	dir, sorted := backends.IDSort(params.Sort)
+// when r is the whole filter. With a sort {_id: ±1} the rows come from the
+// _id value index in order, and reading stops at the limit.
+func (c *collection) queryIDRange(ctx context.Context, db *fsql.DB, q string, r *backends.IDRange, params *backends.QueryParams) (*backends.QueryResult, error) { //nolint:lll // for readability
+	where, args := idRangeWhere(r)
 
-	var limit string
-	var limitArgs []any
+	var orderBy string
+	if dir, sorted := backends.IDSort(params.Sort); sorted {
+		orderBy = idOrderBy(dir)
+	} else {
+		orderBy = prepareOrderByClause(params.Sort)
+	}
 
 	if params.Limit != 0 {
-		limit = ` LIMIT ?`
-		limitArgs = []any{params.Limit}
+		orderBy += ` LIMIT ?`
+		args = append(args, params.Limit)
 	}
 
-	if !sorted {
-		where, args := idRangeWhere(table, r, false)
-
-		rows, err := db.QueryContext(ctx, q+where+prepareOrderByClause(params.Sort)+limit, append(args, limitArgs...)...)
-		if err != nil {
-			return nil, lazyerrors.Error(err)
-		}
-
-		return &backends.QueryResult{Iter: newQueryIterator(ctx, rows, params.OnlyRecordIDs)}, nil
-	}
-
-	where, args := idRangeWhere(table, r, true)
-
-	rows, err := db.QueryContext(ctx, q+where+idOrderBy(dir, true)+limit, append(args, limitArgs...)...)
+	rows, err := db.QueryContext(ctx, q+where+orderBy, args...)
 	if err != nil {
-		return nil, lazyerrors.Error(err)
-	}
-
-	if rows.Next() {
-		iter := newQueryIterator(ctx, rows, params.OnlyRecordIDs)
-		iter.(*queryIterator).peeked = true
-
-		return &backends.QueryResult{Iter: iter}, nil
-	}
-
-	err = rows.Err()
-	rows.Close()
-
-	if err != nil {
-		return nil, lazyerrors.Error(err)
-	}
-
-	where, args = idRangeWhere(table, r, false)
-
-	if rows, err = db.QueryContext(ctx, q+where+idOrderBy(dir, false)+limit, append(args, limitArgs...)...); err != nil {
 		return nil, lazyerrors.Error(err)
 	}
 
@@ -358,10 +327,10 @@ func (c *collection) Explain(ctx context.Context, params *backends.ExplainParams
 	if r, _ := backends.GetIDRange(params.Filter); r != nil {
 		dir, sorted := backends.IDSort(params.Sort)
 		filterPushdown = true
-		whereClause, args = idRangeWhere(meta.TableName, r, sorted)
+		whereClause, args = idRangeWhere(r)
 
 		if sorted {
-			orderByClause = idOrderBy(dir, true)
+			orderByClause = idOrderBy(dir)
 		}
 	} else {
 		orderByClause = prepareOrderByClause(params.Sort)

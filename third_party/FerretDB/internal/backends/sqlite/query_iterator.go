@@ -39,10 +39,6 @@ type queryIterator struct {
 	token         *resource.Token
 	m             sync.Mutex
 	onlyRecordIDs bool
-
-	// peeked is set when rows.Next was already called, and returned true,
-	// for the first row (Switchboard patch, see third_party/README.md).
-	peeked bool
 }
 
 // newQueryIterator returns a new queryIterator for the given *sql.Rows.
@@ -83,9 +79,7 @@ func (iter *queryIterator) Next() (struct{}, *types.Document, error) {
 		return unused, nil, lazyerrors.Error(err)
 	}
 
-	if iter.peeked {
-		iter.peeked = false
-	} else if !iter.rows.Next() {
+	if !iter.rows.Next() {
 		err := iter.rows.Err()
 
 		iter.close()

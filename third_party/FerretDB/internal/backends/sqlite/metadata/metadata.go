@@ -15,7 +15,11 @@
 // Package metadata provides access to databases and collections information.
 package metadata
 
-import "github.com/FerretDB/FerretDB/internal/backends"
+import (
+	"fmt"
+
+	"github.com/FerretDB/FerretDB/internal/backends"
+)
 
 // Collection will probably have a method for getting column name / SQLite path expression for the given document field
 // once we implement field extraction.
@@ -34,6 +38,13 @@ const (
 	// would never use the index and every find/update/delete by _id would
 	// scan the whole table.
 	IDColumn = DefaultColumn + `->"_id"`
+
+	// IDValueColumn is the SQL value of _id (Switchboard patch, see
+	// third_party/README.md): for a string, the string itself, which
+	// SQLite compares with BINARY (memcmp), MongoDB's binary order. Every
+	// table has an index on it (IDValueIndexSQL), so that string _id ranges
+	// are read from an index in the right order.
+	IDValueColumn = DefaultColumn + `->>'$._id'`
 
 	// RecordIDColumn is a name for RecordID column to store capped collection record id.
 	RecordIDColumn = backends.ReservedPrefix + "record_id"
@@ -65,4 +76,11 @@ func (c *Collection) deepCopy() *Collection {
 		TableName: c.TableName,
 		Settings:  c.Settings.deepCopy(),
 	}
+}
+
+// IDValueIndexSQL creates the index on IDValueColumn of a table, if it has
+// none (Switchboard patch, see third_party/README.md). It is not in the
+// collection's metadata: clients never see it, and it goes with the table.
+func IDValueIndexSQL(tableName string) string {
+	return fmt.Sprintf("CREATE INDEX IF NOT EXISTS %q ON %q (%s)", tableName+"_id_value", tableName, IDValueColumn)
 }

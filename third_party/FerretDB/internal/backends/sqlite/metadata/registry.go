@@ -120,6 +120,14 @@ func (r *Registry) initCollections(ctx context.Context, dbName string, db *fsql.
 		return lazyerrors.Error(err)
 	}
 
+	// Switchboard patch (see third_party/README.md): tables made before the
+	// _id value index get it when their database is first opened.
+	for _, c := range colls {
+		if _, err = db.ExecContext(ctx, IDValueIndexSQL(c.TableName)); err != nil {
+			return lazyerrors.Error(err)
+		}
+	}
+
 	r.colls[dbName] = colls
 
 	return nil
@@ -319,6 +327,12 @@ func (r *Registry) collectionCreate(ctx context.Context, params *CollectionCreat
 		Unique: true,
 	}})
 	if err != nil {
+		_, _ = r.collectionDrop(ctx, dbName, collectionName)
+		return false, lazyerrors.Error(err)
+	}
+
+	// Switchboard patch (see third_party/README.md).
+	if _, err = db.ExecContext(ctx, IDValueIndexSQL(tableName)); err != nil {
 		_, _ = r.collectionDrop(ctx, dbName, collectionName)
 		return false, lazyerrors.Error(err)
 	}
