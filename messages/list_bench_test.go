@@ -178,6 +178,11 @@ func BenchmarkListAtScale(b *testing.B) {
 		b.ReportMetric(float64(t[0].Microseconds())/1000/float64(b.N), m.name+"-100-ms")
 		b.ReportMetric(float64(t[1].Microseconds())/1000/float64(b.N), m.name+"-100k-ms")
 		b.ReportMetric(float64(t[1])/float64(t[0]), m.name+"-ratio")
+		// A page 90% down 100 messages, or of a filter few of them match,
+		// holds fewer than 50: per message returned is the fair ratio.
+		if n0, n1 := fx[0].want[m.name], fx[1].want[m.name]; n0 > 0 && n1 > 0 && n0 != n1 {
+			b.ReportMetric(float64(t[1])/float64(n1)/(float64(t[0])/float64(n0)), m.name+"-per-message-ratio")
+		}
 	}
 }
 

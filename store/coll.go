@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -151,17 +152,49 @@ func (c *Coll) DeleteIDs(ctx context.Context, ids []string) (int64, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	// One delete by exact _id each, in one unordered bulk write: every
-	// statement is served by the _id index (an $in would not be).
-	models := make([]mongo.WriteModel, len(ids))
+	var n int64
+	for lo := 0; lo < len(ids); lo += maxIn {
+		res, err := c.c.DeleteMany(ctx, c.inFilter(ids[lo:min(lo+maxIn, len(ids))]))
+		if err != nil {
+			return n, err
+		}
+		n += res.DeletedCount
+	}
+	return n, nil
+}
+
+// maxIn is the most ids one $in names: the engine serves an $in of up to
+// 1,000 string _ids from its _id index (third_party/README.md).
+const maxIn = 1000
+
+func (c *Coll) inFilter(ids []string) bson.D {
+	keys := make(bson.A, len(ids))
 	for i, id := range ids {
-		models[i] = mongo.NewDeleteOneModel().SetFilter(c.idFilter(id))
+		keys[i] = c.key(id)
 	}
-	res, err := c.c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	if err != nil {
-		return 0, err
+	return bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}
+}
+
+// FindIDs reads the documents ids (those that exist), in no order, with
+// one query per 1,000.
+func (c *Coll) FindIDs(ctx context.Context, ids []string) ([]bson.Raw, error) {
+	var out []bson.Raw
+	for lo := 0; lo < len(ids); lo += maxIn {
+		cur, err := c.c.Find(ctx, c.inFilter(ids[lo:min(lo+maxIn, len(ids))]))
+		if err != nil {
+			return nil, err
+		}
+		k := &Cursor{cur: cur, coll: c}
+		for k.Next(ctx) {
+			out = append(out, slices.Clone(k.Current()))
+		}
+		err = k.Err()
+		k.Close(ctx)
+		if err != nil {
+			return nil, err
+		}
 	}
-	return res.DeletedCount, nil
+	return out, nil
 }
 
 // Range selects logical ids: From <= id < To (an empty To: no upper bound

@@ -207,7 +207,26 @@ func TestIDRangeMatchesUnpushed(t *testing.T) {
 		var cond bson.D
 		var idCond any // the _id condition of the filter
 		var match func(s string) bool
-		if r.IntN(6) == 0 {
+		if r.IntN(7) == 0 {
+			// {_id: {$in: [...]}}: some of the collection's strings, some
+			// random ones.
+			set := map[string]bool{}
+			var in bson.A
+			for range 1 + r.IntN(12) {
+				v := bound()
+				if r.IntN(2) == 0 {
+					for k := range coll.strings {
+						v = k
+						break
+					}
+				}
+				set[v] = true
+				in = append(in, v)
+			}
+			match = func(s string) bool { return set[s] }
+			cond = bson.D{{Key: "$in", Value: in}}
+			idCond = cond
+		} else if r.IntN(6) == 0 {
 			v := bound()
 			match = func(s string) bool { return s == v }
 			cond = bson.D{{Key: "$eq", Value: v}}
@@ -320,4 +339,34 @@ func TestIDRangeMatchesUnpushed(t *testing.T) {
 		}
 	}
 	t.Logf("%d finds: %d sorted, %d limited, %d with another condition", iterations, pushedSorted, limited, extra)
+}
+
+// TestIDInUsesIndex: {_id: {$in: [strings]}} is one statement of _id_
+// index lookups (fails without the patch: a SCAN), exactly the documents
+// named.
+func TestIDInUsesIndex(t *testing.T) {
+	db := storetest.MustOpen(t)
+	ctx := t.Context()
+	c := db.Control.Collection("idin")
+	var docs []any
+	for i := range 300 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("c/%04d", i)}})
+	}
+	if _, err := c.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: bson.A{"c/0007", "c/0250", "c/9999"}}}}}
+	res := explainFind(t, db.Control, "idin", filter, bson.D{}, 0)
+	plan := strings.Join(res.QueryPlanner.Plan, "\n")
+	if !res.FilterPushdown || !strings.Contains(plan, "USING INDEX") || strings.Contains(plan, "SCAN") {
+		t.Fatalf("an $in of _ids is not served by the _id_ index: pushdown %v, plan:\n%s", res.FilterPushdown, plan)
+	}
+	cur, err := c.Find(ctx, filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []bson.M
+	if err := cur.All(ctx, &got); err != nil || len(got) != 2 {
+		t.Fatalf("found %v (%v), want c/0007 and c/0250", got, err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"golang.org/x/sync/errgroup"
 )
@@ -122,17 +123,8 @@ func (v *Versioned[T, E]) Scan(ctx context.Context, r Range, keep func(*T) bool)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read index entries: %w", err)
 		}
-		states := make([]*T, len(entries))
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(8)
-		for i, e := range entries {
-			g.Go(func() error {
-				st, err := v.hit(gctx, e)
-				states[i] = st
-				return err
-			})
-		}
-		if err := g.Wait(); err != nil {
+		states, err := v.hits(ctx, entries)
+		if err != nil {
 			return nil, nil, err
 		}
 		for i, st := range states {
@@ -150,6 +142,44 @@ func (v *Versioned[T, E]) Scan(ctx context.Context, r Range, keep func(*T) bool)
 		r.After = entries[len(entries)-1].ID
 	}
 	return docs, keys, nil
+}
+
+// hits returns, for each entry, the document it names if its latest state
+// holds the entry, else nil (a stale entry). The documents are read with
+// one query; only a document behind its claims (or not yet applied) is
+// read again, rolled forward.
+func (v *Versioned[T, E]) hits(ctx context.Context, entries []entryDoc) ([]*T, error) {
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		ids = append(ids, e.Doc)
+	}
+	raws, err := v.Docs.FindIDs(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read indexed documents: %w", err)
+	}
+	byID := make(map[string]*T, len(raws))
+	for _, raw := range raws {
+		var st T
+		if err := bson.Unmarshal(raw, &st); err != nil {
+			return nil, err
+		}
+		byID[raw.Lookup("_id").StringValue()] = &st
+	}
+	states := make([]*T, len(entries))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, e := range entries {
+		if st := byID[e.Doc]; st != nil && slices.Contains(v.Index(st), e.ID) {
+			states[i] = st
+			continue
+		}
+		g.Go(func() error {
+			st, err := v.hit(gctx, e)
+			states[i] = st
+			return err
+		})
+	}
+	return states, g.Wait()
 }
 
 // hit returns the document an entry names if its latest state holds the

@@ -30,11 +30,18 @@ import (
 type IDRange struct {
 	Lower, Upper         *string // nil: unbounded
 	LowerIncl, UpperIncl bool
+
+	// In, when set, is instead the set of an `{_id: {$in: [...]}}` of
+	// strings (at most MaxIDIn): the documents whose _id is one of them.
+	In []string
 }
+
+// MaxIDIn is the largest $in of string _ids pushed down.
+const MaxIDIn = 1000
 
 // Eq returns the value of an equality range (Lower == Upper, both inclusive).
 func (r *IDRange) Eq() (string, bool) {
-	if r.Lower == nil || r.Upper == nil || !r.LowerIncl || !r.UpperIncl || *r.Lower != *r.Upper {
+	if r.In != nil || r.Lower == nil || r.Upper == nil || !r.LowerIncl || !r.UpperIncl || *r.Lower != *r.Upper {
 		return "", false
 	}
 
@@ -81,6 +88,25 @@ func GetIDRange(filter *types.Document) (r *IDRange, whole bool) {
 	case *types.Document:
 		if v.Len() == 0 {
 			return nil, false
+		}
+
+		if v.Len() == 1 && v.Keys()[0] == "$in" {
+			arr, ok := must.NotFail(v.Get("$in")).(*types.Array)
+			if !ok || arr.Len() == 0 || arr.Len() > MaxIDIn {
+				return nil, false
+			}
+
+			in := make([]string, arr.Len())
+			for i := range in {
+				s, ok := str(must.NotFail(arr.Get(i)))
+				if !ok {
+					return nil, false
+				}
+
+				in[i] = *s
+			}
+
+			return &IDRange{In: in}, whole
 		}
 
 		r = new(IDRange)

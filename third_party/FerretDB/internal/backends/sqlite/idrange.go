@@ -61,6 +61,18 @@ func jsonString(s string) string {
 // documents whose _id is a string in r, from the _id_ index for an exact
 // _id and from the value index for a range.
 func idRangeWhere(r *backends.IDRange) (string, []any) {
+	if r.In != nil {
+		// One _id_ index lookup each (the JSON text is one-to-one).
+		args := make([]any, len(r.In))
+		for i, s := range r.In {
+			args[i] = jsonString(s)
+		}
+
+		marks := strings.TrimSuffix(strings.Repeat("?, ", len(r.In)), ", ")
+
+		return fmt.Sprintf(` WHERE %s IN (%s) AND %s = 'string'`, metadata.IDColumn, marks, idType), args
+	}
+
 	if eq, ok := r.Eq(); ok {
 		// The JSON text is one-to-one: exact on the _id_ index.
 		return fmt.Sprintf(` WHERE %s = ? AND %s = 'string'`, metadata.IDColumn, idType), []any{jsonString(eq)}
