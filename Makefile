@@ -40,6 +40,7 @@ bench:
 	$(GO) test -run '^$$' -bench IDRange -benchtime 200x ./store/
 	$(GO) test -run '^$$' -bench EightCustomers -benchtime 1x ./store/
 	$(GO) test -run '^$$' -bench 'Scan$$' -benchtime 10x -timeout 60m ./api/
+	$(GO) test -run '^$$' -bench ListAtScale -benchtime 10x -timeout 40m ./messages/
 	$(GO) test -run '^$$' -bench ShredAmongOthers -benchtime 3x -timeout 30m ./tenants/
 	$(GO) test -run '^$$' -bench ServeMemory -benchtime 1x -timeout 30m ./api/
 
