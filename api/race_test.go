@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/switchboard/switchboard/internal/racing"
+
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,26 +29,6 @@ const (
 
 // raceClient keeps connections to the test server alive between rounds.
 var raceClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * raceN}, Timeout: 30 * time.Second}
-
-// race runs f(0..n-1) in n goroutines, all released at once once every one
-// of them is waiting, and returns when all have returned.
-func race(n int, f func(i int)) {
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	ready.Add(n)
-	done.Add(n)
-	for i := range n {
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			f(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-}
 
 // raceAnswer is one answer of a race, as the tests judge it.
 type raceAnswer struct {
@@ -291,7 +273,7 @@ func TestRaceSameExpectedVersion(t *testing.T) {
 				updates := a.twilio.RouteCount(twiliotest.RouteUpdate)
 				body := c.body(v)
 				answers := make([]raceAnswer, raceN)
-				race(raceN, func(i int) {
+				racing.Release(raceN, func(i int) {
 					answers[i] = a.send(t, req{method: c.method, path: "/v1/customers/" + id + "/" + c.action, key: a.key, body: body})
 				})
 				w := oneWinner(t, round, answers)
@@ -354,7 +336,7 @@ func TestRaceAnyVersionLosesNothing(t *testing.T) {
 			for round := range raceRounds / 2 {
 				id := a.activeAt(t, fmt.Sprintf("any-%s-%d", c.name, round))
 				answers := make([]raceAnswer, raceN)
-				race(raceN, func(i int) {
+				racing.Release(raceN, func(i int) {
 					answers[i] = a.send(t, req{method: "PUT", path: "/v1/customers/" + id + "/contact-info", key: a.key, body: body})
 				})
 				seen := map[int]bool{}
@@ -438,7 +420,7 @@ func TestRaceDeactivateVsTerminate(t *testing.T) {
 				id := a.activeAt(t, fmt.Sprintf("dvt-%d-%d", c.n, round))
 				const v = 2
 				answers := make([]raceAnswer, c.n)
-				race(c.n, func(i int) {
+				racing.Release(c.n, func(i int) {
 					if i < c.n/2 {
 						answers[i] = a.send(t, req{method: "POST", path: "/v1/customers/" + id + "/deactivate", key: a.key,
 							body: fmt.Sprintf(`{"expectedVersion":%d}`, v)})
@@ -527,7 +509,7 @@ func TestRacePurges(t *testing.T) {
 				if c.noRetention {
 					n++
 				}
-				race(n, func(i int) {
+				racing.Release(n, func(i int) {
 					if i == c.purges {
 						defer close(termDone)
 						term = a.send(t, req{method: "POST", path: "/v1/customers/" + victim + "/terminate", key: a.key,

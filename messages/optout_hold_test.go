@@ -1,6 +1,8 @@
 package messages_test
 
 import (
+	"github.com/switchboard/switchboard/internal/racing"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -112,7 +114,7 @@ func TestStopRacingPreCreateCheck(t *testing.T) {
 		}
 		sid := newSMSSID()
 		var errs [4]error
-		race(len(errs)+1, func(i int) {
+		racing.Release(len(errs)+1, func(i int) {
 			if i == len(errs) {
 				// Spread over how long a STOP takes to record, so that
 				// both orders come up.
@@ -160,23 +162,4 @@ func newSMSSID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return "SM" + hex.EncodeToString(b)
-}
-
-// race runs f(i) in n goroutines released at once.
-func race(n int, f func(i int)) {
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	ready.Add(n)
-	done.Add(n)
-	for i := range n {
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			f(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
 }
