@@ -92,6 +92,11 @@ func advanced(cur *messageDoc, p *payload, tw string, code int, errMsg, sid stri
 	if sid != "" && cur.TwilioSID == nil {
 		s := sid
 		nxt.TwilioSID, changed = &s, true
+		// Twilio has a copy after all (a status for an attempt that was
+		// judged unsent): a redacted message's copy must be erased too.
+		if cur.RedactedAt != nil {
+			nxt.TwilioRedacted = false
+		}
 	}
 	if sid != "" && nxt.AttemptAt != nil {
 		nxt.AttemptAt, changed = nil, true

@@ -63,6 +63,14 @@ func (s *Service) StatusCallback(ctx context.Context, w Webhook, mid string) err
 		if _, err := h.registerSID(ctx, sid, mid); err != nil {
 			return err
 		}
+		if d.RedactedAt != nil && !d.TwilioRedacted {
+			// Redacted before its SID was known: erase Twilio's copy now.
+			j := job{kind: jobRedact, customerID: h.customerID, messageID: mid}
+			if err := s.point(ctx, j); err != nil {
+				return err
+			}
+			s.handOff(j)
+		}
 	}
 	// Twilio's opt-out is recorded as of the message (optedOutAtTwilio):
 	// a retry of this callback records it if a stop lost it, and never
