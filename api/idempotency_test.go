@@ -103,7 +103,7 @@ func TestIdempotencyKeyInProgress(t *testing.T) {
 	me := a.register(t, "whoami")["partnerId"].(string)
 	body := fmt.Sprintf(`{"space":"slow","industryId":%q,"label":"Slow"}`, testIndustry)
 	// Another instance of this request holds the key right now.
-	store := idempotency.NewStore(a.db.Control.Collection("idempotency"), idempotency.WithKey(a.master.DeriveKey("idempotency fingerprints")))
+	store := idempotency.NewStore(a.db.Control.Collection("idempotency"), a.db.Control.Collection("idempotency_due"), idempotency.WithKey(a.master.DeriveKey("idempotency fingerprints")))
 	claim, _, err := store.Begin(t.Context(), "partner:"+me, "reg-slow", idempotency.Fingerprint("POST", "/v1/customers", []byte(body)))
 	if err != nil || claim == nil {
 		t.Fatalf("claim: %v", err)
@@ -146,7 +146,7 @@ func newMiddlewareHarness(t *testing.T) (*middlewareHarness, *testAPI) {
 	h := &middlewareHarness{owner: a.register(t, "owner")["id"].(string)}
 	r := gin.New()
 	r.Use(withRequestID(storetest.Logger()), recoverProblem(), limitBody())
-	store := idempotency.NewStore(a.db.Control.Collection("idempotency"), idempotency.WithKey(a.master.DeriveKey("idempotency fingerprints")))
+	store := idempotency.NewStore(a.db.Control.Collection("idempotency"), a.db.Control.Collection("idempotency_due"), idempotency.WithKey(a.master.DeriveKey("idempotency fingerprints")))
 	r.POST("/things/:id", idempotent(store, a.svc, func(*gin.Context) string { return "test" }), func(c *gin.Context) {
 		b, err := io.ReadAll(c.Request.Body)
 		if err != nil {

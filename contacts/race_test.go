@@ -1,11 +1,12 @@
 package contacts
 
 import (
+	"github.com/switchboard/switchboard/internal/racing"
+
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,27 +25,6 @@ const (
 	raceN      = 24 // goroutines per race
 	raceRounds = 5  // rounds per (sub)test, fresh values each
 )
-
-// raceRun runs f(0..n-1) in n goroutines, all released at once by closing
-// one channel once every goroutine is waiting on it, and returns when all
-// have returned.
-func raceRun(n int, f func(i int)) {
-	var ready, done sync.WaitGroup
-	start := make(chan struct{})
-	ready.Add(n)
-	done.Add(n)
-	for i := range n {
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			f(i)
-		}()
-	}
-	ready.Wait()
-	close(start)
-	done.Wait()
-}
 
 // raceHandles opens n handles on db, each through its own Service.
 func raceHandles(t *testing.T, db *store.DB, n int) []*Handle {
@@ -184,7 +164,7 @@ func fmtCounts(m map[string]int) string {
 func upsertRace(t *testing.T, hs []*Handle, mode, matchBy string, item func(i int) Input) ([][]Result, []error) {
 	res := make([][]Result, raceN)
 	errs := make([]error, raceN)
-	raceRun(raceN, func(i int) {
+	racing.Release(raceN, func(i int) {
 		res[i], errs[i] = hs[i].Upsert(t.Context(), mode, matchBy, []Input{item(i)})
 	})
 	return res, errs
@@ -404,7 +384,7 @@ func TestRacePatchSameExpectedVersion(t *testing.T) {
 		id := raceContact(t, check, fmt.Sprintf("patch1-%d@example.com", round))
 		cs := make([]Contact, raceN)
 		errs := make([]error, raceN)
-		raceRun(raceN, func(i int) {
+		racing.Release(raceN, func(i int) {
 			cs[i], errs[i] = hs[i].Patch(ctx, id, 1, Input{FirstName: set(raceName(round, i))})
 		})
 		won, conflicts := -1, 0
@@ -452,7 +432,7 @@ func TestRacePatchAnyVersion(t *testing.T) {
 		id := raceContact(t, check, fmt.Sprintf("patchany-%d@example.com", round))
 		cs := make([]Contact, raceN)
 		errs := make([]error, raceN)
-		raceRun(raceN, func(i int) {
+		racing.Release(raceN, func(i int) {
 			cs[i], errs[i] = hs[i].Patch(ctx, id, store.AnyVersion, Input{FirstName: set(raceName(round, i))})
 		})
 		versions := map[int64]int{}

@@ -115,10 +115,9 @@ func WithKey(key []byte) Option { return func(s *Store) { s.key = key } }
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
 // NewStore returns a Store over coll (the control database's idempotency
-// collection).
-func NewStore(coll *mongo.Collection, opts ...Option) *Store {
-	s := &Store{chain: store.Chain[record]{Coll: store.Plain(coll)}, now: time.Now,
-		due: store.Plain(coll.Database().Collection(coll.Name() + "_due"))}
+// collection) and due (its list by creation time, idempotency_due).
+func NewStore(coll, due *mongo.Collection, opts ...Option) *Store {
+	s := &Store{chain: store.Chain[record]{Coll: store.Plain(coll)}, now: time.Now, due: store.Plain(due)}
 	for _, o := range opts {
 		o(s)
 	}

@@ -33,7 +33,7 @@ func setup(t *testing.T) fixture {
 	db := storetest.MustOpen(t)
 	clk := fakeclock.New(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	coll := db.Control.Collection("idempotency")
-	return fixture{store: idempotency.NewStore(coll, idempotency.WithClock(clk.Now), idempotency.WithKey(testKey)), coll: coll, clock: clk, cipher: newCipher(t, ownerID, 9)}
+	return fixture{store: idempotency.NewStore(coll, coll.Database().Collection("idempotency_due"), idempotency.WithClock(clk.Now), idempotency.WithKey(testKey)), coll: coll, clock: clk, cipher: newCipher(t, ownerID, 9)}
 }
 
 // docs returns every stored generation, raw.

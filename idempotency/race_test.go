@@ -29,7 +29,7 @@ func race(t *testing.T, f fixture, key string, fp []byte) []outcome {
 	t.Helper()
 	stores := make([]*idempotency.Store, racers)
 	for i := range stores {
-		stores[i] = idempotency.NewStore(f.coll, idempotency.WithClock(f.clock.Now), idempotency.WithKey(testKey))
+		stores[i] = idempotency.NewStore(f.coll, f.coll.Database().Collection("idempotency_due"), idempotency.WithClock(f.clock.Now), idempotency.WithKey(testKey))
 	}
 	out := make([]outcome, racers)
 	start := make(chan struct{})

@@ -138,7 +138,7 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 	ms = messages.NewService(mc)
 	return &App{
 		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok, Contacts: cs, Messages: ms, Erasure: erasure,
-		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency"),
+		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency"), db.Control.Collection("idempotency_due"),
 			idempotency.WithKey(master.DeriveKey("idempotency fingerprints"))),
 		CursorKey: master.DeriveKey("list cursors"),
 		Sandbox:   sandbox, PublicURL: cfg.PublicURL, Logger: cfg.Logger,

@@ -91,7 +91,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		// Each partner's keys are one range of partner_key_index.
 		{"partner-key-index", a.Tenants.ReindexPartnerKeys},
 		// The idempotency sweep reads the records due, by creation time.
-		{"idempotency-due", idempotency.NewStore(db.Control.Collection("idempotency")).Reindex},
+		{"idempotency-due", idempotency.NewStore(db.Control.Collection("idempotency"), db.Control.Collection("idempotency_due")).Reindex},
 	} {
 		done, err := db.StepDone(ctx, st.name)
 		if err != nil {
