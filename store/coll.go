@@ -109,16 +109,6 @@ func (c *Coll) ReplaceID(ctx context.Context, id string, doc any) (matched bool,
 	return res.MatchedCount > 0, nil
 }
 
-// UpsertID replaces the document id with doc, or inserts it.
-func (c *Coll) UpsertID(ctx context.Context, id string, doc any) error {
-	in, err := c.in(doc)
-	if err != nil {
-		return err
-	}
-	_, err = c.c.ReplaceOne(ctx, c.idFilter(id), in, options.Replace().SetUpsert(true))
-	return err
-}
-
 // ReplaceMany replaces each document ids[i] with docs[i] in one unordered
 // bulk write and returns how many existed.
 func (c *Coll) ReplaceMany(ctx context.Context, ids []string, docs []any) (matched int64, err error) {
