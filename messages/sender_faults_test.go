@@ -239,7 +239,10 @@ func deref(s *string) string {
 // nothing to send), and the message ends failed with TwilioRedacted set:
 // the copy Twilio holds, body and all, is never redacted.
 func TestRedactAfterLostAnswerKeepsTwilioCopy(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its attempt must reach Twilio early in a 9 s lease,
+	// which the package's other senders, run beside it, can delay (then
+	// reconciliation cannot tell the message from a later one; see the
+	// issue 15 note).
 	e := newEnv(t)
 	svc := e.service(e.client, 500*time.Millisecond)
 	e.dbl.LoseNextMessageAnswer()
