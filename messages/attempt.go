@@ -148,8 +148,7 @@ func (s *Service) prepare(ctx context.Context, h *Handle, acct tenants.Messaging
 		if !errors.Is(err, store.ErrNotFound) {
 			return nil, 0, err
 		}
-		var p pointerDoc
-		if perr := s.control(outboxColl).FindOne(ctx, idFilter(j.id())).Decode(&p); perr == nil && s.now().Sub(p.At) < pointerGrace {
+		if s.pointerYoung(ctx, j) {
 			return nil, time.Second, nil
 		}
 		return nil, 0, nil

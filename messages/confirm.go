@@ -36,8 +36,7 @@ func (s *Service) confirmOptIn(ctx context.Context, j job) (time.Duration, error
 	if errors.Is(err, store.ErrNotFound) {
 		// The job is written just before its message: one whose message
 		// is still on its way waits for it a little.
-		var p pointerDoc
-		if perr := s.control(outboxColl).FindOne(ctx, idFilter(j.id())).Decode(&p); perr == nil && s.now().Sub(p.At) < pointerGrace {
+		if s.pointerYoung(ctx, j) {
 			return time.Second, nil
 		}
 		return 0, nil

@@ -25,6 +25,9 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 	if err := h.s.point(ctx, j); err != nil {
 		return Message{}, err
 	}
+	if hold := h.s.holdBeforeRedact; hold != nil {
+		hold(id)
+	}
 	now := h.s.now()
 	d, err := h.apply(ctx, id, 0, func(cur *messageDoc, p *payload) (*messageDoc, *payload, error) {
 		if cur.RedactedAt != nil {
@@ -102,7 +105,16 @@ func (s *Service) redactAtTwilio(ctx context.Context, j job) (time.Duration, err
 	if err != nil {
 		return time.Second, err // the job stays: erasure is retried until done
 	}
-	if d.TwilioRedacted || d.RedactedAt == nil {
+	if d.TwilioRedacted {
+		return 0, nil
+	}
+	if d.RedactedAt == nil {
+		// The job is written just before the redaction: one still on its
+		// way (or read from a stale copy) is waited for a little; one whose
+		// request failed before it redacted anything is void.
+		if s.pointerYoung(ctx, j) {
+			return time.Second, nil
+		}
 		return 0, nil
 	}
 	if d.TwilioSID == nil {

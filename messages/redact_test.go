@@ -8,6 +8,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/messages"
+	"github.com/switchboard/switchboard/twilio/twiliotest"
 )
 
 // bodyIdxLeft counts the states of message id, the document and every
@@ -89,5 +90,44 @@ func TestRedactedMessageKeepsNoBodyIdx(t *testing.T) {
 			t.Fatalf("the redacted message keeps bodyIdx in %d states after reconciliation", n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedactJobRunEarlyIsNotLost: a sender may find a redaction's job
+// between its pointer and the redaction (another process's poll). That run
+// finds nothing redacted yet; the job must stay for the redaction, and be
+// done by any process, Twilio failing its first delete.
+func TestRedactJobRunEarlyIsNotLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.service(e.client, 0)
+	stop := run(first)
+	m := e.wait(t, first, e.send(t, first, "redact-early-marker").ID, sending)
+	stop()
+	e.dbl.SetMessageStatus(*m.TwilioSID, "delivered")
+	e.callback(t, first, e.token(t), m.ID, *m.TwilioSID, "delivered", "")
+	e.dbl.FailNextOn(twiliotest.RouteMessageDelete, 1, 500)
+
+	// This process redacts and never runs its sender (its hand-off is not
+	// seen); another process's sender runs the job early.
+	redactor, other := e.service(e.client, 0), e.service(e.client, 0)
+	messages.HoldBeforeRedact(redactor, func(id string) { messages.RunRedactJob(t.Context(), other, e.customerID, id) })
+	h, err := redactor.Open(t.Context(), e.customerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Redact(t.Context(), m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.dbl.RouteCount(twiliotest.RouteMessageDelete); n != 0 {
+		t.Fatalf("the early run erased Twilio's copy of a message not yet redacted (%d deletes)", n)
+	}
+	defer run(other)()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.atTwilio("redact-early-marker")) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Twilio's copy stayed: the redaction's job was lost")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

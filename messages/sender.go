@@ -51,6 +51,14 @@ func (s *Service) point(ctx context.Context, j job) error {
 	return nil
 }
 
+// pointerYoung reports whether job j's pointer was written less than
+// pointerGrace ago: the change it was written for may still be on its way.
+func (s *Service) pointerYoung(ctx context.Context, j job) bool {
+	var p pointerDoc
+	err := s.control(outboxColl).FindOne(ctx, idFilter(j.id())).Decode(&p)
+	return err == nil && s.now().Sub(p.At) < pointerGrace
+}
+
 // handOff tells this process's sender about a job at once; a full queue
 // leaves it to the sender's next look at the outbox.
 func (s *Service) handOff(j job) {
@@ -227,9 +235,16 @@ func (s *Service) runBatch(ctx context.Context, jobs []job) {
 			continue
 		}
 		// When to look again is a hint for the senders, written by them
-		// alone: the last one written wins, which is any of them.
-		later = append(later, mongo.NewUpdateOneModel().SetFilter(idFilter(j.id())).
-			SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "due", Value: s.now().Add(waits[i])}}}}))
+		// alone: the last one written wins, which is any of them. A job
+		// not settled is never dropped: a pointer another run settled
+		// meanwhile is written again (the next run finds the job done).
+		now := s.now()
+		later = append(later, mongo.NewUpdateOneModel().SetFilter(idFilter(j.id())).SetUpsert(true).
+			SetUpdate(bson.D{
+				{Key: "$set", Value: bson.D{{Key: "due", Value: now.Add(waits[i])}}},
+				{Key: "$setOnInsert", Value: bson.D{{Key: "kind", Value: j.kind}, {Key: "customerId", Value: j.customerID},
+					{Key: "messageId", Value: j.messageID}, {Key: "at", Value: now}}},
+			}))
 	}
 	if len(later) > 0 {
 		if _, err := coll.BulkWrite(ctx, later, options.BulkWrite().SetOrdered(false)); err != nil {

@@ -73,6 +73,9 @@ type Service struct {
 	// holdBeforeCheck, set by tests alone (export_test.go), runs after an
 	// attempt's claim and before its pre-create check (cleared).
 	holdBeforeCheck func(messageID string)
+	// holdBeforeRedact, when set (tests), runs between a redaction's job
+	// and the redaction itself.
+	holdBeforeRedact func(messageID string)
 }
 
 // MinAttemptLease is the shortest lease of a send attempt.
