@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
+	"github.com/switchboard/switchboard/webhooks"
 )
 
 // problem is an RFC 9457 problem document, as API.md shapes it.
@@ -104,6 +105,9 @@ var sentinels = []struct {
 	{messages.ErrOptedOutBySMS, http.StatusConflict, "opted_out_by_sms", "The person opted out by text message: only they can opt back in, by texting START, YES or UNSTOP."},
 	{messages.ErrNumberUnavailable, http.StatusConflict, "number_unavailable", "The phone number is not available (Twilio error 21422 or 21452)."},
 	{messages.ErrWebhookForbidden, http.StatusForbidden, "forbidden", "The callback's signature or AccountSid is not accepted."},
+	{webhooks.ErrNotFound, http.StatusNotFound, "not_found", "No such resource."},
+	{webhooks.ErrLimitReached, http.StatusConflict, "limit_reached", "The caller has 20 webhook endpoints already: delete one first."},
+	{webhooks.ErrInvalidTransition, http.StatusConflict, "invalid_transition", "Only a failed delivery can be retried."},
 	{idempotency.ErrInProgress, http.StatusConflict, "idempotency_in_progress", "A request with this Idempotency-Key is still being processed."},
 	{switchboard.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used with another request."},
 }

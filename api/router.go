@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard/switchboard/messages"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
+	"github.com/switchboard/switchboard/webhooks"
 )
 
 // Config holds what the router needs.
@@ -47,6 +48,9 @@ type Config struct {
 	ErasureKeys *tokens.ErasureKeys
 	// Messages is the messaging service; nil: no messaging routes.
 	Messages *messages.Service
+	// Webhooks is the pushed events service; nil: no webhook endpoint
+	// routes.
+	Webhooks *webhooks.Service
 	// PublicURL is SWITCHBOARD_PUBLIC_URL: Twilio's webhook signatures are
 	// checked over it.
 	PublicURL string
@@ -182,6 +186,20 @@ func NewRouter(cfg Config) *gin.Engine {
 	tenant.POST("/:id/events", query(), idempotent(cfg.Idempotency, cfg.Tenants, tenantScope), ch.event)
 	if cfg.Messages == nil {
 		return r
+	}
+	if cfg.Webhooks != nil {
+		cfg.Webhooks.SetRender(eventData)
+		eh := endpointHandlers{svc: cfg.Webhooks, cursors: cur}
+		eps := r.Group("/v1/webhook-endpoints", fails.authFailures(), eitherAuth(cfg.Tenants, cfg.Tokens), lim.limit(caller))
+		eps.POST("", query(), eh.create)
+		getAndHead(eps, "", query(), eh.list)
+		getAndHead(eps, "/:id", query(), eh.get)
+		eps.PATCH("/:id", query(), eh.patch)
+		eps.DELETE("/:id", query(), eh.delete)
+		eps.POST("/:id/rotate-secret", query(), eh.rotate)
+		eps.POST("/:id/test", query(), eh.test)
+		getAndHead(eps, "/:id/deliveries", query("limit", "cursor", "status"), eh.deliveries)
+		eps.POST("/:id/deliveries/:deliveryId/retry", query(), eh.retry)
 	}
 	mh := messageHandlers{cursors: cur}
 	msgs := r.Group("/v1", fails.authFailures(), tenantAuth(cfg.Tokens), lim.limit(tenantScope),

@@ -82,7 +82,7 @@ func TestTokenMinting(t *testing.T) {
 			t.Fatalf("claims lack %s: %v", k, c)
 		}
 	}
-	if c["tid"] != reg || c["iss"] != testIssuer || c["scope"] != "contacts:read contacts:write messages:read messages:send" {
+	if c["tid"] != reg || c["iss"] != testIssuer || c["scope"] != "contacts:read contacts:write messages:read messages:send webhooks:read webhooks:write" {
 		t.Fatalf("claims %v", c)
 	}
 	jwks := a.do(t, req{method: "GET", path: "/.well-known/jwks.json"})

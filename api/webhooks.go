@@ -19,7 +19,7 @@ const twiml = `<?xml version="1.0" encoding="UTF-8"?><Response/>`
 
 // webhooks are the Twilio-facing routes: form-encoded callbacks, signed
 // over the public URL with the path and query string as received.
-type webhooks struct {
+type twilioHooks struct {
 	publicURL string
 	// refused limits, per client address, the callbacks that fail the
 	// signature check: a token of the address's bucket per refusal, and
@@ -32,8 +32,8 @@ type webhooks struct {
 
 // newWebhooks returns the webhook routes' handlers: perSecond refusals per
 // client address (the same as a burst).
-func newWebhooks(publicURL string, perSecond float64, now func() time.Time) *webhooks {
-	return &webhooks{publicURL: strings.TrimSuffix(publicURL, "/"),
+func newWebhooks(publicURL string, perSecond float64, now func() time.Time) *twilioHooks {
+	return &twilioHooks{publicURL: strings.TrimSuffix(publicURL, "/"),
 		refused: newLimiter(perSecond, max(1, int(math.Ceil(perSecond))), now)}
 }
 
@@ -41,7 +41,7 @@ func newWebhooks(publicURL string, perSecond float64, now func() time.Time) *web
 // document when it is applied (or knowingly ignored), a problem otherwise.
 // The form is passed on as posted: what Twilio could have sent is the
 // domain's rule (messages.Webhook).
-func (h *webhooks) handle(run func(c *gin.Context, w messages.Webhook) error) gin.HandlerFunc {
+func (h *twilioHooks) handle(run func(c *gin.Context, w messages.Webhook) error) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		mt, _, err := mime.ParseMediaType(c.Request.Header.Get("Content-Type"))
 		if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -74,7 +74,7 @@ func (h *webhooks) handle(run func(c *gin.Context, w messages.Webhook) error) gi
 // refuse answers a callback that failed the check: 403, or 429 once its
 // client address (c.ClientIP: X-Forwarded-For only from a trusted proxy)
 // has spent its refusals.
-func (h *webhooks) refuse(c *gin.Context) {
+func (h *twilioHooks) refuse(c *gin.Context) {
 	if wait, _, _ := h.refused.reserve("twilio-refused:" + c.ClientIP()); wait > 0 {
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		writeProblem(c, errRateLimited)

@@ -19,6 +19,8 @@ type Service struct {
 	Tenant func(customerID string) *store.Tenant
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Events holds the pushed events of contact changes; nil pushes none.
+	Events Events
 
 	once    sync.Once
 	flushed *ttl.Cache[string, struct{}] // timeline items known to be in the timeline collection
@@ -32,6 +34,7 @@ type Handle struct {
 	now     func() time.Time
 	flushed *ttl.Cache[string, struct{}]
 	docs    *store.Versioned[contactDoc, struct{}]
+	events  Events
 }
 
 // Open returns the handle of one customer.
@@ -63,7 +66,10 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 		Pending: db.Collection("pending"),
 		Version: func(d *contactDoc) int64 { return d.Version },
 		Now:     now,
-	}}
+	}, events: s.Events}
+	if s.Events != nil {
+		h.docs.Hold = h.holdEvents
+	}
 	return h, nil
 }
 

@@ -192,15 +192,17 @@ func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, s
 	}
 	now := h.s.now()
 	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now, Order: order}
-	// Version 1 is the document's insert (the claim of the first change).
-	err = h.optOuts.Docs.InsertOne(ctx, d)
-	if !mongo.IsDuplicateKeyError(err) {
+	// The first change creates the document (its claim, then the
+	// document); a number already known changes by a claim.
+	v := h.optOutsFor(e164)
+	err = v.Create(ctx, id, d, struct{}{})
+	if !errors.Is(err, store.ErrExists) {
 		if err != nil {
 			return fmt.Errorf("record opt-out: %w", err)
 		}
 		return nil
 	}
-	_, err = h.optOuts.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
+	_, err = v.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
 		// Judged on the state this change claims over: of a STOP and an
 		// opt-in racing, the claim orders them, and the later one sees
 		// the earlier.

@@ -40,6 +40,9 @@ type Config struct {
 	Route func(ctx context.Context, accountSID string) (customerID string, err error)
 	// Contacts opens customers' contacts.
 	Contacts *contacts.Service
+	// Events holds the pushed events of messages and opt-outs; nil pushes
+	// none.
+	Events Events
 	// Twilio is the port to numbers and messages.
 	Twilio Twilio
 	// PublicURL is SWITCHBOARD_PUBLIC_URL: webhooks are given to Twilio
@@ -173,7 +176,7 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 		return nil, err
 	}
 	db := s.cfg.Tenant(customerID)
-	return &Handle{s: s, customerID: customerID, db: db, cipher: c, contacts: ch,
+	h := &Handle{s: s, customerID: customerID, db: db, cipher: c, contacts: ch,
 		docs: &store.Versioned[messageDoc, struct{}]{
 			Docs: db.Collection("messages"), Claims: db.Collection("message_claims"),
 			Entries: db.Collection("indexes"), Index: messageEntries,
@@ -183,7 +186,9 @@ func (s *Service) OpenWith(ctx context.Context, customerID string, c *crypto.Cip
 			Docs: db.Collection("opt_outs"), Claims: db.Collection("opt_out_claims"),
 			Version: func(d *optOutDoc) int64 { return d.Version }, Now: s.cfg.Now,
 		},
-	}, nil
+	}
+	h.docs.Hold = h.holdMessageEvents
+	return h, nil
 }
 
 // derivedID is a UUID (RFC 9562 version 8) derived from parts under the

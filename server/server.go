@@ -59,6 +59,7 @@ func RouterConfig(a *wiring.App, o Options) api.Config {
 		CursorKey:   a.CursorKey,
 		ErasureKeys: a.Erasure,
 		Messages:    a.Messages,
+		Webhooks:    a.Webhooks,
 		PublicURL:   a.PublicURL,
 
 		TwilioWebhookLimit: o.TwilioWebhookLimit,

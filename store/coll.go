@@ -32,6 +32,12 @@ type Coll struct {
 // Plain wraps a control collection: ids are stored as they are.
 func Plain(c *mongo.Collection) *Coll { return &Coll{c: c} }
 
+// Sub is c narrowed to the ids that start with prefix: its ids, ranges
+// and results are those of c with prefix taken off. A control collection
+// shared by owners (a partner's webhook endpoints, say) is one Sub per
+// owner.
+func (c *Coll) Sub(prefix string) *Coll { return &Coll{c: c.c, prefix: c.prefix + prefix} }
+
 // Name is the collection's (logical) name.
 func (c *Coll) Name() string { return c.c.Name() }
 

@@ -57,6 +57,9 @@ func (v *Versioned[T, E]) Delete(ctx context.Context, id string, redacted func(n
 		}
 		n := v.Version(cur) + 1
 		c := Claim[T, E]{ID: ClaimID(id, n), DocID: id, Version: n, At: v.now(), State: *redacted(n), Writer: writerID(), Deleted: true}
+		if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, Old: cur}}); err != nil {
+			return err
+		}
 		if err := v.Claims.InsertOne(ctx, c); mongo.IsDuplicateKeyError(err) {
 			if attempt >= maxAttempts {
 				return fmt.Errorf("delete %s: lost %d times in a row: %w", id, attempt+1, ErrBusy)

@@ -283,6 +283,9 @@ func (v *Versioned[T, E]) Insert(ctx context.Context, id string, state *T) error
 	if err := v.addEntries(ctx, []string{id}, []*T{state}, nil); err != nil {
 		return err
 	}
+	if err := v.hold(ctx, []Held[T]{{Coll: v.Docs.Name(), ClaimID: id, New: state}}); err != nil {
+		return err
+	}
 	return v.Docs.InsertOne(ctx, state)
 }
 

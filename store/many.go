@@ -39,6 +39,16 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, olds, nex
 	if err := v.addEntries(ctx, ids, nexts, olds); err != nil {
 		return won, err
 	}
+	held := make([]Held[T], len(ids))
+	for i, id := range ids {
+		held[i] = Held[T]{Coll: v.Claims.Name(), ClaimID: ClaimID(id, v.Version(nexts[i])), Writer: writer, New: nexts[i]}
+		if olds != nil {
+			held[i].Old = olds[i]
+		}
+	}
+	if err := v.hold(ctx, held); err != nil {
+		return won, err
+	}
 	err = v.Claims.InsertMany(ctx, claims)
 	var bwe mongo.BulkWriteException
 	switch {

@@ -17,6 +17,11 @@ var CustomerCollections = []string{
 	"messages", "message_claims", "message_sids",
 	"opt_outs", "opt_out_claims",
 	"phone_numbers", "number_purchases",
+	// Pushed events: the customer's apps' endpoints, their deliveries
+	// (each with its attempts' claims) and the sealed bodies not yet
+	// delivered.
+	"webhook_endpoints", "webhook_endpoint_claims",
+	"webhook_deliveries", "webhook_delivery_claims", "webhook_bodies",
 	// Index entries of every collection above (see index.go), and the
 	// creations a crash may have left between claim and document.
 	"indexes", "pending",

@@ -115,12 +115,48 @@ type Versioned[T, E any] struct {
 	// Pending, if set, records creations until their documents exist, for
 	// lists in _id order (RollPending).
 	Pending *Coll
+	// Hold, if set, runs once changes are decided and before their claims
+	// are inserted, with each claim's id and writer: what it writes (the
+	// deliveries of the events the changes cause) exists before the
+	// changes do, and is judged by the claim it names (ClaimWriter) before
+	// it takes effect. So no change is without what Hold wrote, and what
+	// it wrote for a change that did not win is never acted on.
+	Hold func(ctx context.Context, held []Held[T]) error
 
 	// crash, set by tests, stops a change right after its claim, as a
 	// killed process would.
 	crash func() error
 	// Now is the clock of claims and gates; nil means time.Now.
 	Now func() time.Time
+}
+
+// Held is one change as Hold sees it: the claim it is about to insert (in
+// collection Coll: the claims, or the documents for Insert, whose
+// document is its own claim and has no writer) and the states it moves
+// between (Old is nil for a creation, New for a deletion).
+type Held[T any] struct {
+	Coll, ClaimID, Writer string
+	Old, New              *T
+}
+
+// hold runs v.Hold, if set.
+func (v *Versioned[T, E]) hold(ctx context.Context, held []Held[T]) error {
+	if v.Hold == nil || len(held) == 0 {
+		return nil
+	}
+	return v.Hold(ctx, held)
+}
+
+// ClaimWriter is the writer of the claim claimID in claims: whose change
+// won that version. ErrNotFound when no claim has that id (yet).
+func ClaimWriter(ctx context.Context, claims *Coll, claimID string) (string, error) {
+	var c struct {
+		Writer string `bson:"writer"`
+	}
+	if err := claims.FindID(ctx, claimID).Decode(&c); err != nil {
+		return "", err
+	}
+	return c.Writer, nil
 }
 
 // GateTTL is how long a gate holds other changes off. A change whose
@@ -290,8 +326,11 @@ func (v *Versioned[T, E]) replace(ctx context.Context, id string, state *T) erro
 // duplicate key on another unique index of Docs (say, a name taken) is
 // returned as it came, with the claim given back, so nothing of it stays.
 func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E) error {
-	c := Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: v.now(), State: *state, Event: ev}
+	c := Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: v.now(), State: *state, Event: ev, Writer: writerID()}
 	if err := v.addEntries(ctx, []string{id}, []*T{state}, nil); err != nil {
+		return err
+	}
+	if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, New: state}}); err != nil {
 		return err
 	}
 	if err := v.notePending(ctx, []string{id}); err != nil {
@@ -335,14 +374,19 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 	if len(ids) == 0 {
 		return nil
 	}
-	at := v.now()
+	at, writer := v.now(), writerID()
 	claims := make([]any, len(ids))
 	docs := make([]any, len(ids))
+	held := make([]Held[T], len(ids))
 	for i, id := range ids {
-		claims[i] = Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: at, State: *states[i], Event: evs[i]}
+		claims[i] = Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: at, State: *states[i], Event: evs[i], Writer: writer}
 		docs[i] = states[i]
+		held[i] = Held[T]{Coll: v.Claims.Name(), ClaimID: ClaimID(id, 1), Writer: writer, New: states[i]}
 	}
 	if err := v.addEntries(ctx, ids, states, nil); err != nil {
+		return err
+	}
+	if err := v.hold(ctx, held); err != nil {
 		return err
 	}
 	if err := v.notePending(ctx, ids); err != nil {
@@ -466,6 +510,10 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 		}
 		c := Claim[T, E]{ID: ClaimID(id, nextVersion), DocID: id, Version: nextVersion, At: v.now(), State: *next, Event: ev, Writer: writerID()}
 		if err := v.addEntries(ctx, []string{id}, []*T{next}, []*T{cur}); err != nil {
+			v.releaseGate(ctx, gate)
+			return nil, err
+		}
+		if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, Old: cur, New: next}}); err != nil {
 			v.releaseGate(ctx, gate)
 			return nil, err
 		}

@@ -32,6 +32,8 @@ type CustomerData interface {
 // customer's stored documents when it is shredded.
 type Config struct {
 	Control *mongo.Database
+	// Events holds the partner events of lifecycle steps; nil pushes none.
+	Events Events
 	Keyring Keyring
 	Twilio  Twilio
 	Data    CustomerData
@@ -73,8 +75,12 @@ func NewService(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, customers: newCustomers(cfg.Control, cfg.Now),
+	s := &Service{cfg: cfg, customers: newCustomers(cfg.Control, cfg.Now),
 		partners: ttl.New[string, Partner](10_000, authTTL, cfg.Now)}
+	if cfg.Events != nil {
+		s.customers.Hold = s.holdEvents
+	}
+	return s
 }
 
 // now is the clock at the precision the database keeps (milliseconds, UTC).

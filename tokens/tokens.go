@@ -42,11 +42,15 @@ const (
 	ContactsWrite = "contacts:write"
 	MessagesRead  = "messages:read"
 	MessagesSend  = "messages:send"
+	WebhooksRead  = "webhooks:read"
+	WebhooksWrite = "webhooks:write"
 )
 
 // AllScopes returns every scope: the default grant. Each call returns a new
 // slice, so no caller can change what another one gets.
-func AllScopes() []string { return []string{ContactsRead, ContactsWrite, MessagesRead, MessagesSend} }
+func AllScopes() []string {
+	return []string{ContactsRead, ContactsWrite, MessagesRead, MessagesSend, WebhooksRead, WebhooksWrite}
+}
 
 // Audience of every token.
 const Audience = "switchboard"

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
+	"github.com/switchboard/switchboard/webhooks"
 )
 
 // Twilio is both ports an adapter of Twilio serves (twilio.Client and
@@ -60,6 +61,18 @@ type Config struct {
 	// logger of its own). Its stores, ports, public URL and secret are
 	// always the App's.
 	Messaging messages.Config
+	// Webhooks tunes pushed events: AllowPrivate nil means true with the
+	// sandbox provider and false with Twilio (SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE);
+	// RetryScale 0 means 1.
+	Webhooks WebhooksConfig
+}
+
+// WebhooksConfig tunes pushed events.
+type WebhooksConfig struct {
+	AllowPrivate *bool
+	RetryScale   float64
+	// Resolver, if set, resolves endpoint hosts (tests).
+	Resolver webhooks.Resolver
 }
 
 // App is every service of Switchboard, wired. Its fields are set by Build
@@ -72,6 +85,7 @@ type App struct {
 	Tokens      *tokens.Service
 	Contacts    *contacts.Service
 	Messages    *messages.Service
+	Webhooks    *webhooks.Service
 	Erasure     *tokens.ErasureKeys
 	Idempotency *idempotency.Store
 	// CursorKey authenticates list cursors across instances and restarts.
@@ -106,12 +120,27 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 		sandbox = twilio.NewSandboxWith(sc)
 		tw = sandbox
 	}
+	allowPrivate := sandbox != nil
+	if cfg.Webhooks.AllowPrivate != nil {
+		allowPrivate = *cfg.Webhooks.AllowPrivate
+	}
+	var svc *tenants.Service
+	wh := webhooks.NewService(webhooks.Config{
+		Control: db.Control, Tenant: db.Tenant, Master: master,
+		Cipher: func(ctx context.Context, customerID string) (*crypto.Cipher, error) {
+			return svc.Cipher(ctx, customerID)
+		},
+		Shredded:   func(err error) bool { return errors.Is(err, tenants.ErrDataShredded) },
+		Guard:      webhooks.Guard{AllowPrivate: allowPrivate, Resolver: cfg.Webhooks.Resolver},
+		RetryScale: cfg.Webhooks.RetryScale, Version: cfg.Version, Logger: cfg.Logger,
+	})
 	keyring := crypto.NewKeyring(db.Keys.Collection("customer_keys"), master)
 	erasure := tokens.NewErasureKeys(db.Control.Collection("erasure_keys"), master, nil)
 	var tok *tokens.Service
 	var ms *messages.Service
-	svc := tenants.NewService(tenants.Config{
+	svc = tenants.NewService(tenants.Config{
 		Control:      db.Control,
+		Events:       wh,
 		Keyring:      keyring,
 		Twilio:       tw,
 		Data:         db,
@@ -127,17 +156,17 @@ func Build(ctx context.Context, cfg Config) (*App, error) {
 	tok = tokens.NewService(tokens.Config{
 		Keys: db.Control.Collection("signing_keys"), Master: master, Issuer: cfg.Issuer, Status: svc.Status, Now: cfg.Now,
 	})
-	cs := &contacts.Service{Cipher: svc.Cipher, Tenant: db.Tenant}
+	cs := &contacts.Service{Cipher: svc.Cipher, Tenant: db.Tenant, Events: wh}
 	mc := cfg.Messaging
 	mc.Control, mc.Tenant, mc.Cipher, mc.Account = db.Control, db.Tenant, svc.Cipher, svc.MessagingAccount
-	mc.Route, mc.Contacts, mc.Twilio = svc.SubaccountCustomer, cs, tw
+	mc.Route, mc.Contacts, mc.Twilio, mc.Events = svc.SubaccountCustomer, cs, tw, wh
 	mc.PublicURL, mc.Secret = cfg.PublicURL, master.DeriveKey("messaging ids")
 	if mc.Logger == nil {
 		mc.Logger = cfg.Logger
 	}
 	ms = messages.NewService(mc)
 	return &App{
-		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok, Contacts: cs, Messages: ms, Erasure: erasure,
+		DB: db, Master: master, Keyring: keyring, Tenants: svc, Tokens: tok, Contacts: cs, Messages: ms, Webhooks: wh, Erasure: erasure,
 		Idempotency: idempotency.NewStore(db.Control.Collection("idempotency"), db.Control.Collection("idempotency_due"),
 			idempotency.WithKey(master.DeriveKey("idempotency fingerprints"))),
 		CursorKey: master.DeriveKey("list cursors"),

@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/tenants"
 	"github.com/switchboard/switchboard/twilio"
+	"github.com/switchboard/switchboard/webhooks"
 	"github.com/switchboard/switchboard/wiring"
 )
 
@@ -91,8 +92,13 @@ func openApp(ctx context.Context, cfg config, log *slog.Logger) (*app, error) {
 		}
 		cfg.PublicURL = "http://" + addr
 	}
+	wc := wiring.WebhooksConfig{RetryScale: cfg.WebhooksRetryScale}
+	if cfg.WebhooksAllowPrivate != "" {
+		allow := cfg.WebhooksAllowPrivate == "true"
+		wc.AllowPrivate = &allow
+	}
 	a, err := wiring.Build(ctx, wiring.Config{
-		DB: db, Master: master, Twilio: tw, PublicURL: cfg.PublicURL, Version: version, Logger: log,
+		DB: db, Master: master, Twilio: tw, PublicURL: cfg.PublicURL, Version: version, Logger: log, Webhooks: wc,
 	})
 	if err != nil {
 		db.Close(context.WithoutCancel(ctx))
@@ -125,6 +131,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		fmt.Fprintln(stderr, "serve: --twilio-webhook-limit must be above 0")
 		return exitError{2, errSilent}
 	}
+	if v := cfg.WebhooksAllowPrivate; v != "" && v != "true" && v != "false" {
+		fmt.Fprintln(stderr, "serve: --webhooks-allow-private must be true or false")
+		return exitError{2, errSilent}
+	}
+	if cfg.WebhooksRetryScale <= 0 {
+		fmt.Fprintln(stderr, "serve: --webhooks-retry-scale must be above 0")
+		return exitError{2, errSilent}
+	}
 	log := newLogger(stderr, cfg.LogLevel)
 	a, err := openApp(ctx, cfg, log)
 	if err != nil {
@@ -154,9 +168,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		defer close(senderDone)
 		a.Messages.Run(sendCtx, messages.SenderOptions{})
 	}()
+	// The delivery worker pushes events to webhook endpoints; like the
+	// sender it stops after the HTTP server.
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		a.Webhooks.Run(sendCtx, webhooks.WorkerOptions{})
+	}()
 	defer func() {
 		stopSender()
 		<-senderDone
+		<-workerDone
 	}()
 	srv := server.New(cfg.Addr, router, log)
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -28,6 +28,11 @@ type config struct {
 	// names the client.
 	TwilioWebhookLimit float64
 	TrustedProxies     prefixes
+	// WebhooksAllowPrivate is "true", "false" or "" (true with the
+	// sandbox provider, false with Twilio); WebhooksRetryScale multiplies
+	// the delivery retry schedule.
+	WebhooksAllowPrivate string
+	WebhooksRetryScale   float64
 
 	// migrating: opened by migrate, which reads data of older layouts.
 	migrating bool
@@ -105,6 +110,8 @@ func newFlagSet(name string, cfg *config, serving bool, stderr io.Writer) *flag.
 		fs.Float64Var(&cfg.RateLimit, "rate-limit", 100, "requests per second, per partner and per customer's apps")
 		fs.IntVar(&cfg.RateBurst, "rate-burst", 200, "burst of requests, per partner and per customer's apps")
 		fs.Float64Var(&cfg.TwilioWebhookLimit, "twilio-webhook-limit", 20, "requests per second per client address that fail the Twilio signature check (then 429)")
+		fs.StringVar(&cfg.WebhooksAllowPrivate, "webhooks-allow-private", "", "let webhook endpoints be http or private addresses, never link-local (default: true in the sandbox, false with Twilio)")
+		fs.Float64Var(&cfg.WebhooksRetryScale, "webhooks-retry-scale", 1, "multiplies the webhook retry schedule (tests use e.g. 0.01)")
 		fs.Var(&cfg.TrustedProxies, "trusted-proxies", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (default: none; the peer is the client)")
 	}
 	return fs

@@ -63,6 +63,8 @@ commands:
   keys rewrap                 re-wrap every key under the newest master identity (rotation)
   sandbox inbound --from E164 --to E164 --body TEXT
                               sandbox only: a signed inbound SMS webhook to the running server
+  webhooks listen --secret whsec_... [--addr A]
+                              a local receiver: prints each verified webhook delivery as a JSON line
   version                     print the version
 
 Run 'switchboard <command> -h' for the flags of a command. Every flag can also
@@ -107,6 +109,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitError{2, errSilent}
 	case "sandbox":
 		return sandbox(ctx, args[1:], getenv, stdout, stderr)
+	case "webhooks":
+		return webhooksCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

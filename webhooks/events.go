@@ -1,0 +1,238 @@
+package webhooks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/switchboard/switchboard/crypto"
+	"github.com/switchboard/switchboard/store"
+)
+
+// Pending is an event a change is about to cause.
+type Pending struct {
+	Type string
+	// CustomerID is the customer the event is about (a partner's events
+	// too).
+	CustomerID string
+	// Data is the resource as the API shows it.
+	Data any
+}
+
+// ClaimRef names the claim of the change an event waits for: in the
+// customer's data (a tenant owner's change), or in the control database.
+type ClaimRef struct {
+	Control         bool   `bson:"control,omitempty"`
+	Coll            string `bson:"coll"`
+	ClaimID, Writer string
+}
+
+// Change is one change's events, as a domain's store hold hands them over.
+type Change struct {
+	Claim  ClaimRef
+	Events []Pending
+}
+
+// eventDoc is an event held until its change is found to have won, then
+// fanned out to the endpoints chosen when it was written.
+type eventDoc struct {
+	ID        string    `bson:"_id"`
+	Type      string    `bson:"type"`
+	CreatedAt time.Time `bson:"createdAt"`
+	Body      []byte    `bson:"body"` // sealed for a tenant owner
+	Endpoints []string  `bson:"endpoints"`
+	Claim     ClaimRef  `bson:"claim"`
+	Due       string    `bson:"due"`
+}
+
+// body is what a delivery posts.
+type body struct {
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	CreatedAt  time.Time `json:"createdAt"`
+	CustomerID string    `json:"customerId"`
+	Data       any       `json:"data"`
+}
+
+// eventID is the same for every retry of one change's event and differs
+// between racing writers of one version (only the winner's goes out).
+func eventID(ref ClaimRef, typ string) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%t\x00%s\x00%s\x00%s\x00%s", ref.Control, ref.Coll, ref.ClaimID, ref.Writer, typ)))
+	return "evt_" + hex.EncodeToString(h[:16])
+}
+
+func bodyField(kind, id string) crypto.Field {
+	return crypto.Field{Collection: "webhook_bodies", DocumentID: kind + "/" + id, Name: "body"}
+}
+
+// sealBody seals b for a tenant owner; a partner's bodies hold no personal
+// data and are kept as they are.
+func (s *Service) sealBody(ctx context.Context, o Owner, kind, id string, b []byte) ([]byte, error) {
+	if o.Partner {
+		return b, nil
+	}
+	c, err := s.cfg.Cipher(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	return c.Seal(bodyField(kind, id), b)
+}
+
+func (s *Service) openBody(ctx context.Context, o Owner, kind, id string, b []byte) ([]byte, error) {
+	if o.Partner {
+		return b, nil
+	}
+	c, err := s.cfg.Cipher(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	return c.Open(bodyField(kind, id), b)
+}
+
+// Hold writes the events of changes about to be claimed, each to the
+// owner's endpoints subscribed to its type now. It must run before the
+// claims are inserted (store.Versioned.Hold); an owner with no endpoint
+// costs one read of its (empty) endpoint list.
+func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
+	var eps []*endpointDoc
+	read := false
+	var evs []any
+	var dues []any
+	now := s.now()
+	for _, ch := range changes {
+		for _, p := range ch.Events {
+			if !read {
+				var err error
+				if eps, err = s.liveEndpoints(ctx, o); err != nil {
+					return err
+				}
+				read = true
+			}
+			var to []string
+			for _, e := range eps {
+				if e.subscribed(o, p.Type) {
+					to = append(to, e.ID)
+				}
+			}
+			if len(to) == 0 {
+				continue
+			}
+			id := eventID(ch.Claim, p.Type)
+			raw, err := json.Marshal(body{ID: id, Type: p.Type, CreatedAt: now, CustomerID: p.CustomerID, Data: s.data(p.Data)})
+			if err != nil {
+				return fmt.Errorf("event body: %w", err)
+			}
+			sealed, err := s.sealBody(ctx, o, "e", id, raw)
+			if err != nil {
+				return err
+			}
+			due := dueKey(now, kindEvent, o, id)
+			evs = append(evs, eventDoc{ID: id, Type: p.Type, CreatedAt: now, Body: sealed, Endpoints: to, Claim: ch.Claim, Due: due})
+			dues = append(dues, dueDoc{ID: due})
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := insertAll(ctx, s.colls(o).events, evs); err != nil {
+		return fmt.Errorf("hold events: %w", err)
+	}
+	if err := insertAll(ctx, s.due(), dues); err != nil {
+		return fmt.Errorf("hold events: %w", err)
+	}
+	for _, d := range dues {
+		s.poke(d.(dueDoc).ID)
+	}
+	return nil
+}
+
+// insertAll inserts docs; one already there (a retry) is not an error.
+func insertAll(ctx context.Context, c *store.Coll, docs []any) error {
+	err := c.InsertMany(ctx, docs)
+	var bwe mongo.BulkWriteException
+	if err == nil || !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return err
+	}
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) {
+			return err
+		}
+	}
+	return nil
+}
+
+// liveEndpoints reads the owner's endpoints through their claims.
+func (s *Service) liveEndpoints(ctx context.Context, o Owner) ([]*endpointDoc, error) {
+	v := s.endpointsOf(o)
+	docs, err := store.All[endpointDoc](ctx, v.Docs, store.Range{Limit: MaxEndpoints + 1})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*endpointDoc, 0, len(docs))
+	for i := range docs {
+		d := &docs[i]
+		if d.URL == "" {
+			continue // a deletion's remains
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// claimGrace is how long an event waits for its claim: the claim is
+// inserted right after the event, so one missing past this never came.
+const claimGrace = time.Minute
+
+// fanOut judges a held event by its claim and, once its change has won,
+// makes one delivery per endpoint. It reports whether the event is settled
+// (fanned out, or dropped); false means look again shortly.
+func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) {
+	c := s.colls(o)
+	var ev eventDoc
+	if err := c.events.FindID(ctx, id).Decode(&ev); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil // fanned out already, or the customer's data is gone
+		}
+		return false, err
+	}
+	claims := store.Plain(s.cfg.Control.Collection(ev.Claim.Coll))
+	if !ev.Claim.Control {
+		claims = s.cfg.Tenant(o.ID).Collection(ev.Claim.Coll)
+	}
+	writer, err := store.ClaimWriter(ctx, claims, ev.Claim.ClaimID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if s.now().Sub(ev.CreatedAt) < claimGrace {
+			return false, nil
+		}
+		return true, s.dropEvent(ctx, o, &ev) // the change never happened
+	case err != nil:
+		return false, err
+	case writer != ev.Claim.Writer:
+		return true, s.dropEvent(ctx, o, &ev) // another change won that version
+	}
+	raw, err := s.openBody(ctx, o, "e", ev.ID, ev.Body)
+	if err != nil {
+		return false, err
+	}
+	for _, ep := range ev.Endpoints {
+		if _, err := s.newDelivery(ctx, o, ep, ev.ID, ev.Type, ev.CreatedAt, raw); err != nil {
+			return false, err
+		}
+	}
+	return true, s.dropEvent(ctx, o, &ev)
+}
+
+func (s *Service) dropEvent(ctx context.Context, o Owner, ev *eventDoc) error {
+	if _, err := s.colls(o).events.DeleteID(ctx, ev.ID); err != nil {
+		return err
+	}
+	_, err := s.due().DeleteID(ctx, ev.Due)
+	return err
+}
