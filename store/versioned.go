@@ -153,10 +153,11 @@ func ClaimWriter(ctx context.Context, claims *Coll, claimID string) (string, err
 	var c struct {
 		Writer string `bson:"writer"`
 	}
-	if err := claims.FindID(ctx, claimID).Decode(&c); err != nil {
-		return "", err
+	err := claims.FindID(ctx, claimID).Decode(&c)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return "", ErrNotFound
 	}
-	return c.Writer, nil
+	return c.Writer, err
 }
 
 // GateTTL is how long a gate holds other changes off. A change whose

@@ -133,7 +133,7 @@ func (s *Service) Test(ctx context.Context, o Owner, id string) (Delivery, error
 	}
 	evID := newID("evt_")
 	now := s.now()
-	raw, err := jsonBody(body{ID: evID, Type: TestEvent, CreatedAt: now, CustomerID: customerOf(o),
+	raw, err := jsonBody(body{ID: evID, Type: TestEvent, CreatedAt: switchboard.FormatTime(now), CustomerID: customerOf(o),
 		Data: map[string]string{"endpointId": ep.ID}})
 	if err != nil {
 		return Delivery{}, err

@@ -11,6 +11,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/crypto"
 	"github.com/switchboard/switchboard/store"
 )
@@ -53,11 +54,11 @@ type eventDoc struct {
 
 // body is what a delivery posts.
 type body struct {
-	ID         string    `json:"id"`
-	Type       string    `json:"type"`
-	CreatedAt  time.Time `json:"createdAt"`
-	CustomerID string    `json:"customerId"`
-	Data       any       `json:"data"`
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	CreatedAt  string `json:"createdAt"`
+	CustomerID string `json:"customerId"`
+	Data       any    `json:"data"`
 }
 
 // eventID is the same for every retry of one change's event and differs
@@ -124,7 +125,7 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 				continue
 			}
 			id := eventID(ch.Claim, p.Type)
-			raw, err := json.Marshal(body{ID: id, Type: p.Type, CreatedAt: now, CustomerID: p.CustomerID, Data: s.data(p.Data)})
+			raw, err := json.Marshal(body{ID: id, Type: p.Type, CreatedAt: switchboard.FormatTime(now), CustomerID: p.CustomerID, Data: s.data(p.Data)})
 			if err != nil {
 				return fmt.Errorf("event body: %w", err)
 			}
@@ -196,7 +197,7 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) 
 	c := s.colls(o)
 	var ev eventDoc
 	if err := c.events.FindID(ctx, id).Decode(&ev); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, mongo.ErrNoDocuments) {
 			return true, nil // fanned out already, or the customer's data is gone
 		}
 		return false, err

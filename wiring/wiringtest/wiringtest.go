@@ -35,6 +35,8 @@ type Options struct {
 	Messaging messages.Config
 	// Now is the tokens' clock; nil means time.Now.
 	Now func() time.Time
+	// Webhooks tunes pushed events (wiring.Config.Webhooks).
+	Webhooks wiring.WebhooksConfig
 }
 
 // Platform is a wired App on test parts, ready for a router.
@@ -63,7 +65,7 @@ func New(tb testing.TB, opts Options) *Platform {
 	a, err := wiring.Build(tb.Context(), wiring.Config{
 		DB: db, Master: master, Twilio: opts.Twilio, Sandbox: opts.Sandbox,
 		PublicURL: "http://" + ln.Addr().String(), Issuer: Issuer, Version: "test",
-		Logger: storetest.Logger(), Now: opts.Now, Messaging: opts.Messaging,
+		Logger: storetest.Logger(), Now: opts.Now, Messaging: opts.Messaging, Webhooks: opts.Webhooks,
 	})
 	if err != nil {
 		tb.Fatal(err)
