@@ -21,6 +21,8 @@ import (
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/internal/racing"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
 	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/store/storetest"
@@ -317,5 +319,244 @@ func TestHeldEventWaitsForItsClaim(t *testing.T) {
 	time.Sleep(time.Second)
 	if evs = r.wait(1); len(evs) != 1 || string(evs[0].Data) != `{"n":1}` {
 		t.Fatalf("events: %+v", evs)
+	}
+}
+
+// TestSeveralProcessesDeliverEachEventOnce: three workers over one
+// deployment; every event of many changes reaches the endpoint, once.
+func TestSeveralProcessesDeliverEachEventOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for range 3 {
+		run(t, e.worker(t))
+	}
+	r := newReceiver(t)
+	e.endpoint(t, webhooks.Customer(e.customerID), r, "contact.created")
+	h, err := e.p.Contacts.Open(t.Context(), e.customerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	racing.Release(n, func(i int) {
+		if _, err := h.Upsert(context.Background(), contacts.ModeAdd, contacts.KeyEmail,
+			[]contacts.Input{{Email: str(fmt.Sprintf("p%d@example.com", i))}}); err != nil {
+			t.Error(err)
+		}
+	})
+	r.wait(n)
+	time.Sleep(time.Second)
+	if got, d := len(r.wait(n)), r.duplicates(); got != n || d != 0 {
+		t.Fatalf("%d events for %d contacts, %d duplicates", got, n, d)
+	}
+}
+
+// TestFailingReceiverIsRetried: 500, a timeout-free refusal, then 2xx:
+// the delivery is retried on the (scaled) schedule until delivered; its
+// log shows the attempts and the body is gone.
+func TestFailingReceiverIsRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	run(t, e.p.Webhooks)
+	r := newReceiver(t)
+	r.answer = func(n int) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	}
+	o := webhooks.Partner(e.partner.ID)
+	ep := e.endpoint(t, o, r, "*")
+	d, err := e.p.Webhooks.Test(t.Context(), o, ep.ID)
+	if err != nil || d.Status != webhooks.StatusPending {
+		t.Fatalf("test event: %+v %v", d, err)
+	}
+	r.wait(1)
+	var got webhooks.Delivery
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ds, _, err := e.p.Webhooks.Deliveries(t.Context(), o, ep.ID, webhooks.ListInput{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 && ds[0].Status == webhooks.StatusDelivered {
+			got = ds[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries: %+v", ds)
+		}
+	}
+	if got.ID != d.ID || got.Attempts != 3 || got.LastStatusCode == nil || *got.LastStatusCode != 204 || got.LastError != nil {
+		t.Fatalf("delivery: %+v", got)
+	}
+	if n := countPrefix(t, e.p.DB.Control.Collection("webhook_bodies"), e.partner.ID); n != 0 {
+		t.Fatalf("%d bodies kept after delivery", n)
+	}
+	failed, _, err := e.p.Webhooks.Deliveries(t.Context(), o, ep.ID, webhooks.ListInput{Status: webhooks.StatusFailed, Limit: 10})
+	if err != nil || len(failed) != 0 {
+		t.Fatalf("failed list: %+v %v", failed, err)
+	}
+}
+
+func countPrefix(t *testing.T, c *mongo.Collection, prefix string) int {
+	t.Helper()
+	n, err := store.Plain(c).Count(t.Context(), store.Prefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(n)
+}
+
+// TestGoneDisablesTheEndpoint: a 410 disables the endpoint at once and
+// fails the delivery; a retry after re-enabling sends it.
+func TestGoneDisablesTheEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	run(t, e.p.Webhooks)
+	r := newReceiver(t)
+	gone := atomic.Bool{}
+	gone.Store(true)
+	r.answer = func(int) int {
+		if gone.Load() {
+			return http.StatusGone
+		}
+		return http.StatusOK
+	}
+	o := webhooks.Partner(e.partner.ID)
+	ep := e.endpoint(t, o, r, "*")
+	d, err := e.p.Webhooks.Test(t.Context(), o, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		cur, err := e.p.Webhooks.Get(t.Context(), o, ep.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cur.Enabled {
+			ep = cur
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a 410 did not disable the endpoint")
+		}
+	}
+	// The delivery failed with the 410, and waits for a manual retry.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ds, _, err := e.p.Webhooks.Deliveries(t.Context(), o, ep.ID, webhooks.ListInput{Status: webhooks.StatusFailed, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 && ds[0].ID == d.ID && ds[0].LastStatusCode != nil && *ds[0].LastStatusCode == http.StatusGone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failed deliveries: %+v", ds)
+		}
+	}
+	gone.Store(false)
+	on := true
+	if _, err := e.p.Webhooks.Update(t.Context(), o, ep.ID, store.AnyVersion, webhooks.Input{Enabled: &on}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := e.p.Webhooks.Retry(t.Context(), o, ep.ID, d.ID)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, webhooks.ErrInvalidTransition) || time.Now().After(deadline) {
+			t.Fatalf("retry: %v", err)
+		}
+	}
+	r.wait(1)
+}
+
+// TestEndpointLimitHoldsUnderRaces: 30 creates at once make 20 endpoints.
+func TestEndpointLimitHoldsUnderRaces(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := webhooks.Partner(e.partner.ID)
+	url := "http://127.0.0.1:1/hook"
+	var made, refused atomic.Int64
+	racing.Release(30, func(int) {
+		_, err := e.p.Webhooks.Create(context.Background(), o, webhooks.Input{URL: &url, Events: []string{"*"}}, nil)
+		switch {
+		case err == nil:
+			made.Add(1)
+		case errors.Is(err, webhooks.ErrLimitReached):
+			refused.Add(1)
+		default:
+			t.Error(err)
+		}
+	})
+	eps, err := e.p.Webhooks.List(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made.Load() != webhooks.MaxEndpoints || refused.Load() != 10 || len(eps) != webhooks.MaxEndpoints {
+		t.Fatalf("%d made, %d refused, %d listed", made.Load(), refused.Load(), len(eps))
+	}
+	if err := e.p.Webhooks.Delete(t.Context(), o, eps[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Webhooks.Create(t.Context(), o, webhooks.Input{URL: &url, Events: []string{"*"}}, nil); err != nil {
+		t.Fatalf("a create after a delete: %v", err)
+	}
+}
+
+// TestRotationSignsWithBothSecrets: after a rotation a delivery carries two
+// signatures, each verifying alone; a second rotation ends the oldest.
+func TestRotationSignsWithBothSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	run(t, e.p.Webhooks)
+	type got struct {
+		h    http.Header
+		body []byte
+	}
+	reqs := make(chan got, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		reqs <- got{r.Header.Clone(), b}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	o := webhooks.Partner(e.partner.ID)
+	url := srv.URL
+	ep, err := e.p.Webhooks.Create(t.Context(), o, webhooks.Input{URL: &url, Events: []string{"*"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifies := func(g got, secret string) bool {
+		wh, err := standardwebhooks.NewWebhook(secret)
+		return err == nil && wh.Verify(g.body, g.h) == nil
+	}
+	deliver := func() got {
+		if _, err := e.p.Webhooks.Test(t.Context(), o, ep.ID); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case g := <-reqs:
+			return g
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delivery")
+		}
+		return got{}
+	}
+	first := ep.Secret
+	rot, err := e.p.Webhooks.Rotate(t.Context(), o, ep.ID)
+	if err != nil || rot.Secret == "" || rot.Secret == first {
+		t.Fatalf("rotate: %+v %v", rot, err)
+	}
+	g := deliver()
+	if n := len(strings.Fields(g.h.Get("webhook-signature"))); n != 2 || !verifies(g, first) || !verifies(g, rot.Secret) {
+		t.Fatalf("after one rotation: %d signatures; old verifies %v, new %v", n, verifies(g, first), verifies(g, rot.Secret))
+	}
+	rot2, err := e.p.Webhooks.Rotate(t.Context(), o, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = deliver()
+	if n := len(strings.Fields(g.h.Get("webhook-signature"))); n != 2 || verifies(g, first) || !verifies(g, rot.Secret) || !verifies(g, rot2.Secret) {
+		t.Fatalf("after two rotations: %d signatures; first verifies %v (want false)", n, verifies(g, first))
 	}
 }
