@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"slices"
 	"time"
 
@@ -340,3 +341,15 @@ const msFromYear1 = 62135596800000
 // TimeKey is a time as a part of an _id: fixed width, so keys sort as the
 // times (to the millisecond).
 func TimeKey(t time.Time) string { return fmt.Sprintf("%015d", t.UnixMilli()+msFromYear1) }
+
+// TimeOfKey is the time of a key that starts with a TimeKey.
+func TimeOfKey(key string) (time.Time, bool) {
+	if len(key) < 15 {
+		return time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(key[:15], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms - msFromYear1).UTC(), true
+}

@@ -249,7 +249,10 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 	v := s.deliveriesOf(o)
 	d, err := v.Latest(ctx, dd.id)
 	if errors.Is(err, store.ErrNotFound) {
-		return true, nil
+		// The entry is written just before its delivery: a young one
+		// waits for it; one whose delivery never came (or is gone) goes.
+		at, _ := store.TimeOfKey(dd.key)
+		return s.now().Sub(at) >= claimGrace, nil
 	}
 	if err != nil {
 		return false, err
