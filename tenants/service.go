@@ -33,7 +33,7 @@ type CustomerData interface {
 type Config struct {
 	Control *mongo.Database
 	// Events holds the partner events of lifecycle steps; nil pushes none.
-	Events Events
+	Events  Events
 	Keyring Keyring
 	Twilio  Twilio
 	Data    CustomerData
