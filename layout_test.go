@@ -60,7 +60,7 @@ func roomOf(rel string) string {
 		return "wiring"
 	case rel == "store" || rel == "crypto":
 		return "base"
-	case rel == "tenants" || rel == "contacts" || rel == "messages" || rel == "tokens" || rel == "idempotency":
+	case rel == "tenants" || rel == "contacts" || rel == "messages" || rel == "tokens" || rel == "idempotency" || rel == "webhooks":
 		return "domain"
 	case rel == "twilio":
 		return "edge"

@@ -31,6 +31,8 @@ import (
 	"github.com/switchboard/switchboard/tokens"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
+	"github.com/switchboard/switchboard/webhooks"
+	"github.com/switchboard/switchboard/wiring"
 	"github.com/switchboard/switchboard/wiring/wiringtest"
 )
 
@@ -92,8 +94,10 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		t.Fatal(err)
 	}
 	clk := fakeclock.New(time.Now())
+	allowPrivate := true // the tests' receivers listen on 127.0.0.1
 	opts := wiringtest.Options{Twilio: client, Now: clk.Now, Messaging: o.messaging,
-		Sandbox: twilio.SandboxConfig{DeliveryDelay: o.deliveryDelay}}
+		Sandbox:  twilio.SandboxConfig{DeliveryDelay: o.deliveryDelay},
+		Webhooks: wiring.WebhooksConfig{AllowPrivate: &allowPrivate, RetryScale: 0.0001}}
 	if o.sandbox {
 		opts.Twilio, tw = nil, nil
 	}
@@ -118,6 +122,7 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 		Tokens:             p.Tokens,
 		Contacts:           p.Contacts,
 		Messages:           p.Messages,
+		Webhooks:           p.Webhooks,
 		PublicURL:          p.PublicURL,
 		Idempotency:        p.Idempotency,
 		ErasureKeys:        p.Erasure,
@@ -136,7 +141,12 @@ func newTestAPIWith(t *testing.T, o apiOptions) *testAPI {
 			defer close(done)
 			p.Messages.Run(ctx, messages.SenderOptions{Poll: 50 * time.Millisecond})
 		}()
-		t.Cleanup(func() { cancel(); <-done })
+		whDone := make(chan struct{})
+		go func() {
+			defer close(whDone)
+			p.Webhooks.Run(ctx, webhooks.WorkerOptions{Poll: 50 * time.Millisecond})
+		}()
+		t.Cleanup(func() { cancel(); <-done; <-whDone })
 	}
 	_, key, err := p.Tenants.CreatePartner(t.Context(), "Partner A")
 	if err != nil {
