@@ -173,7 +173,9 @@ func TestWebhookEndpointRules(t *testing.T) {
 	r = post(noMessages, `{"url":"https://8.8.8.8/h","events":["customer.activated"]}`)
 	r.field(t, "events[0]")
 	post(noMessages, `{"url":"https://8.8.8.8/h","events":["opt_out.changed"]}`).problem(t, 403, "forbidden")
-	post(readOnly, `{"url":"https://8.8.8.8/h","events":["*"]}`).problem(t, 403, "forbidden")
+	post(readOnly, `{"url":"https://8.8.8.8/h","events":["webhook.test"]}`).problem(t, 403, "forbidden")
+	_, contactsOnly := a.activeCustomer(t, a.key, "rules-c", "contacts:read")
+	a.do(t, req{method: "GET", path: "/v1/webhook-endpoints", key: contactsOnly}).problem(t, 403, "forbidden")
 	post(a.key, `{"url":"https://8.8.8.8/h"}`).field(t, "events")
 	post(a.key, `{"url":"https://8.8.8.8/h","events":["*"],"secret":"x"}`).problem(t, 400, "malformed_request")
 	if l := a.do(t, req{method: "GET", path: "/v1/webhook-endpoints", key: a.key}); len(l.Body["items"].([]any)) != 0 {

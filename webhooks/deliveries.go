@@ -146,12 +146,12 @@ func (s *Service) Test(ctx context.Context, o Owner, id string) (Delivery, error
 }
 
 // customerOf is the customerId of an owner's own events (a partner's test
-// event is about no customer).
-func customerOf(o Owner) string {
+// event is about no customer: null).
+func customerOf(o Owner) *string {
 	if o.Partner {
-		return ""
+		return nil
 	}
-	return o.ID
+	return &o.ID
 }
 
 // ListInput selects a page of an endpoint's deliveries, newest first.

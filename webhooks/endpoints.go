@@ -85,7 +85,15 @@ func (s *Service) endpointsOf(o Owner) *store.Versioned[endpointDoc, struct{}] {
 	}
 }
 
-// Input is the body of a create or an update. Nil fields are unchanged.
+func nonEmpty(s *string) *string {
+	if s == nil || *s == "" {
+		return nil
+	}
+	return s
+}
+
+// Input is the body of a create or an update. Nil fields are unchanged;
+// an empty Description clears it.
 type Input struct {
 	URL         *string
 	Events      []string
@@ -181,7 +189,7 @@ func (s *Service) Create(ctx context.Context, o Owner, in Input, scopes []string
 	}
 	now := s.now()
 	d := &endpointDoc{
-		ID: id, Version: 1, URL: *in.URL, Events: in.Events, Description: in.Description, Enabled: true,
+		ID: id, Version: 1, URL: *in.URL, Events: in.Events, Description: nonEmpty(in.Description), Enabled: true,
 		Secrets: []secret{{Sealed: sealed}}, Slot: slot, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := s.endpointsOf(o).Create(ctx, id, d, struct{}{}); err != nil {
@@ -356,7 +364,7 @@ func (s *Service) Update(ctx context.Context, o Owner, id string, expected int64
 			nxt.Events = in.Events
 		}
 		if in.Description != nil {
-			nxt.Description = in.Description
+			nxt.Description = nonEmpty(in.Description)
 		}
 		if in.Enabled != nil {
 			if *in.Enabled && !cur.Enabled {

@@ -54,11 +54,11 @@ type eventDoc struct {
 
 // body is what a delivery posts.
 type body struct {
-	ID         string `json:"id"`
-	Type       string `json:"type"`
-	CreatedAt  string `json:"createdAt"`
-	CustomerID string `json:"customerId"`
-	Data       any    `json:"data"`
+	ID         string  `json:"id"`
+	Type       string  `json:"type"`
+	CreatedAt  string  `json:"createdAt"`
+	CustomerID *string `json:"customerId"` // null: a partner's test event
+	Data       any     `json:"data"`
 }
 
 // eventID is the same for every retry of one change's event and differs
@@ -125,7 +125,7 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 				continue
 			}
 			id := eventID(ch.Claim, p.Type)
-			raw, err := json.Marshal(body{ID: id, Type: p.Type, CreatedAt: switchboard.FormatTime(now), CustomerID: p.CustomerID, Data: s.data(p.Data)})
+			raw, err := json.Marshal(body{ID: id, Type: p.Type, CreatedAt: switchboard.FormatTime(now), CustomerID: &p.CustomerID, Data: s.data(p.Data)})
 			if err != nil {
 				return fmt.Errorf("event body: %w", err)
 			}
