@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/webhooks"
 )
 
 type exportRequest struct {
@@ -84,6 +85,18 @@ func (h partnerHandlers) writeExport(c *gin.Context, x *tenants.Export) error {
 		return writeLine(w, "timeline", item)
 	}); err != nil {
 		return err
+	}
+	if h.webhooks != nil {
+		// The customer's apps' endpoints, never a secret.
+		eps, err := h.webhooks.List(ctx, webhooks.Customer(x.Customer.ID))
+		if err != nil {
+			return err
+		}
+		for _, e := range eps {
+			if err := writeLine(w, "webhook_endpoint", toEndpointJSON(e)); err != nil {
+				return err
+			}
+		}
 	}
 	if err := h.svc.EachEvent(ctx, partner(c), x.Customer.ID, func(e tenants.Event) error {
 		return writeLine(w, "event", toEventJSON(e))

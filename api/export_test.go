@@ -26,6 +26,10 @@ func TestExport(t *testing.T) {
 		items = append(items, fmt.Sprintf(`{"email":"p%d@example.com","firstName":"Person"}`, i))
 	}
 	a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[` + strings.Join(items, ",") + `]}`})
+	ep := a.do(t, req{method: "POST", path: "/v1/webhook-endpoints", key: tok, body: `{"url":"https://8.8.8.8/hooks","events":["contact.created"]}`})
+	if ep.Status != 201 {
+		t.Fatalf("endpoint: %d %s", ep.Status, ep.Raw)
+	}
 	id2, _ := age.GenerateX25519Identity()
 	before := a.do(t, req{method: "GET", path: "/v1/customers/" + id, key: a.key}).Body["version"]
 
@@ -73,6 +77,9 @@ func TestExport(t *testing.T) {
 		if line["kind"] == "contact" {
 			emails[line["email"].(string)] = true
 		}
+		if line["kind"] == "webhook_endpoint" && (line["id"] != ep.Body["id"] || line["secret"] != nil || strings.Contains(sc.Text(), "whsec_")) {
+			t.Fatalf("endpoint line %v", line)
+		}
 		if line["kind"] == "customer" && line["id"] != id {
 			t.Fatalf("customer line %v", line)
 		}
@@ -80,7 +87,7 @@ func TestExport(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatalf("the decrypted stream: %v", err)
 	}
-	if kinds["customer"] != 1 || kinds["contact"] != 30 || len(emails) != 30 || kinds["timeline"] != 30 || kinds["event"] != 2 {
+	if kinds["customer"] != 1 || kinds["contact"] != 30 || len(emails) != 30 || kinds["timeline"] != 30 || kinds["event"] != 2 || kinds["webhook_endpoint"] != 1 {
 		t.Fatalf("export holds %v", kinds)
 	}
 	ev := a.do(t, req{method: "GET", path: "/v1/customers/" + id + "/events", key: a.key})

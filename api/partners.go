@@ -8,6 +8,7 @@ import (
 	"github.com/switchboard/switchboard"
 	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/tenants"
+	"github.com/switchboard/switchboard/webhooks"
 )
 
 // partnerHandlers serve the partner admin API: decode, call the service,
@@ -15,6 +16,7 @@ import (
 type partnerHandlers struct {
 	svc      *tenants.Service
 	contacts *contacts.Service
+	webhooks *webhooks.Service
 	cursors  cursors
 }
 

@@ -127,7 +127,7 @@ func NewRouter(cfg Config) *gin.Engine {
 	getAndHead(r, "/metrics", query(), gin.WrapH(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	registerDocs(r)
 
-	h := partnerHandlers{svc: cfg.Tenants, contacts: cfg.Contacts, cursors: cur}
+	h := partnerHandlers{svc: cfg.Tenants, contacts: cfg.Contacts, webhooks: cfg.Webhooks, cursors: cur}
 	lim := newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.Now)
 	// 100 authentications being checked or failed per client address, then
 	// one failure a second.
