@@ -135,8 +135,13 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	tid, tsecret := tr.Body["id"].(string), tr.Body["secret"].(string)
 	a.do(t, req{method: "GET", path: "/v1/webhook-endpoints/" + id, key: tok}).problem(t, 404, "not_found")
 	a.do(t, req{method: "GET", path: "/v1/webhook-endpoints/" + tid, key: a.key}).problem(t, 404, "not_found")
-	if r := a.do(t, req{method: "POST", path: "/v1/customers/" + cid + "/phone-numbers", key: a.key, body: `{"phoneNumber":"+15005550006"}`}); r.Status != 201 {
-		t.Fatalf("buy: %d %s", r.Status, r.Raw)
+	buy := a.do(t, req{method: "POST", path: "/v1/customers/" + cid + "/phone-numbers", key: a.key, body: `{"phoneNumber":"+15005550006"}`})
+	if buy.Status != 201 {
+		t.Fatalf("buy: %d %s", buy.Status, buy.Raw)
+	}
+	_, ev = rcv.wait(t, "phone_number.purchased")
+	if d := ev["data"].(map[string]any); d["phoneNumber"] == nil || d["id"] == nil || ev["customerId"] != cid {
+		t.Fatalf("phone_number.purchased: %v", ev)
 	}
 	c := a.do(t, req{method: "GET", path: "/v1/customers/" + cid, key: a.key})
 	acct := c.Body["twilio"].(map[string]any)["accountSid"].(string)
@@ -148,6 +153,12 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 		t.Fatalf("message.received: %s", hr.body)
 	}
 
+	if r := a.do(t, req{method: "DELETE", path: "/v1/customers/" + cid + "/phone-numbers/" + buy.Body["id"].(string), key: a.key}); r.Status != 204 {
+		t.Fatalf("release: %d %s", r.Status, r.Raw)
+	}
+	if _, ev := rcv.wait(t, "phone_number.released"); ev["data"].(map[string]any)["id"] != buy.Body["id"] {
+		t.Fatalf("phone_number.released: %v", ev)
+	}
 	if r := a.do(t, req{method: "DELETE", path: "/v1/webhook-endpoints/" + id, key: a.key}); r.Status != 204 {
 		t.Fatalf("delete: %d %s", r.Status, r.Raw)
 	}

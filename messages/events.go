@@ -81,3 +81,18 @@ func (h *Handle) optOutsFor(e164 string) *store.Versioned[optOutDoc, struct{}] {
 	}
 	return &v
 }
+
+// holdNumberEvent holds a partner's phone_number event before the number's
+// document is inserted (purchased) or deleted (released): the document's
+// presence, or its absence, is the change.
+func (h *Handle) holdNumberEvent(ctx context.Context, partnerID, typ, id, e164 string) error {
+	ev := h.s.cfg.Events
+	if ev == nil {
+		return nil
+	}
+	return ev.Hold(ctx, webhooks.Partner(partnerID), []webhooks.Change{{
+		Claim: webhooks.ClaimRef{Coll: "phone_numbers", ClaimID: id, Gone: typ == "phone_number.released"},
+		// The number is the customer's own, not a person's.
+		Events: []webhooks.Pending{{Type: typ, CustomerID: h.customerID, Data: map[string]string{"id": id, "phoneNumber": e164}}},
+	}})
+}

@@ -89,7 +89,7 @@ func (s *Service) BuyNumber(ctx context.Context, partnerID, customerID string, i
 	}
 	// A purchase a crash (or a lost answer) left unrecorded is recorded
 	// now; a search repeated after one gets that number, not another.
-	adopted, err := h.adoptPurchases(ctx, acct.AccountSID)
+	adopted, err := h.adoptPurchases(ctx, acct)
 	if err != nil {
 		return PhoneNumber{}, err
 	}
@@ -121,7 +121,7 @@ func (s *Service) BuyNumber(ctx context.Context, partnerID, customerID string, i
 	if err != nil {
 		return PhoneNumber{}, numberErr(err)
 	}
-	pn, err := h.recordNumber(ctx, acct.AccountSID, n)
+	pn, err := h.recordNumber(ctx, acct, n)
 	if err != nil {
 		return PhoneNumber{}, err
 	}
@@ -171,7 +171,7 @@ func (h *Handle) forgetPurchase(ctx context.Context, e164 string) error {
 // one Twilio shows in the sub-account is recorded (the first bought by a
 // search is returned), one it does not show never happened. The collection
 // holds only unfinished purchases, so this reads nothing in the usual case.
-func (h *Handle) adoptPurchases(ctx context.Context, accountSID string) (*PhoneNumber, error) {
+func (h *Handle) adoptPurchases(ctx context.Context, acct tenants.MessagingAccount) (*PhoneNumber, error) {
 	cur, err := h.purchases().Find(ctx, store.Range{})
 	if err != nil {
 		return nil, fmt.Errorf("number purchases: %w", err)
@@ -189,13 +189,13 @@ func (h *Handle) adoptPurchases(ctx context.Context, accountSID string) (*PhoneN
 		if err != nil {
 			return nil, fmt.Errorf("open number purchase: %w", err)
 		}
-		n, err := h.s.cfg.Twilio.FindNumber(ctx, accountSID, string(b))
+		n, err := h.s.cfg.Twilio.FindNumber(ctx, acct.AccountSID, string(b))
 		switch {
 		case errors.Is(err, ErrTwilioNotFound):
 		case err != nil:
 			return nil, numberErr(err)
 		default:
-			pn, err := h.recordNumber(ctx, accountSID, n)
+			pn, err := h.recordNumber(ctx, acct, n)
 			if err != nil {
 				return nil, err
 			}
@@ -226,11 +226,11 @@ func numberErr(err error) error {
 
 // recordNumber records a bought number: its route, then its document (whose
 // id is derived from its Twilio SID, so recording it again is harmless).
-func (h *Handle) recordNumber(ctx context.Context, accountSID string, n Number) (PhoneNumber, error) {
+func (h *Handle) recordNumber(ctx context.Context, acct tenants.MessagingAccount, n Number) (PhoneNumber, error) {
 	s := h.s
 	id := s.derivedID("number", h.customerID, n.SID)
 	now := s.now()
-	r := numberRoute{ID: s.routeID(n.PhoneNumber), CustomerID: h.customerID, AccountSID: accountSID, NumberID: id, At: now}
+	r := numberRoute{ID: s.routeID(n.PhoneNumber), CustomerID: h.customerID, AccountSID: acct.AccountSID, NumberID: id, At: now}
 	if _, err := s.control(numberRouteColl).ReplaceOne(ctx, bson.D{{Key: "_id", Value: r.ID}}, r, options.Replace().SetUpsert(true)); err != nil {
 		return PhoneNumber{}, fmt.Errorf("route number: %w", err)
 	}
@@ -239,6 +239,11 @@ func (h *Handle) recordNumber(ctx context.Context, accountSID string, n Number) 
 		return PhoneNumber{}, err
 	}
 	d := numberDoc{ID: id, Sealed: sealed, TwilioSID: n.SID, SMS: n.SMS, MMS: n.MMS, CreatedAt: now}
+	// The document's insert is the purchase's claim: its event is held
+	// first (recording again holds the same event).
+	if err := h.holdNumberEvent(ctx, acct.PartnerID, "phone_number.purchased", id, n.PhoneNumber); err != nil {
+		return PhoneNumber{}, err
+	}
 	if err := h.db.Collection("phone_numbers").InsertOne(ctx, d); err != nil {
 		if !mongo.IsDuplicateKeyError(err) {
 			return PhoneNumber{}, fmt.Errorf("record number: %w", err)
@@ -353,6 +358,9 @@ func (s *Service) ReleaseNumber(ctx context.Context, partnerID, customerID, numb
 	}
 	if _, err := s.control(numberRouteColl).DeleteOne(ctx, bson.D{{Key: "_id", Value: s.routeID(d.number)}}); err != nil {
 		return fmt.Errorf("forget number route: %w", err)
+	}
+	if err := h.holdNumberEvent(ctx, acct.PartnerID, "phone_number.released", d.ID, d.number); err != nil {
+		return err
 	}
 	if _, err := h.db.Collection("phone_numbers").DeleteID(ctx, d.ID); err != nil {
 		return fmt.Errorf("forget number: %w", err)

@@ -28,10 +28,14 @@ type Pending struct {
 
 // ClaimRef names the claim of the change an event waits for: in the
 // customer's data (a tenant owner's change), or in the control database.
+// Not Control, the claim is in the data of the event's customer (a
+// partner's event about a customer's number, too). Gone means the change is
+// the document's deletion: it happened once ClaimID is absent.
 type ClaimRef struct {
 	Control         bool   `bson:"control,omitempty"`
 	Coll            string `bson:"coll"`
 	ClaimID, Writer string
+	Gone            bool `bson:"gone,omitempty"`
 }
 
 // Change is one change's events, as a domain's store hold hands them over.
@@ -49,6 +53,7 @@ type eventDoc struct {
 	Body      []byte    `bson:"body"` // sealed for a tenant owner
 	Endpoints []string  `bson:"endpoints"`
 	Claim     ClaimRef  `bson:"claim"`
+	Customer  string    `bson:"customer"` // whose data holds the claim
 	Due       string    `bson:"due"`
 }
 
@@ -134,7 +139,7 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 				return err
 			}
 			due := dueKey(now, kindEvent, o, id)
-			evs = append(evs, eventDoc{ID: id, Type: p.Type, CreatedAt: now, Body: sealed, Endpoints: to, Claim: ch.Claim, Due: due})
+			evs = append(evs, eventDoc{ID: id, Type: p.Type, CreatedAt: now, Body: sealed, Endpoints: to, Claim: ch.Claim, Customer: p.CustomerID, Due: due})
 			dues = append(dues, dueDoc{ID: due})
 		}
 	}
@@ -204,19 +209,23 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) 
 	}
 	claims := store.Plain(s.cfg.Control.Collection(ev.Claim.Coll))
 	if !ev.Claim.Control {
-		claims = s.cfg.Tenant(o.ID).Collection(ev.Claim.Coll)
+		claims = s.cfg.Tenant(ev.Customer).Collection(ev.Claim.Coll)
 	}
 	writer, err := store.ClaimWriter(ctx, claims, ev.Claim.ClaimID)
+	happened := err == nil && writer == ev.Claim.Writer
+	if ev.Claim.Gone {
+		happened = errors.Is(err, store.ErrNotFound)
+	}
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		if s.now().Sub(ev.CreatedAt) < claimGrace {
-			return false, nil
-		}
-		return true, s.dropEvent(ctx, o, &ev) // the change never happened
-	case err != nil:
+	case happened:
+	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return false, err
-	case writer != ev.Claim.Writer:
+	case !ev.Claim.Gone && err == nil:
 		return true, s.dropEvent(ctx, o, &ev) // another change won that version
+	case s.now().Sub(ev.CreatedAt) < claimGrace:
+		return false, nil // the change may still be on its way
+	default:
+		return true, s.dropEvent(ctx, o, &ev) // the change never happened
 	}
 	raw, err := s.openBody(ctx, o, "e", ev.ID, ev.Body)
 	if err != nil {
