@@ -12,6 +12,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/switchboard/switchboard/store"
 )
 
 // hookReceiver records what reaches it and answers 204.
@@ -196,4 +198,81 @@ func TestWebhookEndpointRules(t *testing.T) {
 		t.Fatalf("contacts:read may subscribe to contact events: %d %s", r.Status, r.Raw)
 	}
 	_ = cid
+}
+
+// TestShredKeepsPartnerEventsDropsTenantOnes: shredding a customer drops
+// its apps' endpoints and pending deliveries with its data; the partner
+// still hears of the termination and the shred.
+func TestShredKeepsPartnerEventsDropsTenantOnes(t *testing.T) {
+	t.Parallel()
+	a := newTestAPIWith(t, apiOptions{sandbox: true})
+	partnerRcv := newHookReceiver(t)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	t.Cleanup(failing.Close)
+	if r := a.do(t, req{method: "POST", path: "/v1/webhook-endpoints", key: a.key, body: fmt.Sprintf(`{"url":%q,"events":["customer.terminated","customer.shredded"]}`, partnerRcv.srv.URL)}); r.Status != 201 {
+		t.Fatalf("partner endpoint: %d %s", r.Status, r.Raw)
+	}
+	cid, tok := a.activeCustomer(t, a.key, "shred-hooks")
+	if r := a.do(t, req{method: "POST", path: "/v1/webhook-endpoints", key: tok, body: fmt.Sprintf(`{"url":%q,"events":["contact.created"]}`, failing.URL)}); r.Status != 201 {
+		t.Fatalf("tenant endpoint: %d %s", r.Status, r.Raw)
+	}
+	a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"gone@example.com"}]}`})
+	// Its delivery is pending (the receiver keeps failing) when the shred comes.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n, err := a.db.Tenant(cid).Collection("webhook_deliveries").Count(t.Context(), store.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pending delivery")
+		}
+	}
+	if r := a.do(t, req{method: "POST", path: "/v1/customers/" + cid + "/terminate", key: a.key, body: `{"retention":{"strategy":"NO_RETENTION"}}`}); r.Status != 200 {
+		t.Fatalf("terminate: %d %s", r.Status, r.Raw)
+	}
+	_, term := partnerRcv.wait(t, "customer.terminated")
+	_, shred := partnerRcv.wait(t, "customer.shredded")
+	if term["customerId"] != cid || shred["data"].(map[string]any)["status"] != "SHREDDED" {
+		t.Fatalf("partner events: %v %v", term, shred)
+	}
+	// An attempt in flight during the shred settles after it and takes
+	// back what it wrote: wait for the due list first.
+	waitNoDue(t, a, cid)
+	if n, err := a.db.CountCustomerData(t.Context(), cid); err != nil || n != 0 {
+		for _, name := range store.CustomerCollections {
+			docs, _ := store.All[map[string]any](t.Context(), a.db.Tenant(cid).Collection(name), store.Range{})
+			for _, d := range docs {
+				t.Logf("%s: %v", name, d["_id"])
+			}
+		}
+		t.Fatalf("%d documents of the shredded customer left (%v)", n, err)
+	}
+}
+
+// waitNoDue waits until nothing of customer cid is in the due list.
+func waitNoDue(t *testing.T, a *testAPI, cid string) {
+	t.Helper()
+	// (An attempt's lease, 15 s, is the longest an entry waits for work
+	// already gone.)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var left int
+		docs, err := store.All[map[string]any](t.Context(), store.Plain(a.db.Control.Collection("webhook_due")), store.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			if strings.Contains(d["_id"].(string), "/c:"+cid+"/") {
+				left++
+			}
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d due entries of the shredded customer stay", left)
+		}
+	}
 }

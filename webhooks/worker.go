@@ -250,7 +250,13 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 	d, err := v.Latest(ctx, dd.id)
 	if errors.Is(err, store.ErrNotFound) {
 		// The entry is written just before its delivery: a young one
-		// waits for it; one whose delivery never came (or is gone) goes.
+		// waits for it; one whose delivery never came (or is gone: its
+		// customer shredded) goes.
+		if !o.Partner {
+			if _, cerr := s.cfg.Cipher(ctx, o.ID); cerr != nil && s.cfg.Shredded(cerr) {
+				return true, nil
+			}
+		}
 		at, _ := store.TimeOfKey(dd.key)
 		return s.now().Sub(at) >= claimGrace, nil
 	}
@@ -309,9 +315,17 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 	if ctx.Err() != nil {
 		return false, nil // stopping: the lease's entry brings it back
 	}
-	err = s.settle(context.WithoutCancel(ctx), o, ep, d, code, aerr)
+	sctx := context.WithoutCancel(ctx)
+	err = s.settle(sctx, o, ep, d, code, aerr)
 	if err == nil {
-		_, _ = s.due().DeleteID(context.WithoutCancel(ctx), leaseKey)
+		_, _ = s.due().DeleteID(sctx, leaseKey)
+	}
+	if !o.Partner {
+		// A shred that came during the attempt deleted the customer's
+		// data before this settle wrote its claim: take that away too.
+		if _, cerr := s.cfg.Cipher(sctx, o.ID); cerr != nil && s.cfg.Shredded(cerr) {
+			return true, s.purgeDelivery(sctx, o, d)
+		}
 	}
 	return err == nil, err
 }
