@@ -77,9 +77,10 @@ func bodyField(kind, id string) crypto.Field {
 	return crypto.Field{Collection: "webhook_bodies", DocumentID: kind + "/" + id, Name: "body"}
 }
 
-// sealBody seals b for a tenant owner; a partner's bodies hold no personal
-// data and are kept as they are.
-func (s *Service) sealBody(ctx context.Context, o Owner, kind, id string, b []byte) ([]byte, error) {
+// crypt seals (seal true) or opens a tenant owner's body b under the
+// customer's key; a partner's bodies hold no personal data and stay as
+// they are.
+func (s *Service) crypt(ctx context.Context, o Owner, kind, id string, b []byte, seal bool) ([]byte, error) {
 	if o.Partner {
 		return b, nil
 	}
@@ -87,16 +88,8 @@ func (s *Service) sealBody(ctx context.Context, o Owner, kind, id string, b []by
 	if err != nil {
 		return nil, err
 	}
-	return c.Seal(bodyField(kind, id), b)
-}
-
-func (s *Service) openBody(ctx context.Context, o Owner, kind, id string, b []byte) ([]byte, error) {
-	if o.Partner {
-		return b, nil
-	}
-	c, err := s.cfg.Cipher(ctx, o.ID)
-	if err != nil {
-		return nil, err
+	if seal {
+		return c.Seal(bodyField(kind, id), b)
 	}
 	return c.Open(bodyField(kind, id), b)
 }
@@ -134,7 +127,7 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 			if err != nil {
 				return fmt.Errorf("event body: %w", err)
 			}
-			sealed, err := s.sealBody(ctx, o, "e", id, raw)
+			sealed, err := s.crypt(ctx, o, "e", id, raw, true)
 			if err != nil {
 				return err
 			}
@@ -227,7 +220,7 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) 
 	default:
 		return true, s.dropEvent(ctx, o, &ev) // the change never happened
 	}
-	raw, err := s.openBody(ctx, o, "e", ev.ID, ev.Body)
+	raw, err := s.crypt(ctx, o, "e", ev.ID, ev.Body, false)
 	if err != nil {
 		return false, err
 	}

@@ -337,7 +337,7 @@ func (s *Service) post(ctx context.Context, o Owner, ep *endpointDoc, d *deliver
 	if err := s.colls(o).bodies.FindID(ctx, d.ID).Decode(&b); err != nil {
 		return 0, fmt.Errorf("body: %w", err)
 	}
-	raw, err := s.openBody(ctx, o, "b", d.ID, b.Body)
+	raw, err := s.crypt(ctx, o, "b", d.ID, b.Body, false)
 	if err != nil {
 		return 0, err
 	}

@@ -24,18 +24,28 @@ for a message from --from to --to, one of a customer's sandbox numbers.
 
 // sandbox runs the sandbox commands.
 func sandbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return subcommand(ctx, "sandbox", sandboxUsage, map[string]command{"inbound": sandboxInbound}, args, getenv, stdout, stderr)
+}
+
+// command is one subcommand's entry point.
+type command func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// subcommand runs the subcommand of group that args name, or prints the
+// group's usage.
+func subcommand(ctx context.Context, group, usage string, cmds map[string]command, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, sandboxUsage)
+		fmt.Fprint(stderr, usage)
 		return exitError{2, errSilent}
 	}
+	if run, ok := cmds[args[0]]; ok {
+		return run(ctx, args[1:], getenv, stdout, stderr)
+	}
 	switch args[0] {
-	case "inbound":
-		return sandboxInbound(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, sandboxUsage)
+		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprintf(stderr, "sandbox: unknown command %q\n\n%s", args[0], sandboxUsage)
+	fmt.Fprintf(stderr, "%s: unknown command %q\n\n%s", group, args[0], usage)
 	return exitError{2, errSilent}
 }
 

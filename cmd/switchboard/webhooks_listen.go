@@ -37,19 +37,7 @@ const maxWebhookBody = 1 << 20
 
 // webhooksCommand runs the webhooks commands.
 func webhooksCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, webhooksUsage)
-		return exitError{2, errSilent}
-	}
-	switch args[0] {
-	case "listen":
-		return webhooksListen(ctx, args[1:], getenv, stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, webhooksUsage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "webhooks: unknown command %q\n\n%s", args[0], webhooksUsage)
-	return exitError{2, errSilent}
+	return subcommand(ctx, "webhooks", webhooksUsage, map[string]command{"listen": webhooksListen}, args, getenv, stdout, stderr)
 }
 
 // secretList is a repeatable flag of endpoint secrets that never prints.
