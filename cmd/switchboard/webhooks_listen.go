@@ -67,7 +67,15 @@ func webhooksListen(ctx context.Context, args []string, getenv func(string) stri
 	fs.Var(&secrets, "secret", "an endpoint secret, whsec_...; repeat it for each secret that may have signed (required)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN or ERROR")
-	if err := parseFlags(fs, args, getenv); err != nil {
+	// SWITCHBOARD_ADDR is serve's address: a shell set up for serve must
+	// not send the receiver onto the server's port. Only --addr sets it.
+	env := func(name string) string {
+		if name == envName("addr") {
+			return ""
+		}
+		return getenv(name)
+	}
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
 	if len(secrets) == 0 {
