@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/switchboard/switchboard/store"
 )
@@ -135,6 +138,18 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 		t.Fatalf("tenant create: %d %s", tr.Status, tr.Raw)
 	}
 	tid, tsecret := tr.Body["id"].(string), tr.Body["secret"].(string)
+	// Sealed: neither the URL nor the secret is in the customer's data.
+	for _, name := range store.CustomerCollections {
+		docs, err := store.All[bson.Raw](t.Context(), a.db.Tenant(cid).Collection(name), store.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			if bytes.Contains(d, []byte(rcv.srv.URL)) || bytes.Contains(d, []byte(tsecret[6:])) {
+				t.Fatalf("%s holds the endpoint's URL or secret in the clear", name)
+			}
+		}
+	}
 	a.do(t, req{method: "GET", path: "/v1/webhook-endpoints/" + id, key: tok}).problem(t, 404, "not_found")
 	a.do(t, req{method: "GET", path: "/v1/webhook-endpoints/" + tid, key: a.key}).problem(t, 404, "not_found")
 	buy := a.do(t, req{method: "POST", path: "/v1/customers/" + cid + "/phone-numbers", key: a.key, body: `{"phoneNumber":"+15005550006"}`})

@@ -100,7 +100,7 @@ func deliveryID(eventID, endpointID string) string {
 // its body; making it again (a retry after a crash) changes nothing.
 func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, typ string, at time.Time, raw []byte) (*deliveryDoc, error) {
 	id := deliveryID(evID, endpointID)
-	sealed, err := s.crypt(ctx, o, "b", id, raw, true)
+	sealed, err := s.crypt(ctx, o, bodyField("b", id), raw, true)
 	if err != nil {
 		return nil, err
 	}

@@ -50,7 +50,7 @@ type Endpoint struct {
 type endpointDoc struct {
 	ID          string    `bson:"_id"`
 	Version     int64     `bson:"version"`
-	URL         string    `bson:"url"`
+	URL         []byte    `bson:"url"` // sealed for a tenant owner: a URL may carry a token
 	Events      []string  `bson:"events"`
 	Description *string   `bson:"description,omitempty"`
 	Enabled     bool      `bson:"enabled"`
@@ -69,11 +69,29 @@ type secret struct {
 	Until  *time.Time `bson:"until,omitempty"`
 }
 
-func (d *endpointDoc) view() Endpoint {
-	return Endpoint{
-		ID: d.ID, URL: d.URL, Events: slices.Clone(d.Events), Description: d.Description, Enabled: d.Enabled,
-		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Version: d.Version,
+func urlField(id string) crypto.Field {
+	return crypto.Field{Collection: "webhook_endpoints", DocumentID: id, Name: "url"}
+}
+
+// url is the endpoint's URL, opened.
+func (s *Service) url(ctx context.Context, o Owner, d *endpointDoc) (string, error) {
+	b, err := s.crypt(ctx, o, urlField(d.ID), d.URL, false)
+	return string(b), err
+}
+
+func (s *Service) sealURL(ctx context.Context, o Owner, id, url string) ([]byte, error) {
+	return s.crypt(ctx, o, urlField(id), []byte(url), true)
+}
+
+func (s *Service) view(ctx context.Context, o Owner, d *endpointDoc) (Endpoint, error) {
+	url, err := s.url(ctx, o, d)
+	if err != nil {
+		return Endpoint{}, err
 	}
+	return Endpoint{
+		ID: d.ID, URL: url, Events: slices.Clone(d.Events), Description: d.Description, Enabled: d.Enabled,
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Version: d.Version,
+	}, nil
 }
 
 func (s *Service) endpointsOf(o Owner) *store.Versioned[endpointDoc, struct{}] {
@@ -187,17 +205,21 @@ func (s *Service) Create(ctx context.Context, o Owner, in Input, scopes []string
 	if err != nil {
 		return Endpoint{}, err
 	}
+	sealedURL, err := s.sealURL(ctx, o, id, *in.URL)
+	if err != nil {
+		return Endpoint{}, err
+	}
 	now := s.now()
 	d := &endpointDoc{
-		ID: id, Version: 1, URL: *in.URL, Events: in.Events, Description: nonEmpty(in.Description), Enabled: true,
+		ID: id, Version: 1, URL: sealedURL, Events: in.Events, Description: nonEmpty(in.Description), Enabled: true,
 		Secrets: []secret{{Sealed: sealed}}, Slot: slot, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := s.endpointsOf(o).Create(ctx, id, d, struct{}{}); err != nil {
 		return Endpoint{}, err
 	}
-	v := d.view()
+	v, err := s.view(ctx, o, d)
 	v.Secret = plain
-	return v, nil
+	return v, err
 }
 
 // slotDoc holds one of an owner's MaxEndpoints places: its insert is the
@@ -302,7 +324,7 @@ func (s *Service) Get(ctx context.Context, o Owner, id string) (Endpoint, error)
 	if err != nil {
 		return Endpoint{}, err
 	}
-	return d.view(), nil
+	return s.view(ctx, o, d)
 }
 
 func (s *Service) endpoint(ctx context.Context, o Owner, id string) (*endpointDoc, error) {
@@ -341,7 +363,11 @@ func (s *Service) List(ctx context.Context, o Owner) ([]Endpoint, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, cur.view())
+		v, err := s.view(ctx, o, cur)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b Endpoint) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	return out, nil
@@ -355,10 +381,17 @@ func (s *Service) Update(ctx context.Context, o Owner, id string, expected int64
 	if err := s.validate(ctx, o, in, false, scopes); err != nil {
 		return Endpoint{}, err
 	}
+	var sealedURL []byte
+	if in.URL != nil {
+		var err error
+		if sealedURL, err = s.sealURL(ctx, o, id, *in.URL); err != nil {
+			return Endpoint{}, err
+		}
+	}
 	d, err := s.change(ctx, o, id, expected, func(cur *endpointDoc) *endpointDoc {
 		nxt := *cur
-		if in.URL != nil {
-			nxt.URL = *in.URL
+		if sealedURL != nil {
+			nxt.URL = sealedURL
 		}
 		if in.Events != nil {
 			nxt.Events = in.Events
@@ -377,7 +410,7 @@ func (s *Service) Update(ctx context.Context, o Owner, id string, expected int64
 	if err != nil {
 		return Endpoint{}, err
 	}
-	return d.view(), nil
+	return s.view(ctx, o, d)
 }
 
 // change applies f to endpoint id at version expected (store.AnyVersion
@@ -428,9 +461,9 @@ func (s *Service) Rotate(ctx context.Context, o Owner, id string) (Endpoint, err
 	if err != nil {
 		return Endpoint{}, err
 	}
-	v := d.view()
+	v, err := s.view(ctx, o, d)
 	v.Secret = plain
-	return v, nil
+	return v, err
 }
 
 // Delete removes an endpoint; its pending deliveries are dropped (the

@@ -77,10 +77,10 @@ func bodyField(kind, id string) crypto.Field {
 	return crypto.Field{Collection: "webhook_bodies", DocumentID: kind + "/" + id, Name: "body"}
 }
 
-// crypt seals (seal true) or opens a tenant owner's body b under the
-// customer's key; a partner's bodies hold no personal data and stay as
+// crypt seals (seal true) or opens a tenant owner's value b (a body, a URL)
+// under the customer's key; a partner's hold no personal data and stay as
 // they are.
-func (s *Service) crypt(ctx context.Context, o Owner, kind, id string, b []byte, seal bool) ([]byte, error) {
+func (s *Service) crypt(ctx context.Context, o Owner, f crypto.Field, b []byte, seal bool) ([]byte, error) {
 	if o.Partner {
 		return b, nil
 	}
@@ -89,9 +89,9 @@ func (s *Service) crypt(ctx context.Context, o Owner, kind, id string, b []byte,
 		return nil, err
 	}
 	if seal {
-		return c.Seal(bodyField(kind, id), b)
+		return c.Seal(f, b)
 	}
-	return c.Open(bodyField(kind, id), b)
+	return c.Open(f, b)
 }
 
 // Hold writes the events of changes about to be claimed, each to the
@@ -127,7 +127,7 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 			if err != nil {
 				return fmt.Errorf("event body: %w", err)
 			}
-			sealed, err := s.crypt(ctx, o, "e", id, raw, true)
+			sealed, err := s.crypt(ctx, o, bodyField("e", id), raw, true)
 			if err != nil {
 				return err
 			}
@@ -176,7 +176,7 @@ func (s *Service) liveEndpoints(ctx context.Context, o Owner) ([]*endpointDoc, e
 	out := make([]*endpointDoc, 0, len(docs))
 	for i := range docs {
 		d := &docs[i]
-		if d.URL == "" {
+		if len(d.URL) == 0 {
 			continue // a deletion's remains
 		}
 		out = append(out, d)
@@ -220,7 +220,7 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) 
 	default:
 		return true, s.dropEvent(ctx, o, &ev) // the change never happened
 	}
-	raw, err := s.crypt(ctx, o, "e", ev.ID, ev.Body, false)
+	raw, err := s.crypt(ctx, o, bodyField("e", ev.ID), ev.Body, false)
 	if err != nil {
 		return false, err
 	}

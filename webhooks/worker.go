@@ -337,7 +337,7 @@ func (s *Service) post(ctx context.Context, o Owner, ep *endpointDoc, d *deliver
 	if err := s.colls(o).bodies.FindID(ctx, d.ID).Decode(&b); err != nil {
 		return 0, fmt.Errorf("body: %w", err)
 	}
-	raw, err := s.crypt(ctx, o, "b", d.ID, b.Body, false)
+	raw, err := s.crypt(ctx, o, bodyField("b", d.ID), b.Body, false)
 	if err != nil {
 		return 0, err
 	}
@@ -345,9 +345,13 @@ func (s *Service) post(ctx context.Context, o Owner, ep *endpointDoc, d *deliver
 	if err != nil {
 		return 0, err
 	}
+	url, err := s.url(ctx, o, ep)
+	if err != nil {
+		return 0, err
+	}
 	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, ep.URL, bytes.NewReader(raw))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, url, bytes.NewReader(raw))
 	if err != nil {
 		return 0, err
 	}
