@@ -110,7 +110,7 @@ func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, ty
 	}
 	now := s.now()
 	due := dueKey(now, kindDelivery, o, id)
-	if err := insertAll(ctx, s.due(), []any{dueDoc{ID: due}}); err != nil {
+	if err := s.addDue(ctx, due); err != nil {
 		return nil, err
 	}
 	d := &deliveryDoc{
@@ -218,7 +218,7 @@ func (s *Service) Retry(ctx context.Context, o Owner, endpointID, id string) (De
 	}
 	now := s.now()
 	due := dueKey(now, kindDelivery, o, id)
-	if err := s.due().InsertOne(ctx, dueDoc{ID: due}); err != nil {
+	if err := s.addDue(ctx, due); err != nil {
 		return Delivery{}, err
 	}
 	d, err := v.Update(ctx, id, cur.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {

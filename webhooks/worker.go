@@ -293,7 +293,7 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 	// is written first, so a process that dies mid-attempt is followed.
 	leaseEnd := now.Add(attemptLease)
 	leaseKey := dueKey(leaseEnd, kindDelivery, o, d.ID)
-	if err := s.due().InsertOne(ctx, dueDoc{ID: leaseKey}); err != nil {
+	if err := s.addDue(ctx, leaseKey); err != nil {
 		return false, err
 	}
 	d, err = v.Update(ctx, d.ID, d.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {
@@ -304,7 +304,8 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 		return &nxt, struct{}{}, nil
 	}, store.UpdateOptions[deliveryDoc]{})
 	if err != nil {
-		_, _ = s.due().DeleteID(context.WithoutCancel(ctx), leaseKey)
+		// The lease's entry stays: it may be the winner's too (the same
+		// millisecond), and a stale entry only makes the worker look.
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
 			return true, nil // another process has it
@@ -414,7 +415,7 @@ func (s *Service) settle(ctx context.Context, o Owner, ep *endpointDoc, d *deliv
 	}
 	next := now.Add(s.retryAfter(d.Attempts))
 	key := dueKey(next, kindDelivery, o, d.ID)
-	if err := s.due().InsertOne(ctx, dueDoc{ID: key}); err != nil {
+	if err := s.addDue(ctx, key); err != nil {
 		return err
 	}
 	_, err := s.deliveriesOf(o).Update(ctx, d.ID, d.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {
@@ -434,7 +435,7 @@ func (s *Service) finish(ctx context.Context, o Owner, d *deliveryDoc, code *int
 		status = StatusFailed
 	}
 	now := s.now()
-	if err := s.due().InsertOne(ctx, dueDoc{ID: dueKey(d.CreatedAt.Add(keepFor), kindExpire, o, d.ID)}); err != nil && !isDuplicate(err) {
+	if err := s.addDue(ctx, dueKey(d.CreatedAt.Add(keepFor), kindExpire, o, d.ID)); err != nil {
 		return err
 	}
 	_, err := s.deliveriesOf(o).Update(ctx, d.ID, d.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {
@@ -487,4 +488,11 @@ func attemptError(code int, err error) string {
 	}
 }
 
-func isDuplicate(err error) bool { return mongo.IsDuplicateKeyError(err) }
+// addDue writes a due entry; one already there (the same work at the same
+// millisecond) is the same entry.
+func (s *Service) addDue(ctx context.Context, key string) error {
+	if err := s.due().InsertOne(ctx, dueDoc{ID: key}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
+}
