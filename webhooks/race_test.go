@@ -155,3 +155,49 @@ func waitStatus(t *testing.T, e *env, o webhooks.Owner, endpointID, id, status s
 		}
 	}
 }
+
+// TestAttemptOfADeadProcessIsMadeAgain: a process stops (as if killed)
+// while its attempt is in flight; another process makes the attempt again
+// once the lease ends, and the delivery is delivered.
+func TestAttemptOfADeadProcessIsMadeAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.worker(t)
+	stopFirst := run(t, first)
+	r := newReceiver(t)
+	held := make(chan struct{})
+	var once atomic.Bool
+	r.answer = func(int) int {
+		if once.CompareAndSwap(false, true) {
+			close(held)
+			time.Sleep(2 * time.Second) // the first process dies meanwhile
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}
+	o := webhooks.Partner(e.partner.ID)
+	ep := e.endpoint(t, o, r, "*")
+	d, err := e.p.Webhooks.Test(t.Context(), o, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-held
+	stopFirst()
+	run(t, e.worker(t))
+	start := time.Now()
+	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ds, _, err := e.p.Webhooks.Deliveries(t.Context(), o, ep.ID, webhooks.ListInput{Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 && ds[0].ID == d.ID && ds[0].Status == webhooks.StatusDelivered {
+			if ds[0].Attempts != 2 || time.Since(start) < 10*time.Second {
+				t.Fatalf("delivered after %s with %d attempts: the lease did not hold", time.Since(start), ds[0].Attempts)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead process's attempt was never made again: %+v", ds)
+		}
+	}
+}
