@@ -43,6 +43,8 @@ bench:
 	$(GO) test -run '^$$' -bench ListAtScale -benchtime 10x -timeout 40m ./messages/
 	$(GO) test -run '^$$' -bench ShredAmongOthers -benchtime 3x -timeout 30m ./tenants/
 	$(GO) test -run '^$$' -bench ServeMemory -benchtime 1x -timeout 30m ./api/
+	$(GO) test -run '^$$' -bench 'Events10000$$|ReceiverDownThenUp' -benchtime 1x -timeout 60m ./webhooks/
+	$(GO) test -run '^$$' -bench InboundWithSubscription -benchtime 400x ./webhooks/
 
 lint: vet dupl
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

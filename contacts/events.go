@@ -50,7 +50,7 @@ func (h *Handle) holdEvents(ctx context.Context, held []store.Held[contactDoc]) 
 			data = h.view(x.New, p)
 		}
 		chs = append(chs, webhooks.Change{
-			Claim:  webhooks.ClaimRef{Coll: x.Coll, ClaimID: x.ClaimID, Writer: x.Writer},
+			Claim:  webhooks.Ref(x),
 			Events: []webhooks.Pending{{Type: typ, CustomerID: h.db.ID(), Data: data}},
 		})
 	}

@@ -39,7 +39,7 @@ func (h *Handle) holdMessageEvents(ctx context.Context, held []store.Held[messag
 			return err
 		}
 		chs = append(chs, webhooks.Change{
-			Claim:  webhooks.ClaimRef{Coll: x.Coll, ClaimID: x.ClaimID, Writer: x.Writer},
+			Claim:  webhooks.Ref(x),
 			Events: []webhooks.Pending{{Type: typ, CustomerID: h.customerID, Data: m}},
 		})
 	}
@@ -69,7 +69,7 @@ func (h *Handle) optOutsFor(e164 string) *store.Versioned[optOutDoc, struct{}] {
 			}
 			s, at := string(src), x.New.UpdatedAt.UTC()
 			chs = append(chs, webhooks.Change{
-				Claim: webhooks.ClaimRef{Coll: x.Coll, ClaimID: x.ClaimID, Writer: x.Writer},
+				Claim: webhooks.Ref(x),
 				Events: []webhooks.Pending{{Type: "opt_out.changed", CustomerID: h.customerID,
 					Data: OptOut{Phone: e164, OptedOut: x.New.OptedOut, Source: &s, UpdatedAt: &at}}},
 			})

@@ -284,7 +284,7 @@ func (v *Versioned[T, E]) Insert(ctx context.Context, id string, state *T) error
 	if err := v.addEntries(ctx, []string{id}, []*T{state}, nil); err != nil {
 		return err
 	}
-	if err := v.hold(ctx, []Held[T]{{Coll: v.Docs.Name(), ClaimID: id, New: state}}); err != nil {
+	if err := v.hold(ctx, []Held[T]{{Coll: v.Docs.Name(), ClaimID: id, Docs: v.Docs.Name(), DocID: id, New: state}}); err != nil {
 		return err
 	}
 	return v.Docs.InsertOne(ctx, state)

@@ -41,7 +41,7 @@ func (v *Versioned[T, E]) ClaimMany(ctx context.Context, ids []string, olds, nex
 	}
 	held := make([]Held[T], len(ids))
 	for i, id := range ids {
-		held[i] = Held[T]{Coll: v.Claims.Name(), ClaimID: ClaimID(id, v.Version(nexts[i])), Writer: writer, New: nexts[i]}
+		held[i] = Held[T]{Coll: v.Claims.Name(), ClaimID: ClaimID(id, v.Version(nexts[i])), Writer: writer, Docs: v.Docs.Name(), DocID: id, New: nexts[i]}
 		if olds != nil {
 			held[i].Old = olds[i]
 		}

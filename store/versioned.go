@@ -134,8 +134,14 @@ type Versioned[T, E any] struct {
 // collection Coll: the claims, or the documents for Insert, whose
 // document is its own claim and has no writer) and the states it moves
 // between (Old is nil for a creation, New for a deletion).
+//
+// Docs and DocID name the document: a claim that wins may still be taken
+// back when the document cannot be written (Create's insert refused by
+// another unique index, ClaimMany on a document that is gone), so what
+// Hold wrote for a creation or a change is judged by the document too.
 type Held[T any] struct {
 	Coll, ClaimID, Writer string
+	Docs, DocID           string
 	Old, New              *T
 }
 
@@ -331,7 +337,7 @@ func (v *Versioned[T, E]) Create(ctx context.Context, id string, state *T, ev E)
 	if err := v.addEntries(ctx, []string{id}, []*T{state}, nil); err != nil {
 		return err
 	}
-	if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, New: state}}); err != nil {
+	if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, Docs: v.Docs.Name(), DocID: id, New: state}}); err != nil {
 		return err
 	}
 	if err := v.notePending(ctx, []string{id}); err != nil {
@@ -382,7 +388,7 @@ func (v *Versioned[T, E]) CreateMany(ctx context.Context, ids []string, states [
 	for i, id := range ids {
 		claims[i] = Claim[T, E]{ID: ClaimID(id, 1), DocID: id, Version: 1, At: at, State: *states[i], Event: evs[i], Writer: writer}
 		docs[i] = states[i]
-		held[i] = Held[T]{Coll: v.Claims.Name(), ClaimID: ClaimID(id, 1), Writer: writer, New: states[i]}
+		held[i] = Held[T]{Coll: v.Claims.Name(), ClaimID: ClaimID(id, 1), Writer: writer, Docs: v.Docs.Name(), DocID: id, New: states[i]}
 	}
 	if err := v.addEntries(ctx, ids, states, nil); err != nil {
 		return err
@@ -514,7 +520,7 @@ func (v *Versioned[T, E]) Update(ctx context.Context, id string, expected int64,
 			v.releaseGate(ctx, gate)
 			return nil, err
 		}
-		if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, Old: cur, New: next}}); err != nil {
+		if err := v.hold(ctx, []Held[T]{{Coll: v.Claims.Name(), ClaimID: c.ID, Writer: c.Writer, Docs: v.Docs.Name(), DocID: id, Old: cur, New: next}}); err != nil {
 			v.releaseGate(ctx, gate)
 			return nil, err
 		}

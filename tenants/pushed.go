@@ -68,7 +68,7 @@ func (s *Service) holdEvents(ctx context.Context, held []store.Held[customerDoc]
 			continue
 		}
 		err := s.cfg.Events.Hold(ctx, webhooks.Partner(x.New.PartnerID), []webhooks.Change{{
-			Claim:  webhooks.ClaimRef{Control: true, Coll: x.Coll, ClaimID: x.ClaimID, Writer: x.Writer},
+			Claim:  control(webhooks.Ref(x)),
 			Events: []webhooks.Pending{{Type: typ, CustomerID: x.New.ID, Data: partnerView(x.New)}},
 		}})
 		if err != nil {
@@ -76,4 +76,10 @@ func (s *Service) holdEvents(ctx context.Context, held []store.Held[customerDoc]
 		}
 	}
 	return nil
+}
+
+// control marks a ref as the control database's (customers are).
+func control(r webhooks.ClaimRef) webhooks.ClaimRef {
+	r.Control = true
+	return r
 }

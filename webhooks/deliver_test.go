@@ -142,10 +142,14 @@ type env struct {
 	customerID string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvScaled(t, 0.0001) }
+
+// newEnvScaled is newEnv with the retry schedule (and its 3- and 5-day
+// windows) multiplied by scale.
+func newEnvScaled(t *testing.T, scale float64) *env {
 	t.Helper()
 	allow := true
-	p := wiringtest.New(t, wiringtest.Options{Webhooks: wiring.WebhooksConfig{AllowPrivate: &allow, RetryScale: 0.0001}})
+	p := wiringtest.New(t, wiringtest.Options{Webhooks: wiring.WebhooksConfig{AllowPrivate: &allow, RetryScale: scale}})
 	ctx := t.Context()
 	partner, _, err := p.Tenants.CreatePartner(ctx, "Partner "+t.Name())
 	if err != nil {

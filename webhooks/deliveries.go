@@ -100,6 +100,14 @@ func deliveryID(eventID, endpointID string) string {
 // its body; making it again (a retry after a crash) changes nothing.
 func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, typ string, at time.Time, raw []byte) (*deliveryDoc, error) {
 	id := deliveryID(evID, endpointID)
+	v := s.deliveriesOf(o)
+	// Made already (the same event held again: an inbound webhook Twilio
+	// retried, a fan-out redone): nothing more, above all no body again.
+	if d, err := v.Get(ctx, id); err == nil {
+		return d, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	sealed, err := s.crypt(ctx, o, bodyField("b", id), raw, true)
 	if err != nil {
 		return nil, err
@@ -117,7 +125,6 @@ func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, ty
 		ID: id, Version: 1, EndpointID: endpointID, EventID: evID, EventType: typ, Status: StatusPending,
 		NextAttemptAt: &now, CreatedAt: at,
 	}
-	v := s.deliveriesOf(o)
 	if err := v.Create(ctx, id, d, struct{}{}); err != nil && !errors.Is(err, store.ErrExists) {
 		return nil, err
 	}

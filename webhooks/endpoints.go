@@ -388,8 +388,10 @@ func (s *Service) Update(ctx context.Context, o Owner, id string, expected int64
 			return Endpoint{}, err
 		}
 	}
+	wasEnabled := false
 	d, err := s.change(ctx, o, id, expected, func(cur *endpointDoc) *endpointDoc {
 		nxt := *cur
+		wasEnabled = cur.Enabled
 		if sealedURL != nil {
 			nxt.URL = sealedURL
 		}
@@ -409,6 +411,13 @@ func (s *Service) Update(ctx context.Context, o Owner, id string, expected int64
 	})
 	if err != nil {
 		return Endpoint{}, err
+	}
+	if wasEnabled && !d.Enabled {
+		// Disabled: its pending deliveries fail now (a retry sends them
+		// once it is enabled again).
+		if err := s.failPending(ctx, o, id); err != nil {
+			return Endpoint{}, err
+		}
 	}
 	return s.view(ctx, o, d)
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -31,11 +33,27 @@ type Pending struct {
 // Not Control, the claim is in the data of the event's customer (a
 // partner's event about a customer's number, too). Gone means the change is
 // the document's deletion: it happened once ClaimID is absent.
+//
+// Doc and DocID, if set, name the changed document: a claim that won may
+// still be taken back when its document cannot be written, so the change
+// happened only if the document is there too.
 type ClaimRef struct {
 	Control         bool   `bson:"control,omitempty"`
 	Coll            string `bson:"coll"`
 	ClaimID, Writer string
-	Gone            bool `bson:"gone,omitempty"`
+	Gone            bool   `bson:"gone,omitempty"`
+	Doc             string `bson:"doc,omitempty"`
+	DocID           string `bson:"docId,omitempty"`
+}
+
+// Ref is the ClaimRef of a change a store hold saw (a deletion, whose
+// document is gone, is judged by its claim alone).
+func Ref[T any](x store.Held[T]) ClaimRef {
+	r := ClaimRef{Coll: x.Coll, ClaimID: x.ClaimID, Writer: x.Writer}
+	if x.New != nil {
+		r.Doc, r.DocID = x.Docs, x.DocID
+	}
+	return r
 }
 
 // Change is one change's events, as a domain's store hold hands them over.
@@ -139,10 +157,12 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	if err := insertAll(ctx, s.colls(o).events, evs); err != nil {
+	// The due entries first: an event written without its entry would
+	// never be judged (an entry without its event is dropped).
+	if err := insertAll(ctx, s.due(), dues); err != nil {
 		return fmt.Errorf("hold events: %w", err)
 	}
-	if err := insertAll(ctx, s.due(), dues); err != nil {
+	if err := insertAll(ctx, s.colls(o).events, evs); err != nil {
 		return fmt.Errorf("hold events: %w", err)
 	}
 	for _, d := range dues {
@@ -191,12 +211,15 @@ const claimGrace = time.Minute
 // fanOut judges a held event by its claim and, once its change has won,
 // makes one delivery per endpoint. It reports whether the event is settled
 // (fanned out, or dropped); false means look again shortly.
-func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) {
+func (s *Service) fanOut(ctx context.Context, o Owner, id string, dueAt time.Time) (bool, error) {
 	c := s.colls(o)
 	var ev eventDoc
 	if err := c.events.FindID(ctx, id).Decode(&ev); err != nil {
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			return true, nil // fanned out already, or the customer's data is gone
+			// Fanned out already, or the customer's data is gone; or, for
+			// a young entry, the event is still on its way (its entry is
+			// written first).
+			return s.now().Sub(dueAt) >= claimGrace || s.shredded(ctx, o), nil
 		}
 		return false, err
 	}
@@ -208,6 +231,27 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) 
 	happened := err == nil && writer == ev.Claim.Writer
 	if ev.Claim.Gone {
 		happened = errors.Is(err, store.ErrNotFound)
+	}
+	if happened && ev.Claim.Doc != "" {
+		docs := store.Plain(s.cfg.Control.Collection(ev.Claim.Doc))
+		if !ev.Claim.Control {
+			docs = s.cfg.Tenant(ev.Customer).Collection(ev.Claim.Doc)
+		}
+		switch _, derr := docs.FindID(ctx, ev.Claim.DocID).Raw(); {
+		case errors.Is(derr, mongo.ErrNoDocuments):
+			// Claimed, and its document not there: on its way, refused
+			// (the claim then taken back), or deleted since; a later
+			// version's claim says it was there.
+			later, lerr := s.laterClaim(ctx, claims, ev.Claim)
+			if lerr != nil {
+				return false, lerr
+			}
+			if !later {
+				happened, err = false, store.ErrNotFound
+			}
+		case derr != nil:
+			return false, derr
+		}
 	}
 	switch {
 	case happened:
@@ -230,6 +274,22 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string) (bool, error) 
 		}
 	}
 	return true, s.dropEvent(ctx, o, &ev)
+}
+
+// laterClaim reports whether the version after ref's claim is claimed
+// ("<doc>:<n+1>"): then ref's change was applied, whatever became of the
+// document since.
+func (s *Service) laterClaim(ctx context.Context, claims *store.Coll, ref ClaimRef) (bool, error) {
+	rest, ok := strings.CutPrefix(ref.ClaimID, ref.DocID+":")
+	v, err := strconv.ParseInt(rest, 10, 64)
+	if !ok || err != nil {
+		return false, nil
+	}
+	_, err = store.ClaimWriter(ctx, claims, store.ClaimID(ref.DocID, v+1))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (s *Service) dropEvent(ctx context.Context, o Owner, ev *eventDoc) error {

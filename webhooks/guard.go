@@ -270,6 +270,7 @@ func (g Guard) Client(timeout time.Duration) *http.Client {
 			DialContext:           g.dialContext,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          100,
+			MaxIdleConnsPerHost:   8, // perEndpoint attempts in flight keep their connections
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,

@@ -31,6 +31,8 @@ const (
 	// perEndpoint bounds the attempts in flight to one endpoint in one
 	// process, so a slow receiver holds back only its own deliveries.
 	perEndpoint = 4
+	// busyDelay is how far a delivery to a busy endpoint moves back.
+	busyDelay = time.Second
 )
 
 // schedule is the wait before each retry (then every 12 h), scaled by
@@ -56,6 +58,7 @@ const (
 	kindEvent    = "e" // fan a held event out
 	kindDelivery = "d" // attempt a delivery
 	kindExpire   = "x" // remove a finished delivery past keepFor
+	kindEndpoint = "f" // disable an endpoint failing for failingFor
 )
 
 // dueDoc is one piece of work: its _id is "<TimeKey>/<kind>/<owner>/<id>",
@@ -71,6 +74,9 @@ func dueKey(at time.Time, kind string, o Owner, id string) string {
 type due struct {
 	key, kind, id string
 	owner         Owner
+	// lane, once set, is the endpoint lane whose slot this work holds (a
+	// queued delivery resumed): it gives the slot back when it is done.
+	lane string
 }
 
 func parseDue(key string) (due, bool) {
@@ -117,50 +123,83 @@ func (s *Service) Run(ctx context.Context, opts WorkerOptions) {
 		opts.Poll = time.Second
 	}
 	work := make(chan due)
-	var busy sync.Map  // due key → struct{}
-	var slots sync.Map // owner/endpoint → chan struct{} (perEndpoint)
+	var busy sync.Map // due key → struct{}: offered here and not settled (queued included)
+	ls := &lanes{m: map[string]*lane{}}
+	ls.resume = func(d due) {
+		go func() {
+			select {
+			case work <- d:
+			case <-ctx.Done():
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work {
-				s.runDue(ctx, d, &slots)
-				busy.Delete(d.key)
+			for {
+				select {
+				case d := <-work:
+					if !s.runDue(ctx, d, ls) {
+						busy.Delete(d.key)
+					}
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 	}
-	offer := func(key string) bool {
-		d, ok := parseDue(key)
-		if !ok {
+	// offer hands key to the workers unless it is running or queued here
+	// already; fresh says it was not.
+	offer := func(key string) (fresh, ok bool) {
+		d, parsed := parseDue(key)
+		if !parsed {
 			_, _ = s.due().DeleteID(ctx, key)
-			return true
+			return false, true
 		}
 		if _, running := busy.LoadOrStore(key, struct{}{}); running {
-			return true
+			return false, true
 		}
 		select {
 		case work <- d:
-			return true
+			return true, true
 		case <-ctx.Done():
-			return false
+			return false, false
 		}
 	}
 	tick := time.NewTicker(opts.Poll)
 	defer func() {
 		tick.Stop()
-		close(work)
 		wg.Wait()
 	}()
+	// scan offers what is due, reading past pages whose every entry is
+	// running or queued here (a busy endpoint's backlog), so that work
+	// behind them is seen.
 	scan := func() bool {
-		keys, err := s.dueKeys(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.cfg.Logger.Error("read webhook due list", "err", err)
-		}
-		for _, k := range keys {
-			if !offer(k) {
-				return false
+		after := ""
+		for range maxPages {
+			keys, err := s.dueKeys(ctx, after)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.cfg.Logger.Error("read webhook due list", "err", err)
+				}
+				return ctx.Err() == nil
 			}
+			fresh := 0
+			for _, k := range keys {
+				f, ok := offer(k)
+				if !ok {
+					return false
+				}
+				if f {
+					fresh++
+				}
+			}
+			if len(keys) < duePage || fresh > 0 {
+				return true
+			}
+			after = keys[len(keys)-1]
 		}
 		return true
 	}
@@ -172,7 +211,7 @@ func (s *Service) Run(ctx context.Context, opts WorkerOptions) {
 		case <-ctx.Done():
 			return
 		case k := <-s.wake:
-			if !offer(k) {
+			if _, ok := offer(k); !ok {
 				return
 			}
 		case <-tick.C:
@@ -183,9 +222,15 @@ func (s *Service) Run(ctx context.Context, opts WorkerOptions) {
 	}
 }
 
-// dueKeys reads the due list up to now (its oldest 500 entries).
-func (s *Service) dueKeys(ctx context.Context) ([]string, error) {
-	docs, err := store.All[dueDoc](ctx, s.due(), store.Range{To: store.TimeKey(s.now().Add(time.Millisecond)), Limit: 500})
+// A scan reads the due list duePage entries at a time, at most maxPages.
+const (
+	duePage  = 500
+	maxPages = 20
+)
+
+// dueKeys reads a page of the due list up to now, past after.
+func (s *Service) dueKeys(ctx context.Context, after string) ([]string, error) {
+	docs, err := store.All[dueDoc](ctx, s.due(), store.Range{To: store.TimeKey(s.now().Add(time.Millisecond)), After: after, Limit: duePage})
 	if err != nil {
 		return nil, err
 	}
@@ -196,22 +241,90 @@ func (s *Service) dueKeys(ctx context.Context) ([]string, error) {
 	return keys, nil
 }
 
-// runDue does one piece of due work and settles its entry.
-func (s *Service) runDue(ctx context.Context, d due, slots *sync.Map) {
+// lanes bound the attempts in flight to each endpoint in this process and
+// queue the others, so that a slow receiver holds back only its own
+// deliveries and a fast one gets the next as soon as an attempt ends.
+type lanes struct {
+	mu     sync.Mutex
+	m      map[string]*lane
+	resume func(due) // hands a queued delivery back to the workers
+}
+
+type lane struct {
+	running int
+	queue   []due
+}
+
+// maxQueued bounds the deliveries queued for one endpoint here; past it
+// a delivery's entry moves back (busyDelay).
+const maxQueued = 1000
+
+// enter takes one of endpoint key's perEndpoint slots for d (ok), or
+// queues d (queued), or neither: the lane is full.
+func (l *lanes) enter(key string, d due) (ok, queued bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	if ln == nil {
+		ln = &lane{}
+		l.m[key] = ln
+	}
+	switch {
+	case ln.running < perEndpoint:
+		ln.running++
+		return true, false
+	case len(ln.queue) < maxQueued:
+		ln.queue = append(ln.queue, d)
+		return false, true
+	}
+	return false, false
+}
+
+// leave gives back a slot: to the next queued delivery, which is resumed
+// holding it, or to the lane.
+func (l *lanes) leave(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.m[key]
+	if len(ln.queue) > 0 {
+		next := ln.queue[0]
+		ln.queue = ln.queue[1:]
+		next.lane = key
+		l.resume(next)
+		return
+	}
+	ln.running--
+	if ln.running == 0 {
+		delete(l.m, key)
+	}
+}
+
+// runDue does one piece of due work and settles its entry. It reports
+// whether the work is queued here (still this process's: not settled).
+func (s *Service) runDue(ctx context.Context, d due, ls *lanes) (queued bool) {
+	if d.lane != "" {
+		defer ls.leave(d.lane)
+	}
 	var err error
 	done := true
 	switch d.kind {
 	case kindEvent:
-		done, err = s.fanOut(ctx, d.owner, d.id)
+		at, _ := store.TimeOfKey(d.key)
+		done, err = s.fanOut(ctx, d.owner, d.id, at)
 		if !done && err == nil {
 			// Its claim is on its way: look again shortly (the poll would
 			// too, within a second).
 			time.AfterFunc(50*time.Millisecond, func() { s.poke(d.key) })
 		}
 	case kindDelivery:
-		done, err = s.attempt(ctx, d, slots)
+		done, queued, err = s.attempt(ctx, d, ls)
+		if queued {
+			return true
+		}
 	case kindExpire:
 		err = s.expire(ctx, d.owner, d.id)
+	case kindEndpoint:
+		err = s.judgeEndpoint(ctx, d.owner, d.id)
 	}
 	if err != nil {
 		if s.cfg.Shredded(err) {
@@ -225,6 +338,60 @@ func (s *Service) runDue(ctx context.Context, d due, slots *sync.Map) {
 		if _, err := s.due().DeleteID(context.WithoutCancel(ctx), d.key); err != nil {
 			s.cfg.Logger.Error("settle webhook work", "err", err)
 		}
+	}
+	return false
+}
+
+// judgeEndpoint disables an endpoint with no 2xx since a failure
+// failingFor ago (it got no attempt since, or the attempts kept failing).
+func (s *Service) judgeEndpoint(ctx context.Context, o Owner, id string) error {
+	now := s.now()
+	cur, err := s.endpoint(ctx, o, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !cur.Enabled || cur.FailingSince == nil || now.Sub(*cur.FailingSince) < s.scaled(failingFor) {
+		return nil
+	}
+	next, err := s.change(ctx, o, id, store.AnyVersion, func(cur *endpointDoc) *endpointDoc {
+		if !cur.Enabled || cur.FailingSince == nil || now.Sub(*cur.FailingSince) < s.scaled(failingFor) {
+			return nil
+		}
+		nxt := *cur
+		nxt.Enabled = false
+		return &nxt
+	})
+	if err != nil || next.Enabled {
+		return err
+	}
+	return s.failPending(ctx, o, id)
+}
+
+// failPending fails the pending deliveries of a disabled endpoint (not one
+// in flight: its attempt settles it), for a retry once it is enabled again.
+func (s *Service) failPending(ctx context.Context, o Owner, endpointID string) error {
+	r := store.Prefix("s/" + endpointID + "/" + StatusPending + "/")
+	r.Limit = 100
+	for {
+		docs, keys, err := s.deliveriesOf(o).Scan(ctx, r, func(d *deliveryDoc) bool { return d.Status == StatusPending })
+		if err != nil {
+			return err
+		}
+		for _, d := range docs {
+			if d.InFlight {
+				continue
+			}
+			if err := s.finish(ctx, o, d, nil, "endpoint disabled"); err != nil {
+				return err
+			}
+		}
+		if len(keys) < r.Limit {
+			return nil
+		}
+		r.After = keys[len(keys)-1]
 	}
 }
 
@@ -244,7 +411,7 @@ func (s *Service) expire(ctx context.Context, o Owner, id string) error {
 
 // attempt makes one attempt of a due delivery if it is still due and this
 // process claims it. It reports whether the due entry is settled.
-func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, error) {
+func (s *Service) attempt(ctx context.Context, dd due, ls *lanes) (done, queued bool, err error) {
 	o := dd.owner
 	v := s.deliveriesOf(o)
 	d, err := v.Latest(ctx, dd.id)
@@ -252,49 +419,51 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 		// The entry is written just before its delivery: a young one
 		// waits for it; one whose delivery never came (or is gone: its
 		// customer shredded) goes.
-		if !o.Partner {
-			if _, cerr := s.cfg.Cipher(ctx, o.ID); cerr != nil && s.cfg.Shredded(cerr) {
-				return true, nil
-			}
-		}
 		at, _ := store.TimeOfKey(dd.key)
-		return s.now().Sub(at) >= claimGrace, nil
+		return s.now().Sub(at) >= claimGrace || s.shredded(ctx, o), false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	now := s.now()
 	if d.Status != StatusPending {
-		return true, nil
+		return true, false, nil
 	}
 	if d.NextAttemptAt != nil && d.NextAttemptAt.After(now.Add(time.Second)) {
 		// Not due yet: the entry of its due time exists (written before
 		// the state that named it), this one is stale.
-		return true, nil
+		return true, false, nil
 	}
 	ep, err := s.endpoint(ctx, o, d.EndpointID)
 	if errors.Is(err, ErrNotFound) {
-		return true, s.purgeDelivery(ctx, o, d) // the endpoint was deleted
+		return true, false, s.purgeDelivery(ctx, o, d) // the endpoint was deleted
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if !ep.Enabled {
-		return true, s.finish(ctx, o, d, nil, "endpoint disabled")
+		return true, false, s.finish(ctx, o, d, nil, "endpoint disabled")
 	}
-	sem, _ := slots.LoadOrStore(o.key()+"/"+ep.ID, make(chan struct{}, perEndpoint))
-	select {
-	case sem.(chan struct{}) <- struct{}{}:
-		defer func() { <-sem.(chan struct{}) }()
-	default:
-		return false, nil // this endpoint is busy here: the next poll
+	if dd.lane == "" { // else resumed from the queue, holding a slot
+		lane := o.key() + "/" + ep.ID
+		switch ok, queued := ls.enter(lane, dd); {
+		case queued:
+			return false, true, nil // resumed when one of the endpoint's attempts ends
+		case !ok:
+			// Its queue here is full: the entry moves back a second.
+			if err := s.addDue(ctx, dueKey(now.Add(busyDelay), kindDelivery, o, d.ID)); err != nil {
+				return false, false, err
+			}
+			return true, false, nil
+		}
+		defer ls.leave(lane)
 	}
 	// The attempt is the claim of the next version; its lease's entry
 	// is written first, so a process that dies mid-attempt is followed.
 	leaseEnd := now.Add(attemptLease)
 	leaseKey := dueKey(leaseEnd, kindDelivery, o, d.ID)
 	if err := s.addDue(ctx, leaseKey); err != nil {
-		return false, err
+		return false, false, err
 	}
 	d, err = v.Update(ctx, d.ID, d.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {
 		nxt := *cur
@@ -308,27 +477,25 @@ func (s *Service) attempt(ctx context.Context, dd due, slots *sync.Map) (bool, e
 		// millisecond), and a stale entry only makes the worker look.
 		var ce *store.ConflictError
 		if errors.As(err, &ce) {
-			return true, nil // another process has it
+			return true, false, nil // another process has it
 		}
-		return false, err
+		return false, false, err
 	}
 	code, aerr := s.post(ctx, o, ep, d)
 	if ctx.Err() != nil {
-		return false, nil // stopping: the lease's entry brings it back
+		return false, false, nil // stopping: the lease's entry brings it back
 	}
 	sctx := context.WithoutCancel(ctx)
 	err = s.settle(sctx, o, ep, d, code, aerr)
 	if err == nil {
 		_, _ = s.due().DeleteID(sctx, leaseKey)
 	}
-	if !o.Partner {
+	if s.shredded(sctx, o) {
 		// A shred that came during the attempt deleted the customer's
 		// data before this settle wrote its claim: take that away too.
-		if _, cerr := s.cfg.Cipher(sctx, o.ID); cerr != nil && s.cfg.Shredded(cerr) {
-			return true, s.purgeDelivery(sctx, o, d)
-		}
+		return true, false, s.purgeDelivery(sctx, o, d)
 	}
-	return err == nil, err
+	return err == nil, false, err
 }
 
 // post makes the HTTP request of an attempt: the status code, or the
@@ -390,7 +557,14 @@ func (s *Service) settle(ctx context.Context, o Owner, ep *endpointDoc, d *deliv
 	}
 	reason := attemptError(code, aerr)
 	disable := code == http.StatusGone
-	if _, err := s.change(ctx, o, ep.ID, store.AnyVersion, func(cur *endpointDoc) *endpointDoc {
+	if ep.FailingSince == nil {
+		// The first failure since a 2xx: the endpoint is judged again
+		// when its 5 days are up, whether events come or not.
+		if err := s.addDue(ctx, dueKey(now.Add(s.scaled(failingFor)), kindEndpoint, o, ep.ID)); err != nil {
+			return err
+		}
+	}
+	cur, err := s.change(ctx, o, ep.ID, store.AnyVersion, func(cur *endpointDoc) *endpointDoc {
 		nxt := *cur
 		switch {
 		case !cur.Enabled:
@@ -403,8 +577,14 @@ func (s *Service) settle(ctx context.Context, o Owner, ep *endpointDoc, d *deliv
 			return nil
 		}
 		return &nxt
-	}); err != nil && !errors.Is(err, ErrNotFound) {
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
+	}
+	if err == nil && ep.Enabled && !cur.Enabled {
+		if err := s.failPending(ctx, o, ep.ID); err != nil {
+			return err
+		}
 	}
 	var cp *int
 	if code != 0 {
@@ -418,7 +598,7 @@ func (s *Service) settle(ctx context.Context, o Owner, ep *endpointDoc, d *deliv
 	if err := s.addDue(ctx, key); err != nil {
 		return err
 	}
-	_, err := s.deliveriesOf(o).Update(ctx, d.ID, d.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {
+	_, err = s.deliveriesOf(o).Update(ctx, d.ID, d.Version, func(cur *deliveryDoc) (*deliveryDoc, struct{}, error) {
 		nxt := *cur
 		nxt.Version++
 		nxt.NextAttemptAt, nxt.InFlight, nxt.LastStatusCode, nxt.LastError = &next, false, cp, &reason
@@ -455,8 +635,10 @@ func (s *Service) finish(ctx context.Context, o Owner, d *deliveryDoc, code *int
 		}
 		return &nxt, struct{}{}, nil
 	}, store.UpdateOptions[deliveryDoc]{})
-	if err := ignoreConflict(err); err != nil {
-		return err
+	if err != nil {
+		// Overtaken (another attempt past this one's lease): that one's
+		// outcome stands, and the body is its to drop.
+		return ignoreConflict(err)
 	}
 	if status == StatusDelivered {
 		_, err = s.colls(o).bodies.DeleteID(ctx, d.ID)
@@ -486,6 +668,15 @@ func attemptError(code int, err error) string {
 	default:
 		return "connection failed"
 	}
+}
+
+// shredded reports whether o is a customer whose data is gone for good.
+func (s *Service) shredded(ctx context.Context, o Owner) bool {
+	if o.Partner {
+		return false
+	}
+	_, err := s.cfg.Cipher(ctx, o.ID)
+	return err != nil && s.cfg.Shredded(err)
 }
 
 // addDue writes a due entry; one already there (the same work at the same
