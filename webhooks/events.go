@@ -292,10 +292,9 @@ func (s *Service) laterClaim(ctx context.Context, claims *store.Coll, ref ClaimR
 	return err == nil, err
 }
 
+// dropEvent deletes a settled event; its due entry goes when the worker
+// settles the work (fanOut's answer).
 func (s *Service) dropEvent(ctx context.Context, o Owner, ev *eventDoc) error {
-	if _, err := s.colls(o).events.DeleteID(ctx, ev.ID); err != nil {
-		return err
-	}
-	_, err := s.due().DeleteID(ctx, ev.Due)
+	_, err := s.colls(o).events.DeleteID(ctx, ev.ID)
 	return err
 }
