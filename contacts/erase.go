@@ -12,6 +12,12 @@ import (
 // Delete removes a contact, its lookups and its timeline for good.
 func (h *Handle) Delete(ctx context.Context, id string) error {
 	doc, _, err := h.load(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		// Gone; a deletion that stopped before its last step finishes it.
+		if ferr := h.forgetEvents(ctx, id); ferr != nil {
+			return ferr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -27,7 +33,7 @@ func (h *Handle) Delete(ctx context.Context, id string) error {
 	if _, err := h.timeline().DeleteRange(ctx, timelineOf(id)); err != nil {
 		return fmt.Errorf("delete timeline: %w", err)
 	}
-	return nil
+	return h.forgetEvents(ctx, id)
 }
 
 // Anonymize keeps a contact as a record without a person: names and
@@ -70,6 +76,9 @@ func (h *Handle) Anonymize(ctx context.Context, id string) (Contact, error) {
 		return Contact{}, err
 	}
 	if err := h.scrubTimeline(ctx, id); err != nil {
+		return Contact{}, err
+	}
+	if err := h.forgetEvents(ctx, id); err != nil {
 		return Contact{}, err
 	}
 	return h.view(doc, p), nil

@@ -11,6 +11,7 @@ import (
 // (webhooks.Service); nil pushes none.
 type Events interface {
 	Hold(ctx context.Context, o webhooks.Owner, changes []webhooks.Change) error
+	Forget(ctx context.Context, o webhooks.Owner, subject string) error
 }
 
 // contactEvent is the pushed event of one contact change, "" for none: a
@@ -51,11 +52,27 @@ func (h *Handle) holdEvents(ctx context.Context, held []store.Held[contactDoc]) 
 		}
 		chs = append(chs, webhooks.Change{
 			Claim:  webhooks.Ref(x),
-			Events: []webhooks.Pending{{Type: typ, CustomerID: h.db.ID(), Data: data}},
+			Events: []webhooks.Pending{{Type: typ, CustomerID: h.db.ID(), Data: data, Subject: contactID(x)}},
 		})
 	}
 	if len(chs) == 0 {
 		return nil
 	}
 	return h.events.Hold(ctx, webhooks.Customer(h.db.ID()), chs)
+}
+
+func contactID(x store.Held[contactDoc]) string {
+	if x.New != nil {
+		return x.New.ID
+	}
+	return x.Old.ID
+}
+
+// forgetEvents takes back the pushed events of contact id not delivered
+// yet (but those that carry only its id or its anonymized record).
+func (h *Handle) forgetEvents(ctx context.Context, id string) error {
+	if h.events == nil {
+		return nil
+	}
+	return h.events.Forget(ctx, webhooks.Customer(h.db.ID()), id)
 }

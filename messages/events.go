@@ -11,6 +11,7 @@ import (
 // (webhooks.Service); nil pushes nothing.
 type Events interface {
 	Hold(ctx context.Context, o webhooks.Owner, changes []webhooks.Change) error
+	Forget(ctx context.Context, o webhooks.Owner, subject string) error
 }
 
 // holdMessageEvents is the messages' store hold: an inbound message is
@@ -40,7 +41,7 @@ func (h *Handle) holdMessageEvents(ctx context.Context, held []store.Held[messag
 		}
 		chs = append(chs, webhooks.Change{
 			Claim:  webhooks.Ref(x),
-			Events: []webhooks.Pending{{Type: typ, CustomerID: h.customerID, Data: m}},
+			Events: []webhooks.Pending{{Type: typ, CustomerID: h.customerID, Data: m, Subject: m.ID}},
 		})
 	}
 	if len(chs) == 0 {
@@ -95,4 +96,13 @@ func (h *Handle) holdNumberEvent(ctx context.Context, partnerID, typ, id, e164 s
 		// The number is the customer's own, not a person's.
 		Events: []webhooks.Pending{{Type: typ, CustomerID: h.customerID, Data: map[string]string{"id": id, "phoneNumber": e164}}},
 	}})
+}
+
+// forgetEvents takes back the pushed events of message id not delivered
+// yet: their bodies hold what a redaction erases.
+func (h *Handle) forgetEvents(ctx context.Context, id string) error {
+	if h.s.cfg.Events == nil {
+		return nil
+	}
+	return h.s.cfg.Events.Forget(ctx, webhooks.Customer(h.customerID), id)
 }

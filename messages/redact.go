@@ -50,6 +50,11 @@ func (h *Handle) Redact(ctx context.Context, id string) (Message, error) {
 	if err := h.redactHistory(ctx, d); err != nil {
 		return Message{}, err
 	}
+	// And the copies waiting in pushed events (redacting again finishes
+	// it).
+	if err := h.forgetEvents(ctx, id); err != nil {
+		return Message{}, err
+	}
 	h.s.handOff(j)
 	return h.view(d)
 }

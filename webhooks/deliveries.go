@@ -43,6 +43,7 @@ type deliveryDoc struct {
 	EndpointID     string     `bson:"endpointId"`
 	EventID        string     `bson:"eventId"`
 	EventType      string     `bson:"eventType"`
+	Subject        string     `bson:"subject,omitempty"` // the resource the event shows (Forget)
 	Status         string     `bson:"status"`
 	Attempts       int        `bson:"attempts"`
 	LastAttemptAt  *time.Time `bson:"lastAttemptAt,omitempty"`
@@ -73,13 +74,17 @@ type bodyDoc struct {
 }
 
 // deliveryEntries are a delivery's index keys: the endpoint's log, newest
-// last in _id order, and the same by status.
+// last in _id order, the same by status, and by the resource it shows.
 func deliveryEntries(d *deliveryDoc) []string {
 	t := store.TimeKey(d.CreatedAt)
-	return []string{
+	out := []string{
 		"d/" + d.EndpointID + "/" + t + "/" + d.ID,
 		"s/" + d.EndpointID + "/" + d.Status + "/" + t + "/" + d.ID,
 	}
+	if d.Subject != "" {
+		out = append(out, "r/"+d.Subject+"/"+d.ID)
+	}
+	return out
 }
 
 func (s *Service) deliveriesOf(o Owner) *store.Versioned[deliveryDoc, struct{}] {
@@ -98,7 +103,7 @@ func deliveryID(eventID, endpointID string) string {
 
 // newDelivery makes the delivery of an event to an endpoint, due now, with
 // its body; making it again (a retry after a crash) changes nothing.
-func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, typ string, at time.Time, raw []byte) (*deliveryDoc, error) {
+func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, subject, typ string, at time.Time, raw []byte) (*deliveryDoc, error) {
 	id := deliveryID(evID, endpointID)
 	v := s.deliveriesOf(o)
 	// Made already (the same event held again: an inbound webhook Twilio
@@ -122,7 +127,7 @@ func (s *Service) newDelivery(ctx context.Context, o Owner, endpointID, evID, ty
 		return nil, err
 	}
 	d := &deliveryDoc{
-		ID: id, Version: 1, EndpointID: endpointID, EventID: evID, EventType: typ, Status: StatusPending,
+		ID: id, Version: 1, EndpointID: endpointID, EventID: evID, EventType: typ, Subject: subject, Status: StatusPending,
 		NextAttemptAt: &now, CreatedAt: at,
 	}
 	if err := v.Create(ctx, id, d, struct{}{}); err != nil && !errors.Is(err, store.ErrExists) {
@@ -145,7 +150,7 @@ func (s *Service) Test(ctx context.Context, o Owner, id string) (Delivery, error
 	if err != nil {
 		return Delivery{}, err
 	}
-	d, err := s.newDelivery(ctx, o, ep.ID, evID, TestEvent, now, raw)
+	d, err := s.newDelivery(ctx, o, ep.ID, evID, "", TestEvent, now, raw)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -272,6 +277,9 @@ func deliveryEntriesAll(d *deliveryDoc) []string {
 	out := []string{"d/" + d.EndpointID + "/" + t + "/" + d.ID}
 	for _, st := range []string{StatusPending, StatusDelivered, StatusFailed} {
 		out = append(out, "s/"+d.EndpointID+"/"+st+"/"+t+"/"+d.ID)
+	}
+	if d.Subject != "" {
+		out = append(out, "r/"+d.Subject+"/"+d.ID)
 	}
 	return out
 }

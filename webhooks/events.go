@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ type Pending struct {
 	CustomerID string
 	// Data is the resource as the API shows it.
 	Data any
+	// Subject, if set, is the id of the resource Data shows (a message, a
+	// contact): erasing it (Forget) takes back its events not delivered.
+	Subject string
 }
 
 // ClaimRef names the claim of the change an event waits for: in the
@@ -65,7 +69,9 @@ type Change struct {
 // eventDoc is an event held until its change is found to have won, then
 // fanned out to the endpoints chosen when it was written.
 type eventDoc struct {
-	ID        string    `bson:"_id"`
+	ID        string    `bson:"_id"` // "<subject>/<event id>", or the event id
+	EventID   string    `bson:"eventId"`
+	Subject   string    `bson:"subject,omitempty"`
 	Type      string    `bson:"type"`
 	CreatedAt time.Time `bson:"createdAt"`
 	Body      []byte    `bson:"body"` // sealed for a tenant owner
@@ -145,12 +151,17 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 			if err != nil {
 				return fmt.Errorf("event body: %w", err)
 			}
-			sealed, err := s.crypt(ctx, o, bodyField("e", id), raw, true)
+			key := id
+			if p.Subject != "" {
+				key = p.Subject + "/" + id
+			}
+			sealed, err := s.crypt(ctx, o, bodyField("e", key), raw, true)
 			if err != nil {
 				return err
 			}
-			due := dueKey(now, kindEvent, o, id)
-			evs = append(evs, eventDoc{ID: id, Type: p.Type, CreatedAt: now, Body: sealed, Endpoints: to, Claim: ch.Claim, Customer: p.CustomerID, Due: due})
+			due := dueKey(now, kindEvent, o, key)
+			evs = append(evs, eventDoc{ID: key, EventID: id, Subject: p.Subject, Type: p.Type, CreatedAt: now, Body: sealed,
+				Endpoints: to, Claim: ch.Claim, Customer: p.CustomerID, Due: due})
 			dues = append(dues, dueDoc{ID: due})
 		}
 	}
@@ -269,7 +280,7 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string, dueAt time.Tim
 		return false, err
 	}
 	for _, ep := range ev.Endpoints {
-		if _, err := s.newDelivery(ctx, o, ep, ev.ID, ev.Type, ev.CreatedAt, raw); err != nil {
+		if _, err := s.newDelivery(ctx, o, ep, ev.EventID, ev.Subject, ev.Type, ev.CreatedAt, raw); err != nil {
 			return false, err
 		}
 	}
@@ -290,6 +301,52 @@ func (s *Service) laterClaim(ctx context.Context, claims *store.Coll, ref ClaimR
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// survivesErasure are the event types that carry nothing of what an
+// erasure takes away (an id, an anonymized record): they still go out.
+var survivesErasure = []string{"contact.deleted", "contact.anonymized"}
+
+// Forget takes back the events about resource subject of owner o that are
+// not delivered yet — held, pending or failed — when the resource is
+// erased (a message redacted, a contact deleted or anonymized): their
+// bodies hold what the erasure removes. Those that carry nothing of it
+// (survivesErasure) stay. Forgetting again changes nothing.
+func (s *Service) Forget(ctx context.Context, o Owner, subject string) error {
+	if subject == "" {
+		return nil
+	}
+	c := s.colls(o)
+	evs, err := store.All[eventDoc](ctx, c.events, store.Prefix(subject+"/"))
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if !slices.Contains(survivesErasure, ev.Type) {
+			if _, err := c.events.DeleteID(ctx, ev.ID); err != nil {
+				return err
+			}
+		}
+	}
+	r := store.Prefix("r/" + subject + "/")
+	r.Limit = 100
+	for {
+		docs, keys, err := s.deliveriesOf(o).Scan(ctx, r, nil)
+		if err != nil {
+			return err
+		}
+		for _, d := range docs {
+			if d.Status != StatusDelivered && !slices.Contains(survivesErasure, d.EventType) {
+				if err := s.purgeDelivery(ctx, o, d); err != nil {
+					return err
+				}
+			}
+		}
+		if len(keys) < r.Limit {
+			return nil
+		}
+		r.After = keys[len(keys)-1]
+	}
 }
 
 // dropEvent deletes a settled event; its due entry goes when the worker

@@ -3,11 +3,13 @@ package webhooks_test
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/switchboard/switchboard/contacts"
 	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/webhooks"
 )
@@ -193,5 +195,50 @@ func TestFailingEndpointIsDisabledAfterItsDays(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a failing endpoint stayed enabled past its 5 days")
 		}
+	}
+}
+
+// TestErasureTakesBackUndeliveredEvents: a contact deleted while its
+// contact.created is still undelivered (the receiver failing) takes that
+// event back with its body; contact.deleted (its id alone) still goes.
+func TestErasureTakesBackUndeliveredEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	run(t, e.p.Webhooks)
+	r := newReceiver(t)
+	var up atomic.Bool
+	r.answer = func(int) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable
+	}
+	o := webhooks.Customer(e.customerID)
+	e.endpoint(t, o, r, "contact.created", "contact.deleted")
+	h, err := e.p.Contacts.Open(t.Context(), e.customerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.Upsert(t.Context(), contacts.ModeAdd, contacts.KeyEmail, []contacts.Input{{Email: str("erased@example.com")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); r.n.Load() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no attempt of contact.created")
+		}
+	}
+	if err := h.Delete(t.Context(), res[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	up.Store(true)
+	evs := r.wait(1)
+	time.Sleep(time.Second)
+	if evs = r.wait(1); len(evs) != 1 || evs[0].Type != "contact.deleted" {
+		t.Fatalf("events after the erasure: %+v", evs)
+	}
+	n, err := e.p.DB.Tenant(e.customerID).Collection("webhook_bodies").Count(t.Context(), store.Range{})
+	if err != nil || n != 0 {
+		t.Fatalf("%d bodies kept after the erasure (%v)", n, err)
 	}
 }
