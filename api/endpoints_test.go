@@ -111,7 +111,7 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	}
 	rcv.wait(t, "webhook.test")
 	did := d.Body["id"].(string)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		l := a.do(t, req{method: "GET", path: "/v1/webhook-endpoints/" + id + "/deliveries?status=delivered&limit=1", key: a.key})
 		items := l.Body["items"].([]any)
 		if len(items) == 1 && items[0].(map[string]any)["id"] == did {
@@ -233,7 +233,7 @@ func TestShredKeepsPartnerEventsDropsTenantOnes(t *testing.T) {
 	}
 	a.do(t, req{method: "POST", path: "/v1/contacts", key: tok, body: `{"mode":"Add","matchBy":"email","data":[{"email":"gone@example.com"}]}`})
 	// Its delivery is pending (the receiver keeps failing) when the shred comes.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		n, err := a.db.Tenant(cid).Collection("webhook_deliveries").Count(t.Context(), store.Range{})
 		if err != nil {
 			t.Fatal(err)

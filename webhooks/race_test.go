@@ -140,7 +140,7 @@ func TestRacingRotationsLeaveTwoSecrets(t *testing.T) {
 
 func waitStatus(t *testing.T, e *env, o webhooks.Owner, endpointID, id, status string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		ds, _, err := e.p.Webhooks.Deliveries(t.Context(), o, endpointID, webhooks.ListInput{Limit: 50})
 		if err != nil {
 			t.Fatal(err)
