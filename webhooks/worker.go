@@ -486,7 +486,14 @@ func (s *Service) attempt(ctx context.Context, dd due, ls *lanes) (done, queued 
 		return false, false, nil // stopping: the lease's entry brings it back
 	}
 	sctx := context.WithoutCancel(ctx)
-	err = s.settle(sctx, o, ep, d, code, aerr)
+	// The outcome is worth a few tries: a settle given up waits for the
+	// attempt's lease (15 s) before the delivery moves again.
+	for try := range 3 {
+		if err = s.settle(sctx, o, ep, d, code, aerr); err == nil {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+	}
 	if err == nil {
 		_, _ = s.due().DeleteID(sctx, leaseKey)
 	}
