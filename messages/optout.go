@@ -193,14 +193,22 @@ func (h *Handle) recordOptOut(ctx context.Context, e164 string, optedOut bool, s
 	now := h.s.now()
 	d := &optOutDoc{ID: id, Version: 1, OptedOut: optedOut, Source: sealed, UpdatedAt: now, Order: order}
 	// The first change creates the document (its claim, then the
-	// document); a number already known changes by a claim.
+	// document); a number already known changes by a claim. Known means
+	// its document is there: one written by the last release has no claim
+	// of version 1, which Create would take as free.
 	v := h.optOutsFor(e164)
-	err = v.Create(ctx, id, d, struct{}{})
-	if !errors.Is(err, store.ErrExists) {
-		if err != nil {
-			return fmt.Errorf("record opt-out: %w", err)
+	err = v.Docs.FindID(ctx, id).Err()
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		err = v.Create(ctx, id, d, struct{}{})
+		if !errors.Is(err, store.ErrExists) {
+			if err != nil {
+				return fmt.Errorf("record opt-out: %w", err)
+			}
+			return nil
 		}
-		return nil
+	case err != nil:
+		return fmt.Errorf("record opt-out: %w", err)
 	}
 	_, err = v.Update(ctx, id, store.AnyVersion, func(cur *optOutDoc) (*optOutDoc, struct{}, error) {
 		// Judged on the state this change claims over: of a STOP and an

@@ -1,8 +1,6 @@
 package messages_test
 
 import (
-	"github.com/switchboard/switchboard/internal/racing"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/racing"
 	"github.com/switchboard/switchboard/messages"
+	"github.com/switchboard/switchboard/store"
 	"github.com/switchboard/switchboard/twilio"
 	"github.com/switchboard/switchboard/twilio/twiliotest"
 )
@@ -162,4 +162,31 @@ func newSMSSID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return "SM" + hex.EncodeToString(b)
+}
+
+// TestOptOutOfTheLastReleaseChanges: an opt-out written by the last
+// release (its document, no claim of version 1) still changes: the next
+// record claims the next version, not a version 1 it takes for free.
+func TestOptOutOfTheLastReleaseChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	svc := e.service(e.client, 0)
+	h, err := svc.Open(t.Context(), e.customerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const phone = "+14155550166"
+	if _, err := h.SetOptOut(t.Context(), phone, true, "form"); err != nil {
+		t.Fatal(err)
+	}
+	// What the last release left: the document alone.
+	if _, err := e.p.DB.Tenant(e.customerID).Collection("opt_out_claims").DeleteRange(t.Context(), store.Range{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.SetOptOut(t.Context(), phone, false, "call"); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := h.OptOut(t.Context(), phone); err != nil || o.OptedOut {
+		t.Fatalf("the opt-in over an old opt-out was lost: %+v %v", o, err)
+	}
 }

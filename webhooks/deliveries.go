@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/switchboard/switchboard"
@@ -273,13 +274,15 @@ func (s *Service) purgeDelivery(ctx context.Context, o Owner, d *deliveryDoc) er
 // deliveryEntriesAll are every index key a delivery may have had (one per
 // status it went through).
 func deliveryEntriesAll(d *deliveryDoc) []string {
-	t := store.TimeKey(d.CreatedAt)
-	out := []string{"d/" + d.EndpointID + "/" + t + "/" + d.ID}
+	var out []string
 	for _, st := range []string{StatusPending, StatusDelivered, StatusFailed} {
-		out = append(out, "s/"+d.EndpointID+"/"+st+"/"+t+"/"+d.ID)
-	}
-	if d.Subject != "" {
-		out = append(out, "r/"+d.Subject+"/"+d.ID)
+		x := *d
+		x.Status = st
+		for _, k := range deliveryEntries(&x) {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
 	}
 	return out
 }

@@ -78,7 +78,6 @@ type eventDoc struct {
 	Endpoints []string  `bson:"endpoints"`
 	Claim     ClaimRef  `bson:"claim"`
 	Customer  string    `bson:"customer"` // whose data holds the claim
-	Due       string    `bson:"due"`
 }
 
 // body is what a delivery posts.
@@ -161,7 +160,7 @@ func (s *Service) Hold(ctx context.Context, o Owner, changes []Change) error {
 			}
 			due := dueKey(now, kindEvent, o, key)
 			evs = append(evs, eventDoc{ID: key, EventID: id, Subject: p.Subject, Type: p.Type, CreatedAt: now, Body: sealed,
-				Endpoints: to, Claim: ch.Claim, Customer: p.CustomerID, Due: due})
+				Endpoints: to, Claim: ch.Claim, Customer: p.CustomerID})
 			dues = append(dues, dueDoc{ID: due})
 		}
 	}
@@ -234,21 +233,14 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string, dueAt time.Tim
 		}
 		return false, err
 	}
-	claims := store.Plain(s.cfg.Control.Collection(ev.Claim.Coll))
-	if !ev.Claim.Control {
-		claims = s.cfg.Tenant(ev.Customer).Collection(ev.Claim.Coll)
-	}
+	claims := s.refColl(&ev, ev.Claim.Coll)
 	writer, err := store.ClaimWriter(ctx, claims, ev.Claim.ClaimID)
 	happened := err == nil && writer == ev.Claim.Writer
 	if ev.Claim.Gone {
 		happened = errors.Is(err, store.ErrNotFound)
 	}
 	if happened && ev.Claim.Doc != "" {
-		docs := store.Plain(s.cfg.Control.Collection(ev.Claim.Doc))
-		if !ev.Claim.Control {
-			docs = s.cfg.Tenant(ev.Customer).Collection(ev.Claim.Doc)
-		}
-		switch _, derr := docs.FindID(ctx, ev.Claim.DocID).Raw(); {
+		switch _, derr := s.refColl(&ev, ev.Claim.Doc).FindID(ctx, ev.Claim.DocID).Raw(); {
 		case errors.Is(derr, mongo.ErrNoDocuments):
 			// Claimed, and its document not there: on its way, refused
 			// (the claim then taken back), or deleted since; a later
@@ -285,6 +277,15 @@ func (s *Service) fanOut(ctx context.Context, o Owner, id string, dueAt time.Tim
 		}
 	}
 	return true, s.dropEvent(ctx, o, &ev)
+}
+
+// refColl is collection name where ev's claim lives: the control
+// database's, or its customer's.
+func (s *Service) refColl(ev *eventDoc, name string) *store.Coll {
+	if ev.Claim.Control {
+		return store.Plain(s.cfg.Control.Collection(name))
+	}
+	return s.cfg.Tenant(ev.Customer).Collection(name)
 }
 
 // laterClaim reports whether the version after ref's claim is claimed
